@@ -1,0 +1,11 @@
+module github.com/procpool/procpool
+
+go 1.24
+
+require (
+	github.com/fxamacker/cbor/v2 v2.9.0 // indirect
+	github.com/vmihailenco/msgpack/v5 v5.4.1 // indirect
+	github.com/vmihailenco/tagparser/v2 v2.0.0 // indirect
+	github.com/x448/float16 v0.8.4 // indirect
+	go.uber.org/goleak v1.3.0 // indirect
+)
