@@ -1,0 +1,122 @@
+package procpool
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/procpool/procpool/internal/wire"
+)
+
+// A CallOption configures one call (Apply, ApplyAsync, Map, Imap, ...).
+type CallOption func(*callConfig)
+
+type callConfig struct {
+	callback    any // func(Out), checked against the call's result type
+	errCallback func(error)
+	chunkSize   int
+	timeout     time.Duration
+	retries     int
+	hasRetries  bool
+	window      int
+}
+
+// Callback runs f with the result of a successful task, in the parent, like
+// Python's callback: one callback at a time, in completion order, on a
+// goroutine of the pool, before the Future is ready. For MapAsync, f gets
+// the whole result slice. A panic in f is recovered and counted in Stats.
+// Passing a Callback whose type does not match the call's result type is an
+// error from the call.
+func Callback[T any](f func(T)) CallOption {
+	return func(c *callConfig) { c.callback = f }
+}
+
+// ErrorCallback runs f with a task's error, in the parent, under the same
+// rules as Callback.
+func ErrorCallback(f func(error)) CallOption {
+	return func(c *callConfig) { c.errCallback = f }
+}
+
+// ChunkSize sets how many items of a Map or Imap travel to a worker as one
+// task. The default for Map and MapAsync is about len(items)/(4·processes),
+// as in Python; for Imap and ImapUnordered it is 1.
+func ChunkSize(k int) CallOption { return func(c *callConfig) { c.chunkSize = k } }
+
+// Timeout bounds this call's tasks' run time, counted from the moment each
+// starts on a worker, overriding WithTaskTimeout.
+func Timeout(d time.Duration) CallOption { return func(c *callConfig) { c.timeout = d } }
+
+// Retries overrides WithRetries for this call.
+func Retries(n int) CallOption {
+	return func(c *callConfig) { c.retries, c.hasRetries = n, true }
+}
+
+// Window bounds how many chunks Imap and ImapUnordered keep submitted ahead
+// of the consumer (default 4 per worker process). Memory use is bounded by
+// Window × ChunkSize items.
+func Window(n int) CallOption { return func(c *callConfig) { c.window = n } }
+
+func (p *Pool) callConfig(opts []CallOption) callConfig {
+	cc := callConfig{timeout: p.cfg.taskTimeout, retries: p.cfg.retries}
+	for _, o := range opts {
+		o(&cc)
+	}
+	return cc
+}
+
+// typedCallback returns the callback as a func(T), or an error if its type
+// does not fit.
+func typedCallback[T any](cc *callConfig) (func(T), error) {
+	if cc.callback == nil {
+		return nil, nil
+	}
+	f, ok := cc.callback.(func(T))
+	if !ok {
+		var zero T
+		return nil, fmt.Errorf("procpool: Callback takes %T, but this call's result is %T", cc.callback, zero)
+	}
+	return f, nil
+}
+
+// newTask encodes arg into a task frame for function fn.
+func (p *Pool) newTask(ctx context.Context, fn string, chunk bool, arg any, cc *callConfig) (*task, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, context.Cause(ctx)
+	}
+	id := p.nextID.Add(1)
+	frame, start := wire.BeginFrame(nil, wire.KindTask, id)
+	frame = wire.AppendTaskHeader(frame, chunk, fn)
+	frame, err := p.codec.Append(frame, arg)
+	if err != nil {
+		op := "encode argument"
+		if chunk {
+			op = "encode arguments"
+		}
+		return nil, &CodecError{Op: op, Err: err}
+	}
+	if err := wire.EndFrame(frame, start); err != nil {
+		return nil, &CodecError{Op: "encode argument", Err: err}
+	}
+	if len(frame)-wire.HeaderSize > p.cfg.maxFrame {
+		return nil, &CodecError{Op: "encode argument", Err: fmt.Errorf("%d bytes is over the frame limit of %d (WithMaxFrame)", len(frame), p.cfg.maxFrame)}
+	}
+	return &task{id: id, fn: fn, frame: frame, ctx: ctx, timeout: cc.timeout, retries: cc.retries}, nil
+}
+
+// deliver completes fut with (v, err), through the callback queue when the
+// call has callbacks.
+func deliver[T any](p *Pool, fut *Future[T], cb func(T), ecb func(error), v T, err error) {
+	if cb == nil && ecb == nil {
+		fut.set(v, err)
+		return
+	}
+	p.cb.push(func() {
+		defer fut.set(v, err)
+		switch {
+		case err == nil && cb != nil:
+			cb(v)
+		case err != nil && ecb != nil:
+			ecb(err)
+		}
+	})
+}

@@ -1,0 +1,376 @@
+package procpool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/procpool/procpool/internal/supervise"
+	"github.com/procpool/procpool/internal/wire"
+)
+
+// submit accepts t into the queue. With block, it waits for room in a
+// bounded queue until t.ctx ends; without, a full queue is ErrQueueFull.
+func (p *Pool) submit(t *task, block bool) error {
+	p.mu.Lock()
+	for {
+		switch {
+		case p.closed:
+			p.mu.Unlock()
+			return ErrClosed
+		case p.broken != nil:
+			err := p.broken
+			p.mu.Unlock()
+			return err
+		}
+		if p.cfg.queueSize <= 0 || p.queue.len() < p.cfg.queueSize || p.hasFreeWorkerLocked() {
+			break
+		}
+		if !block {
+			p.mu.Unlock()
+			return ErrQueueFull
+		}
+		room := p.room
+		p.mu.Unlock()
+		select {
+		case <-room:
+		case <-t.ctx.Done():
+			return context.Cause(t.ctx)
+		}
+		p.mu.Lock()
+	}
+	p.pending.Add(1)
+	p.stats.submitted.Add(1)
+	if t.ctx.Done() != nil {
+		t.stopWatch = context.AfterFunc(t.ctx, func() { p.cancelTask(t, context.Cause(t.ctx)) })
+	}
+	p.queue.pushBack(t)
+	p.dispatchLocked()
+	p.mu.Unlock()
+	return nil
+}
+
+func (p *Pool) hasFreeWorkerLocked() bool {
+	for _, w := range p.workers {
+		if p.canTakeLocked(w) {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *Pool) canTakeLocked(w *worker) bool {
+	return w.ready && !w.retiring && w.inflight.len() < p.cfg.depth &&
+		(p.cfg.maxTasks <= 0 || w.sent < p.cfg.maxTasks)
+}
+
+// dispatchLocked hands queued tasks to workers: an idle worker first, else
+// the least loaded one with room in its pipeline.
+func (p *Pool) dispatchLocked() {
+	moved := false
+	for p.queue.len() > 0 {
+		var best *worker
+		for _, w := range p.workers {
+			if p.canTakeLocked(w) && (best == nil || w.inflight.len() < best.inflight.len()) {
+				best = w
+				if w.inflight.len() == 0 {
+					break
+				}
+			}
+		}
+		if best == nil {
+			break
+		}
+		t := p.queue.popFront()
+		moved = true
+		if t.done.Load() {
+			continue
+		}
+		p.assignLocked(best, t)
+	}
+	if moved && p.cfg.queueSize > 0 {
+		p.roomLocked()
+	}
+	if p.queue.len() > 0 {
+		p.growLocked()
+	}
+}
+
+func (p *Pool) assignLocked(w *worker, t *task) {
+	t.w = w
+	w.inflight.pushBack(t)
+	w.sent++
+	if w.inflight.len() == 1 {
+		p.startLocked(w, t)
+	}
+	w.send(t.frame)
+	if p.cfg.maxTasks > 0 && w.sent >= p.cfg.maxTasks {
+		w.retiring = true
+	}
+}
+
+// startLocked marks t as the task now running on w and arms its deadline.
+func (p *Pool) startLocked(w *worker, t *task) {
+	t.attempts++
+	if t.timeout <= 0 {
+		return
+	}
+	t.timer = time.AfterFunc(t.timeout, func() { p.expire(w, t, nil) })
+}
+
+// readLoop reads w's answers until the worker exits or breaks the protocol.
+// It returns nil on a clean end of stream.
+func (w *worker) readLoop() error {
+	p := w.p
+	for {
+		f, err := w.r.Next()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if errors.Is(err, wire.ErrFrameTooLarge) || errors.Is(err, wire.ErrMalformed) {
+				return fmt.Errorf("%w: %w", ErrProtocol, err)
+			}
+			return err
+		}
+		if err := p.onFrame(w, f); err != nil {
+			return err
+		}
+	}
+}
+
+// onFrame matches an answer to the task at the head of w's pipeline.
+func (p *Pool) onFrame(w *worker, f wire.Frame) error {
+	p.mu.Lock()
+	t := w.inflight.front()
+	if t == nil || t.id != f.ID {
+		p.mu.Unlock()
+		return fmt.Errorf("%w: %s frame for task %d, expected %s", ErrProtocol, f.Kind, f.ID, expected(t))
+	}
+	switch f.Kind {
+	case wire.KindResult, wire.KindError, wire.KindSkipped:
+	default:
+		p.mu.Unlock()
+		return fmt.Errorf("%w: unexpected %s frame", ErrProtocol, f.Kind)
+	}
+	w.inflight.popFront()
+	w.done++
+	w.lastUsed = time.Now()
+	if t.timer != nil {
+		t.timer.Stop()
+	}
+	t.w = nil
+	if next := w.inflight.front(); next != nil {
+		p.startLocked(w, next)
+	}
+	if w.retiring && w.inflight.len() == 0 {
+		w.closeInput()
+	}
+	p.dispatchLocked()
+	checkMemory := p.cfg.maxMemory > 0 && !w.retiring
+	p.mu.Unlock()
+
+	switch f.Kind {
+	case wire.KindResult:
+		if t.finishResult(p, f) {
+			p.stats.succeeded.Add(1)
+		}
+	case wire.KindError:
+		if t.finish(p, remoteError(t.fn, f.Body)) {
+			p.stats.failed.Add(1)
+		}
+	case wire.KindSkipped:
+		t.finish(p, context.Canceled)
+	}
+	if checkMemory {
+		p.checkMemory(w, false)
+	}
+	return nil
+}
+
+func expected(t *task) string {
+	if t == nil {
+		return "none (no task in flight)"
+	}
+	return fmt.Sprintf("an answer for task %d", t.id)
+}
+
+// cancelTask ends t with cause: a queued task is removed, a running task's
+// worker is stopped, a task waiting in a worker's pipe is skipped there.
+func (p *Pool) cancelTask(t *task, cause error) {
+	if errors.Is(cause, context.DeadlineExceeded) {
+		p.mu.Lock()
+		w := t.w
+		p.mu.Unlock()
+		if w != nil {
+			p.expire(w, t, cause)
+			return
+		}
+	}
+	p.mu.Lock()
+	if t.done.Load() {
+		p.mu.Unlock()
+		return
+	}
+	w := t.w
+	switch {
+	case w == nil:
+		p.queue.remove(func(q *task) bool { return q == t })
+		if p.cfg.queueSize > 0 {
+			p.roomLocked()
+		}
+	case w.inflight.front() == t:
+		p.stopLocked(w, ReasonCancelled, nil)
+	default:
+		w.send(wire.AppendFrame(nil, wire.KindCancel, t.id, nil))
+	}
+	p.mu.Unlock()
+	if t.finish(p, cause) {
+		p.stats.cancelled.Add(1)
+	}
+}
+
+// expire handles a task that ran past its deadline on w: its worker is
+// stopped, and the task ends (or is retried) when the worker has exited.
+func (p *Pool) expire(w *worker, t *task, cause error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if t.done.Load() || t.w != w || w.inflight.front() != t {
+		return
+	}
+	t.expired = true
+	t.expireCause = cause
+	p.stopLocked(w, ReasonTimeout, nil)
+}
+
+// stopLocked kills w with a reason that its exit will report.
+func (p *Pool) stopLocked(w *worker, reason string, err error) {
+	if w.stopReason == "" {
+		w.stopReason, w.stopErr = reason, err
+	}
+	w.retiring = true
+	w.kill()
+}
+
+// checkMemory retires (between tasks) or stops (mid-task) a worker over the
+// memory limit.
+func (p *Pool) checkMemory(w *worker, running bool) {
+	rss, err := supervise.RSS(w.pid)
+	if err != nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	w.rss = rss
+	if rss <= p.cfg.maxMemory || w.retiring {
+		return
+	}
+	over := fmt.Errorf("resident memory %d MiB is over the limit of %d MiB", rss>>20, p.cfg.maxMemory>>20)
+	if running && w.inflight.len() > 0 {
+		p.stopLocked(w, ReasonMemory, over)
+		return
+	}
+	w.retiring = true
+	if w.stopReason == "" {
+		w.stopReason, w.stopErr = ReasonMemory, over
+	}
+	if w.inflight.len() == 0 {
+		w.closeInput()
+	}
+	p.growLocked()
+}
+
+// workerExited accounts for a worker that is gone: the task it was running
+// fails (or is retried), the tasks behind it go back to the queue, and a new
+// worker is started if the pool still needs one.
+func (p *Pool) workerExited(w *worker, readErr error) {
+	p.mu.Lock()
+	for i, x := range p.workers {
+		if x == w {
+			p.workers = append(p.workers[:i], p.workers[i+1:]...)
+			break
+		}
+	}
+	reason, cause := w.stopReason, w.stopErr
+	if reason == "" {
+		reason = ReasonCrashed
+		if errors.Is(readErr, ErrProtocol) {
+			reason, cause = ReasonProtocol, readErr
+		}
+	} else if readErr != nil && errors.Is(readErr, ErrProtocol) && cause == nil {
+		cause = readErr
+	}
+	p.stats.exited(reason)
+	p.logf("worker exited", "pid", w.pid, "reason", reason, "status", exitText(w.status))
+
+	var failed []*task
+	var errs []error
+	tasks := w.inflight.drain()
+	for i := len(tasks) - 1; i >= 0; i-- {
+		t := tasks[i]
+		t.w = nil
+		if t.timer != nil {
+			t.timer.Stop()
+		}
+		if t.done.Load() {
+			continue
+		}
+		if i > 0 || p.terminated {
+			// Never started (or the pool is going away): back to the queue.
+			if p.terminated {
+				failed, errs = append(failed, t), append(errs, ErrTerminated)
+				continue
+			}
+			p.queue.pushFront(t)
+			continue
+		}
+		exitErr := p.exitError(w, reason, cause, t.attempts)
+		var err error = exitErr
+		if t.expired {
+			err = timeoutErr(t, exitErr)
+		}
+		if t.retries > 0 && reason != ReasonTerminated {
+			t.retries--
+			t.expired = false
+			p.stats.retried.Add(1)
+			p.queue.pushFront(t)
+			continue
+		}
+		failed, errs = append(failed, t), append(errs, err)
+	}
+	if !p.terminated {
+		p.growLocked()
+		p.dispatchLocked()
+	}
+	p.maybeStoppedLocked()
+	p.mu.Unlock()
+	for i, t := range failed {
+		if t.finish(p, errs[i]) {
+			if errors.Is(errs[i], ErrTimeout) {
+				p.stats.timedOut.Add(1)
+			} else {
+				p.stats.failed.Add(1)
+			}
+		}
+	}
+}
+
+func (p *Pool) exitError(w *worker, reason string, cause error, attempts int) *WorkerExitError {
+	e := &WorkerExitError{Pid: w.pid, ExitCode: -1, Reason: reason, Attempts: attempts, Err: cause}
+	switch {
+	case w.status.Signaled():
+		e.Signal = w.status.Signal()
+	case w.status.Exited():
+		e.ExitCode = w.status.ExitStatus()
+	}
+	return e
+}
+
+func timeoutErr(t *task, exitErr *WorkerExitError) error {
+	if t.expireCause != nil {
+		return fmt.Errorf("%w: %w: %w", ErrTimeout, t.expireCause, exitErr)
+	}
+	return fmt.Errorf("%w after %v: %w", ErrTimeout, t.timeout, exitErr)
+}

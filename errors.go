@@ -1,0 +1,175 @@
+package procpool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"syscall"
+)
+
+// Sentinel errors. Test for them with errors.Is: the errors procpool returns
+// wrap them with more detail.
+var (
+	// ErrClosed is returned when a task is submitted to a pool that has been
+	// closed, shut down or terminated. The task was not accepted.
+	ErrClosed = errors.New("procpool: pool is closed")
+	// ErrTerminated ends every task that was still pending or running when
+	// Terminate was called (or when Shutdown's context ran out).
+	ErrTerminated = errors.New("procpool: pool was terminated")
+	// ErrTimeout ends a task that ran past its deadline: WithTaskTimeout, a
+	// per-call Timeout, or its context's deadline. errors.Is(err,
+	// context.DeadlineExceeded) is true for it as well.
+	ErrTimeout error = timeoutError{}
+	// ErrQueueFull is returned by TryApplyAsync when the pool's queue
+	// (WithQueueSize) has no room. The task was not accepted.
+	ErrQueueFull = errors.New("procpool: queue is full")
+	// ErrPoolBroken ends every pending and later task once workers failed to
+	// start more often than WithRestartLimit allows. The error that ends a
+	// task wraps both ErrPoolBroken and the last start failure.
+	ErrPoolBroken = errors.New("procpool: pool is broken: workers keep failing to start")
+	// ErrUnknownFunc means the worker has no function registered under the
+	// task's name: the worker binary is not the one that called Register.
+	ErrUnknownFunc = errors.New("procpool: function not registered in the worker")
+	// ErrHandshake means a worker process did not complete the start-up
+	// handshake: it exited, it did not answer in time (its main function
+	// probably does not call procpool.Main first), or it spoke another
+	// protocol version or codec.
+	ErrHandshake = errors.New("procpool: worker handshake failed")
+	// ErrProtocol means a worker wrote something on the protocol pipe that is
+	// not a valid frame, or answered a task it was never given. The worker
+	// is killed; the error reaches the task it was running through a
+	// *WorkerExitError.
+	ErrProtocol = errors.New("procpool: protocol error from worker")
+)
+
+// timeoutError is the type of ErrTimeout. It matches context.DeadlineExceeded
+// too, so callers who only know the context package still recognise it.
+type timeoutError struct{}
+
+func (timeoutError) Error() string { return "procpool: task timed out" }
+
+// Is reports whether target is context.DeadlineExceeded.
+func (timeoutError) Is(target error) bool { return target == context.DeadlineExceeded }
+
+// RemoteError is a task's own failure, reported by the worker: the function
+// returned an error, or it panicked. The worker survives both and goes on
+// with the next task.
+type RemoteError struct {
+	Func    string // the registered name of the function
+	Message string // err.Error() of the returned error, or the panic value
+	Type    string // the Go type of the error or panic value, e.g. "*fs.PathError"
+	Panic   bool   // true if the function panicked
+	Stack   string // the worker-side stack, for a panic
+	Code    string // a machine word for failures outside the function: "decode", "encode", "unknown_function", "init"
+}
+
+func (e *RemoteError) Error() string {
+	var b strings.Builder
+	b.WriteString("procpool: ")
+	b.WriteString(e.Func)
+	if e.Panic {
+		b.WriteString(": panic: ")
+	} else {
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Message)
+	if e.Type != "" {
+		b.WriteString(" (")
+		b.WriteString(e.Type)
+		b.WriteString(")")
+	}
+	return b.String()
+}
+
+// Is makes errors.Is(err, ErrUnknownFunc) true for a task sent to a worker
+// that does not know its function.
+func (e *RemoteError) Is(target error) bool {
+	return target == ErrUnknownFunc && e.Code == "unknown_function"
+}
+
+// Exit reasons carried by WorkerExitError.Reason.
+const (
+	ReasonCrashed    = "crashed"         // the worker exited or was killed by something outside the pool
+	ReasonTimeout    = "timeout"         // the pool stopped it: its task ran past the deadline
+	ReasonCancelled  = "cancelled"       // the pool stopped it: its task was cancelled
+	ReasonMemory     = "memory limit"    // the pool stopped it: it used more memory than WithMaxWorkerMemory
+	ReasonProtocol   = "protocol error"  // the pool stopped it: it wrote garbage on the protocol pipe
+	ReasonTerminated = "terminated"      // the pool stopped it: Terminate or Shutdown's deadline
+	ReasonRecycled   = "recycled"        // the pool retired it: WithMaxTasksPerWorker or idle
+	ReasonStart      = "failed to start" // it did not complete the handshake or the initializer
+)
+
+// WorkerExitError ends a task whose worker process died while running it.
+// Tasks queued behind it on the same worker never started; they are run on
+// another worker and do not see this error.
+type WorkerExitError struct {
+	Pid      int            // the worker's process id
+	ExitCode int            // the exit status, or -1 if it was killed by a signal
+	Signal   syscall.Signal // the signal that killed it, or 0
+	Reason   string         // one of the Reason constants
+	Attempts int            // how many times the task was started (more than 1 with retries)
+	Err      error          // the cause where there is one (a protocol error, the memory figure)
+}
+
+func (e *WorkerExitError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "procpool: worker %d %s", e.Pid, e.Reason)
+	switch {
+	case e.Signal != 0:
+		fmt.Fprintf(&b, " (signal %s)", e.Signal)
+	case e.ExitCode >= 0:
+		fmt.Fprintf(&b, " (exit status %d)", e.ExitCode)
+	}
+	if e.Err != nil {
+		fmt.Fprintf(&b, ": %v", e.Err)
+	}
+	if e.Attempts > 1 {
+		fmt.Fprintf(&b, " after %d attempts", e.Attempts)
+	}
+	return b.String()
+}
+
+func (e *WorkerExitError) Unwrap() error { return e.Err }
+
+// MapError is returned by Map and MapAsync when an item fails: Index is the
+// position of the first failed item in the input, Err its error.
+type MapError struct {
+	Index int
+	Err   error
+}
+
+func (e *MapError) Error() string { return fmt.Sprintf("procpool: item %d: %v", e.Index, e.Err) }
+func (e *MapError) Unwrap() error { return e.Err }
+
+// CodecError means an argument or result could not be encoded or decoded by
+// the pool's codec. Op says which ("encode argument", "decode result", ...).
+// The task was not run (encode argument) or its result is lost.
+type CodecError struct {
+	Op  string
+	Err error
+}
+
+func (e *CodecError) Error() string { return "procpool: " + e.Op + ": " + e.Err.Error() }
+func (e *CodecError) Unwrap() error { return e.Err }
+
+// StartError is returned by New, and ends tasks once the pool is broken,
+// when a worker could not be started: the binary could not be run, it
+// failed the handshake, or its initializer failed.
+type StartError struct {
+	Pid    int    // 0 if the process never started
+	Reason string // what went wrong, in words a user can act on
+	Err    error  // the cause: ErrHandshake, an exec error, a *RemoteError from the initializer
+}
+
+func (e *StartError) Error() string {
+	if e.Pid != 0 {
+		return fmt.Sprintf("procpool: worker %d: %s: %v", e.Pid, e.Reason, e.Err)
+	}
+	return fmt.Sprintf("procpool: starting a worker: %s: %v", e.Reason, e.Err)
+}
+func (e *StartError) Unwrap() error { return e.Err }
+
+func errCount(got, want int) error {
+	return fmt.Errorf("worker returned %d results for %d items", got, want)
+}

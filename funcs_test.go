@@ -1,0 +1,112 @@
+package procpool_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"strconv"
+	"time"
+
+	"github.com/procpool/procpool"
+	"github.com/procpool/procpool/internal/wire"
+)
+
+// The functions the tests run in workers. They are registered at package
+// level, so the re-executed test binary knows them too.
+var (
+	square = procpool.Register("square", func(_ context.Context, x int) (int, error) { return x * x, nil })
+
+	// pid returns the worker's process id.
+	pid = procpool.Register("pid", func(_ context.Context, _ int) (int, error) { return os.Getpid(), nil })
+
+	// squarePid returns x*x and the worker's pid.
+	squarePid = procpool.Register("squarePid", func(_ context.Context, x int) ([2]int, error) { return [2]int{x * x, os.Getpid()}, nil })
+
+	failing = procpool.Register("failing", func(_ context.Context, x int) (int, error) {
+		if x%3 == 0 {
+			return 0, &os.PathError{Op: "open", Path: "/nope/" + strconv.Itoa(x), Err: os.ErrNotExist}
+		}
+		return x, nil
+	})
+
+	panicking = procpool.Register("panicking", func(_ context.Context, msg string) (int, error) { panic(msg) })
+
+	// exitWith ends the worker process with the given status.
+	exitWith = procpool.Register("exitWith", func(_ context.Context, code int) (int, error) {
+		os.Exit(code)
+		return 0, nil
+	})
+
+	// sleepMs sleeps and returns its argument.
+	sleepMs = procpool.Register("sleepMs", func(ctx context.Context, ms int) (int, error) {
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+		return ms, nil
+	})
+
+	// state is set by the initializer in each worker.
+	state     string
+	setState  = procpool.Register("setState", func(_ context.Context, s string) (struct{}, error) { state = s; return struct{}{}, nil })
+	getState  = procpool.Register("getState", func(_ context.Context, _ int) (string, error) { return state, nil })
+	failInit  = procpool.Register("failInit", func(_ context.Context, _ int) (struct{}, error) { return struct{}{}, errors.New("no database") })
+	exitInit  = procpool.Register("exitInit", func(_ context.Context, _ int) (struct{}, error) { os.Exit(7); return struct{}{}, nil })
+	printLine = procpool.Register("printLine", func(_ context.Context, s string) (int, error) {
+		n, err := os.Stdout.WriteString(s + "\n")
+		return n, err
+	})
+
+	// allocMB allocates and touches n MiB and holds it for hold ms.
+	allocMB = procpool.Register("allocMB", func(_ context.Context, a [2]int) (int, error) {
+		b := make([]byte, a[0]<<20)
+		for i := range b {
+			b[i] = 1
+		}
+		time.Sleep(time.Duration(a[1]) * time.Millisecond)
+		return len(b), nil
+	})
+
+	// spawnSleeper starts a grandchild that sleeps for an hour and returns
+	// its pid.
+	spawnSleeper = procpool.Register("spawnSleeper", func(_ context.Context, _ int) (int, error) {
+		cmd := exec.Command("sleep", "3600")
+		if err := cmd.Start(); err != nil {
+			return 0, err
+		}
+		return cmd.Process.Pid, nil
+	})
+
+	// unencodable returns a value the codec cannot encode.
+	unencodable = procpool.Register("unencodable", func(_ context.Context, _ int) (func(), error) { return func() {}, nil })
+
+	// chanArg takes a value the codec cannot encode.
+	chanArg = procpool.Register("chanArg", func(_ context.Context, _ chan int) (int, error) { return 0, nil })
+)
+
+// badWorker plays a broken worker program: it completes the handshake, then
+// misbehaves on the first task as mode says.
+func badWorker(mode string) {
+	tasks, results := os.NewFile(3, "tasks"), os.NewFile(4, "results")
+	hello, _ := json.Marshal(wire.Hello{Protocol: wire.Version, Pid: os.Getpid(), Codec: os.Getenv("PROCPOOL_CODEC")})
+	results.Write(wire.AppendFrame(nil, wire.KindHello, 0, hello))
+	r := wire.NewReader(tasks, 0, 0)
+	for {
+		f, err := r.Next()
+		if err != nil {
+			os.Exit(0)
+		}
+		switch mode {
+		case "garbage":
+			results.Write([]byte("\xde\xad\xbe\xef not a frame at all \x00\x01\x02"))
+			os.Exit(0)
+		case "close-early":
+			results.Close()
+			time.Sleep(time.Hour)
+		case "wrong-id":
+			results.Write(wire.AppendFrame(nil, wire.KindResult, f.ID+1000, []byte{0x07}))
+		case "huge-frame":
+			results.Write([]byte{0xff, 0xff, 0xff, 0x7f, byte(wire.KindResult)})
+			time.Sleep(time.Hour)
+		}
+	}
+}

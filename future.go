@@ -1,0 +1,70 @@
+package procpool
+
+import (
+	"context"
+	"sync"
+)
+
+// Future is the pending result of an asynchronous call (Python's
+// AsyncResult). It is safe for concurrent use.
+type Future[T any] struct {
+	done   chan struct{}
+	val    T
+	err    error
+	cancel func() // ends the work behind the future
+	once   sync.Once
+}
+
+func newFuture[T any]() *Future[T] { return &Future[T]{done: make(chan struct{})} }
+
+// set completes the future; only the first call counts.
+func (f *Future[T]) set(v T, err error) {
+	f.once.Do(func() {
+		f.val, f.err = v, err
+		close(f.done)
+	})
+}
+
+// Get waits for the result and returns it, or the task's error. If ctx ends
+// first, Get returns ctx.Err() and the task goes on (call Cancel to stop it).
+func (f *Future[T]) Get(ctx context.Context) (T, error) {
+	select {
+	case <-f.done:
+		return f.val, f.err
+	default:
+	}
+	select {
+	case <-f.done:
+		return f.val, f.err
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err()
+	}
+}
+
+// Done returns a channel that is closed once the result is ready (Python's
+// wait: <-f.Done()).
+func (f *Future[T]) Done() <-chan struct{} { return f.done }
+
+// Ready reports whether the result is ready, without blocking.
+func (f *Future[T]) Ready() bool {
+	select {
+	case <-f.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Successful reports whether the task has ended without an error. It is
+// false while the task is pending.
+func (f *Future[T]) Successful() bool { return f.Ready() && f.err == nil }
+
+// Cancel stops the task: if it is still queued it is removed; if it is
+// running, its worker is stopped and replaced. The future then ends with
+// context.Canceled, unless it had already ended. Cancel does not wait.
+func (f *Future[T]) Cancel() {
+	if f.cancel != nil {
+		f.cancel()
+	}
+}

@@ -1,0 +1,100 @@
+package procpool_test
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/procpool/procpool"
+	"go.uber.org/goleak"
+)
+
+// envMode makes the test binary act as a misbehaving worker program for the
+// tests that need one (see TestMain).
+const envMode = "PROCPOOL_TEST_MODE"
+
+func TestMain(m *testing.M) {
+	switch os.Getenv(envMode) {
+	case "exit-without-main":
+		// A program that never calls procpool.Main and just exits.
+		fmt.Println("I am not a procpool worker")
+		os.Exit(0)
+	case "hang-without-main":
+		// A program that never calls procpool.Main and never exits.
+		time.Sleep(time.Hour)
+		os.Exit(0)
+	case "garbage":
+		// Says hello like a worker, then answers every task with garbage.
+		badWorker("garbage")
+	case "close-early":
+		badWorker("close-early")
+	case "wrong-id":
+		badWorker("wrong-id")
+	case "huge-frame":
+		badWorker("huge-frame")
+	}
+	procpool.Main()
+	// Under -race, a Go program sleeps a second at exit by default; workers
+	// exit often in these tests.
+	if os.Getenv("GORACE") == "" {
+		os.Setenv("GORACE", "atexit_sleep_ms=0")
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// children returns the pids of this process's live child processes.
+func children() []int {
+	self := strconv.Itoa(os.Getpid())
+	var kids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) > 1 && f[1] == self && f[0] != "Z" {
+			kids = append(kids, pid)
+		}
+	}
+	return kids
+}
+
+// noOrphans fails the test if a child process of the test binary is still
+// alive shortly after the test ends (pools must reap their workers).
+func noOrphans(t *testing.T) {
+	t.Helper()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			kids := children()
+			if len(kids) == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("worker processes outlived the test: %v", kids)
+				return
+			}
+			if os.Getenv("DEBUG_KIDS") != "" {
+				for _, k := range kids {
+					b, _ := os.ReadFile("/proc/" + strconv.Itoa(k) + "/stat")
+					t.Logf("kid %s", b)
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+}

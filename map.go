@@ -1,0 +1,295 @@
+package procpool
+
+import (
+	"context"
+	"iter"
+	"sync"
+
+	"github.com/procpool/procpool/internal/wire"
+)
+
+// Map runs f on every item of xs on the pool's workers and returns the
+// results in input order (Python's map). Items travel in chunks
+// (ChunkSize). It blocks until every chunk has ended. If an item fails, Map
+// returns a *MapError with the index of the first failed item in the input
+// (the lowest index, once every chunk has ended); a chunk whose worker died
+// fails all of its items. If ctx ends, the chunks still queued or running
+// are cancelled and Map returns the context's error.
+func Map[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], xs []In, opts ...CallOption) ([]Out, error) {
+	fut, err := MapAsync(ctx, p, f, xs, opts...)
+	if err != nil {
+		return nil, err
+	}
+	<-fut.done
+	return fut.val, fut.err
+}
+
+// MapAsync is Map that returns at once with a Future of the result slice
+// (Python's map_async). The error is about submission only. A Callback gets
+// the whole []Out.
+func MapAsync[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], xs []In, opts ...CallOption) (*Future[[]Out], error) {
+	cc := p.callConfig(opts)
+	cb, err := typedCallback[[]Out](&cc)
+	if err != nil {
+		return nil, err
+	}
+	chunk := cc.chunkSize
+	if chunk <= 0 {
+		chunk = defaultChunk(len(xs), p.cfg.processes)
+	}
+	fut := newFuture[[]Out]()
+	agg := &mapAgg[Out]{fn: f.name, out: make([]Out, len(xs)), fut: fut, cb: cb, ecb: cc.errCallback, firstIdx: -1}
+	if len(xs) == 0 {
+		deliver(p, fut, cb, cc.errCallback, agg.out, nil)
+		return fut, nil
+	}
+	agg.remaining = (len(xs) + chunk - 1) / chunk
+	var tasks []*task
+	fut.cancel = func() {
+		for _, t := range tasks {
+			p.cancelTask(t, context.Canceled)
+		}
+	}
+	for lo := 0; lo < len(xs); lo += chunk {
+		hi := min(lo+chunk, len(xs))
+		t, err := p.newTask(ctx, f.name, true, xs[lo:hi], &cc)
+		if err == nil {
+			t.sink = &mapSink[Out]{agg: agg, lo: lo, hi: hi}
+			err = p.submit(t, true)
+		}
+		if err != nil {
+			for _, t := range tasks {
+				p.cancelTask(t, context.Canceled)
+			}
+			return nil, err
+		}
+		tasks = append(tasks, t)
+	}
+	return fut, nil
+}
+
+// defaultChunk is Python's rule: about len/(4·workers), at least 1.
+func defaultChunk(n, workers int) int {
+	c := n / (4 * max(workers, 1))
+	if n%(4*max(workers, 1)) != 0 {
+		c++
+	}
+	return max(c, 1)
+}
+
+// mapAgg gathers the chunks of one MapAsync.
+type mapAgg[Out any] struct {
+	mu        sync.Mutex
+	fn        string
+	out       []Out
+	remaining int
+	firstIdx  int
+	firstErr  error
+	fut       *Future[[]Out]
+	cb        func([]Out)
+	ecb       func(error)
+}
+
+func (a *mapAgg[Out]) chunkDone(p *Pool, failIdx int, err error) {
+	a.mu.Lock()
+	if err != nil && (a.firstIdx < 0 || failIdx < a.firstIdx) {
+		a.firstIdx, a.firstErr = failIdx, err
+	}
+	a.remaining--
+	last := a.remaining == 0
+	a.mu.Unlock()
+	if !last {
+		return
+	}
+	if a.firstErr != nil {
+		deliver[[]Out](p, a.fut, a.cb, a.ecb, nil, &MapError{Index: a.firstIdx, Err: a.firstErr})
+		return
+	}
+	deliver(p, a.fut, a.cb, a.ecb, a.out, nil)
+}
+
+type mapSink[Out any] struct {
+	agg    *mapAgg[Out]
+	lo, hi int
+}
+
+func (s *mapSink[Out]) result(p *Pool, body []byte) {
+	vals, itemErrs, err := decodeChunk[Out](p, body, s.agg.out[s.lo:s.hi:s.hi])
+	if err != nil {
+		s.agg.chunkDone(p, s.lo, err)
+		return
+	}
+	if len(itemErrs) > 0 {
+		s.agg.chunkDone(p, s.lo+itemErrs[0].Index, remoteFromBody(s.agg.fn, itemErrs[0].Err))
+		return
+	}
+	if len(vals) > 0 && &vals[0] != &s.agg.out[s.lo] {
+		copy(s.agg.out[s.lo:s.hi], vals)
+	}
+	s.agg.chunkDone(p, s.lo, nil)
+}
+
+func (s *mapSink[Out]) fail(p *Pool, err error) { s.agg.chunkDone(p, s.lo, err) }
+
+// decodeChunk splits a chunk's Result body into its per-item errors and its
+// results, decoded into dst when the codec can (dst's length is the chunk's).
+func decodeChunk[Out any](p *Pool, body []byte, dst []Out) ([]Out, []wire.ItemError, error) {
+	itemErrs, payload, err := wire.ParseChunkResult(body)
+	if err != nil {
+		return nil, nil, &CodecError{Op: "decode chunk result", Err: err}
+	}
+	vals := dst[:0]
+	if err := p.codec.Unmarshal(payload, &vals); err != nil {
+		return nil, nil, &CodecError{Op: "decode results", Err: err}
+	}
+	if len(vals) != len(dst) {
+		return nil, nil, &CodecError{Op: "decode results", Err: errCount(len(vals), len(dst))}
+	}
+	return vals, itemErrs, nil
+}
+
+// Imap runs f over a sequence lazily and yields the results in input order
+// (Python's imap): it reads the input only as fast as results are consumed,
+// keeping at most Window chunks of ChunkSize items in flight, so memory stays
+// flat for any length of input. Each item yields its result or its error;
+// a chunk whose worker died yields that error for each of its items.
+// Breaking out of the loop, or ctx ending, cancels the chunks still queued or
+// running and stops reading the input.
+func Imap[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], seq iter.Seq[In], opts ...CallOption) iter.Seq2[Out, error] {
+	return imap(ctx, p, f, seq, true, opts)
+}
+
+// ImapUnordered is Imap that yields results in the order they complete
+// (Python's imap_unordered).
+func ImapUnordered[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], seq iter.Seq[In], opts ...CallOption) iter.Seq2[Out, error] {
+	return imap(ctx, p, f, seq, false, opts)
+}
+
+// imapChunk is one chunk of an Imap in flight.
+type imapChunk[Out any] struct {
+	fn       string
+	n        int
+	vals     []Out
+	itemErrs []wire.ItemError
+	err      error
+	done     chan struct{}
+	ready    chan<- *imapChunk[Out] // ImapUnordered's completion channel
+}
+
+func (c *imapChunk[Out]) result(p *Pool, body []byte) {
+	c.vals, c.itemErrs, c.err = decodeChunk[Out](p, body, make([]Out, c.n))
+	c.end()
+}
+
+func (c *imapChunk[Out]) fail(p *Pool, err error) { c.err = err; c.end() }
+
+func (c *imapChunk[Out]) end() {
+	close(c.done)
+	if c.ready != nil {
+		c.ready <- c // buffered for the whole window: never blocks
+	}
+}
+
+func imap[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], seq iter.Seq[In], ordered bool, opts []CallOption) iter.Seq2[Out, error] {
+	return func(yield func(Out, error) bool) {
+		var zero Out
+		cc := p.callConfig(opts)
+		chunk := max(cc.chunkSize, 1)
+		window := cc.window
+		if window <= 0 {
+			window = 4 * p.cfg.processes
+		}
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		next, stop := iter.Pull(seq)
+		defer stop()
+
+		var pending deque[*imapChunk[Out]] // in input order
+		var ready chan *imapChunk[Out]
+		if !ordered {
+			ready = make(chan *imapChunk[Out], window)
+		}
+		inFlight, exhausted := 0, false
+		items := make([]In, 0, chunk)
+		for {
+			for !exhausted && inFlight < window {
+				if err := ctx.Err(); err != nil {
+					yield(zero, context.Cause(ctx))
+					return
+				}
+				items = items[:0]
+				for len(items) < chunk {
+					x, ok := next()
+					if !ok {
+						exhausted = true
+						break
+					}
+					items = append(items, x)
+				}
+				if len(items) == 0 {
+					break
+				}
+				t, err := p.newTask(ctx, f.name, true, items, &cc)
+				c := &imapChunk[Out]{fn: f.name, n: len(items), done: make(chan struct{})}
+				if err == nil {
+					if ready != nil {
+						c.ready = ready
+					}
+					t.sink = c
+					err = p.submit(t, true)
+				}
+				if err != nil {
+					yield(zero, err)
+					return
+				}
+				inFlight++
+				if ordered {
+					pending.pushBack(c)
+				}
+			}
+			if inFlight == 0 {
+				return
+			}
+			var c *imapChunk[Out]
+			if ordered {
+				c = pending.popFront()
+				<-c.done
+			} else {
+				c = <-ready
+			}
+			inFlight--
+			if !yieldChunk(c, yield) {
+				return
+			}
+		}
+	}
+}
+
+// yieldChunk yields a finished chunk's items; false means the consumer
+// stopped.
+func yieldChunk[Out any](c *imapChunk[Out], yield func(Out, error) bool) bool {
+	var zero Out
+	if c.err != nil {
+		for range c.n {
+			if !yield(zero, c.err) {
+				return false
+			}
+		}
+		return true
+	}
+	e := 0
+	for i, v := range c.vals {
+		if e < len(c.itemErrs) && c.itemErrs[e].Index == i {
+			eb := c.itemErrs[e].Err
+			e++
+			if !yield(zero, remoteFromBody(c.fn, eb)) {
+				return false
+			}
+			continue
+		}
+		if !yield(v, nil) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,50 @@
+package procpool
+
+import (
+	"time"
+)
+
+// monitor samples workers' memory while they run tasks (WithMaxWorkerMemory)
+// and retires idle workers (WithIdleTimeout). It runs only when one of those
+// options is set, and ends when the pool closes.
+func (p *Pool) monitor() {
+	defer p.wg.Done()
+	p.mu.Lock()
+	stop := p.monitorStop
+	p.mu.Unlock()
+	if stop == nil {
+		return
+	}
+	every := p.cfg.memoryInterval
+	if p.cfg.maxMemory <= 0 || (p.cfg.idleTimeout > 0 && p.cfg.idleTimeout/4 < every) {
+		every = max(p.cfg.idleTimeout/4, time.Millisecond)
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		p.mu.Lock()
+		var busy []*worker
+		live := len(p.workers)
+		for _, w := range p.workers {
+			if p.cfg.maxMemory > 0 && w.ready && w.inflight.len() > 0 {
+				busy = append(busy, w)
+			}
+			if p.cfg.idleTimeout > 0 && w.inflight.len() == 0 && !w.retiring &&
+				live > p.cfg.minWorkers && p.queue.len() == 0 && time.Since(w.lastUsed) >= p.cfg.idleTimeout {
+				w.retiring = true
+				w.stopReason = ReasonRecycled
+				w.closeInput()
+				live--
+			}
+		}
+		p.mu.Unlock()
+		for _, w := range busy {
+			p.checkMemory(w, true)
+		}
+	}
+}

@@ -1,0 +1,365 @@
+package procpool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/procpool/procpool/codec"
+	"github.com/procpool/procpool/internal/supervise"
+	"github.com/procpool/procpool/internal/wire"
+)
+
+// Pool is a pool of worker processes. Create it with New; submit work with
+// Apply, ApplyAsync, Map, MapAsync, Imap and ImapUnordered; end it with
+// Close, Shutdown or Terminate. All methods are safe for concurrent use.
+//
+// A worker runs one task at a time, in the order it received them. When a
+// worker dies, the task it was running ends with a *WorkerExitError (or is
+// retried, see WithRetries), the tasks queued behind it run elsewhere, and a
+// new worker takes its place.
+//
+// Submitting a task from inside a task (nested submit-and-wait) can
+// deadlock a pool whose workers are all busy waiting: avoid it, or give the
+// inner work its own pool.
+type Pool struct {
+	cfg       config
+	codec     codec.Codec
+	spawner   *supervise.Spawner // nil in-process
+	initFrame []byte
+	cb        callbackQueue
+	wg        sync.WaitGroup // every goroutine the pool starts
+	stats     counters
+
+	nextID      atomic.Uint64
+	pending     atomic.Int64 // accepted tasks that have not ended
+	closedFlag  atomic.Bool
+	drainedOnce sync.Once
+	drained     chan struct{} // closed once closed and nothing is pending
+	stopOnce    sync.Once
+	stopped     chan struct{} // closed once every worker is gone
+	monitorStop chan struct{}
+
+	mu         sync.Mutex
+	queue      deque[*task]
+	workers    []*worker
+	starting   int
+	closed     bool
+	terminated bool
+	running    bool  // New has returned: start failures now count against the budget
+	broken     error // set once the restart budget is spent
+	startFails []time.Time
+	room       chan struct{} // closed and replaced when the queue gets room
+}
+
+// New starts a pool and returns once every worker has answered the
+// handshake (and run the initializer, if any): about a millisecond per
+// worker plus the program's own start-up. If a worker cannot be started —
+// the binary does not run, does not call Main, or its initializer fails —
+// New stops the others and returns a *StartError; no process is left behind.
+func New(opts ...Option) (*Pool, error) {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.err != nil {
+		return nil, cfg.err
+	}
+	if cfg.codec == nil {
+		return nil, errors.New("procpool: WithCodec(nil)")
+	}
+	if _, err := codec.ByName(cfg.codec.Name()); err != nil {
+		return nil, fmt.Errorf("procpool: WithCodec: workers can only use the codec package's built-in codecs: %w", err)
+	}
+	if !cfg.inProcess && isWorkerProcess() {
+		return nil, &StartError{Reason: "procpool.New called inside a worker process: the worker program's main (or TestMain) must call procpool.Main() first", Err: ErrHandshake}
+	}
+	p := &Pool{
+		cfg:         cfg,
+		codec:       cfg.codec,
+		drained:     make(chan struct{}),
+		stopped:     make(chan struct{}),
+		monitorStop: make(chan struct{}),
+		room:        make(chan struct{}),
+	}
+	if cfg.initName != "" {
+		arg, err := cfg.initArg(p.codec)
+		if err != nil {
+			return nil, &CodecError{Op: "encode initializer argument", Err: err}
+		}
+		frame := wire.AppendTaskHeader(nil, false, cfg.initName)
+		p.initFrame = wire.AppendFrame(nil, wire.KindInit, 0, append(frame, arg...))
+	}
+	if !cfg.inProcess {
+		p.spawner = supervise.NewSpawner()
+	}
+	p.cb.init(p)
+
+	n := cfg.processes
+	errs := make(chan error, n)
+	p.mu.Lock()
+	p.starting = n
+	p.mu.Unlock()
+	for range n {
+		p.wg.Add(1)
+		go p.runWorker(errs)
+	}
+	var first error
+	for range n {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	if first != nil {
+		_ = p.Terminate()
+		return nil, first
+	}
+	p.mu.Lock()
+	p.running = true
+	p.mu.Unlock()
+	if cfg.maxMemory > 0 || cfg.idleTimeout > 0 {
+		p.wg.Add(1)
+		go p.monitor()
+	}
+	return p, nil
+}
+
+func (p *Pool) logf(msg string, args ...any) {
+	if p.cfg.logger != nil {
+		p.cfg.logger.Info(msg, args...)
+	}
+}
+
+// runWorker starts one worker, runs it until it exits and cleans up after
+// it. ready, if not nil, receives the start's outcome (for New).
+func (p *Pool) runWorker(ready chan<- error) {
+	defer p.wg.Done()
+	w, err := p.launch()
+	if err == nil {
+		if err = w.handshake(); err != nil {
+			w.kill()
+			w.closeInput()
+			w.reap()
+		}
+	}
+	if ready != nil {
+		ready <- err
+	}
+	if err != nil {
+		p.startFailed(err)
+		return
+	}
+	if !p.workerReady(w) {
+		w.closeInput()
+		w.reap()
+		return
+	}
+	readErr := w.readLoop()
+	if w.cmd != nil && readErr != nil {
+		w.kill() // it broke the protocol, or died: make sure it is gone
+	}
+	w.closeInput()
+	w.reap()
+	p.workerExited(w, readErr)
+}
+
+// workerReady puts a freshly started worker into service. It reports false
+// if the pool is shutting down and the worker is not needed.
+func (p *Pool) workerReady(w *worker) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.starting--
+	if p.terminated || (p.closed && p.queue.len() == 0) {
+		p.maybeStoppedLocked()
+		return false
+	}
+	w.ready = true
+	w.lastUsed = time.Now()
+	p.workers = append(p.workers, w)
+	p.dispatchLocked()
+	return true
+}
+
+// startFailed counts a failed start against the restart budget and starts
+// another worker, or declares the pool broken.
+func (p *Pool) startFailed(err error) {
+	p.logf("worker failed to start", "err", err)
+	p.mu.Lock()
+	p.starting--
+	if !p.running || p.terminated || p.closed && p.queue.len() == 0 {
+		p.maybeStoppedLocked()
+		p.mu.Unlock()
+		return
+	}
+	now := time.Now()
+	p.startFails = append(p.startFails, now)
+	recent := p.startFails[:0]
+	for _, t := range p.startFails {
+		if now.Sub(t) <= p.cfg.restartPer {
+			recent = append(recent, t)
+		}
+	}
+	p.startFails = recent
+	if len(recent) > p.cfg.restartN {
+		p.broken = fmt.Errorf("%w: %d failed starts within %v: %w", ErrPoolBroken, len(recent), p.cfg.restartPer, err)
+		failed := p.queue.drain()
+		p.roomLocked()
+		p.maybeStoppedLocked()
+		p.mu.Unlock()
+		for _, t := range failed {
+			t.finish(p, p.broken)
+		}
+		return
+	}
+	p.growLocked()
+	p.mu.Unlock()
+}
+
+// growLocked starts workers while there are fewer than configured, or fewer
+// than the queue needs when idle workers were retired.
+func (p *Pool) growLocked() {
+	if p.terminated || p.broken != nil {
+		return
+	}
+	want := p.cfg.processes
+	if p.cfg.idleTimeout > 0 {
+		// Idle retirement: keep the minimum, and start more only for work.
+		want = max(p.cfg.minWorkers, min(p.cfg.processes, len(p.workers)+p.starting+p.queue.len()))
+		want = min(want, p.cfg.processes)
+	}
+	if p.closed && p.queue.len() == 0 {
+		return
+	}
+	for len(p.workers)+p.starting < want {
+		p.starting++
+		p.wg.Add(1)
+		go p.runWorker(nil)
+	}
+}
+
+// Close stops accepting tasks, waits for every accepted task to end (and its
+// callbacks to run), then stops the workers and waits for them to exit.
+// It is Python's close followed by join. Calling it again, or after
+// Terminate, waits for the same end and returns nil.
+func (p *Pool) Close() error {
+	p.beginClose()
+	<-p.drained
+	p.stopWorkers()
+	<-p.stopped
+	p.finalize()
+	return nil
+}
+
+// Shutdown is Close bounded by ctx: if ctx ends before every task has ended,
+// it terminates the pool (see Terminate) and returns ctx.Err().
+func (p *Pool) Shutdown(ctx context.Context) error {
+	p.beginClose()
+	select {
+	case <-p.drained:
+		return p.Close()
+	case <-ctx.Done():
+		_ = p.Terminate()
+		return ctx.Err()
+	}
+}
+
+// Terminate stops the pool now: every queued and running task ends with
+// ErrTerminated and the workers are killed (SIGTERM, then SIGKILL after
+// WithKillGrace). It returns once they have exited. Safe to call at any
+// time, more than once, and together with Close.
+func (p *Pool) Terminate() error {
+	p.beginClose()
+	p.mu.Lock()
+	p.terminated = true
+	queued := p.queue.drain()
+	var running []*task
+	for _, w := range p.workers {
+		for i := 0; i < w.inflight.len(); i++ {
+			running = append(running, w.inflight.at(i))
+		}
+		if w.stopReason == "" {
+			w.stopReason = ReasonTerminated
+		}
+		w.kill()
+	}
+	p.roomLocked()
+	p.maybeStoppedLocked()
+	p.mu.Unlock()
+	for _, t := range append(queued, running...) {
+		t.finish(p, ErrTerminated)
+	}
+	<-p.stopped
+	p.finalize()
+	return nil
+}
+
+func (p *Pool) beginClose() {
+	p.mu.Lock()
+	if !p.closed {
+		p.closed = true
+		p.closedFlag.Store(true)
+		p.roomLocked()
+	}
+	p.mu.Unlock()
+	if p.pending.Load() == 0 {
+		p.drainedOnce.Do(func() { close(p.drained) })
+	}
+}
+
+// taskEnded is called once for every accepted task, after its outcome.
+func (p *Pool) taskEnded() {
+	if p.pending.Add(-1) == 0 && p.closedFlag.Load() {
+		p.drainedOnce.Do(func() { close(p.drained) })
+	}
+}
+
+// stopWorkers closes every worker's task pipe: each finishes and exits.
+func (p *Pool) stopWorkers() {
+	p.mu.Lock()
+	for _, w := range p.workers {
+		w.retiring = true
+		if w.stopReason == "" {
+			w.stopReason = ReasonRecycled
+		}
+		w.closeInput()
+	}
+	p.maybeStoppedLocked()
+	p.mu.Unlock()
+}
+
+// maybeStoppedLocked closes p.stopped once the pool is closed and no worker
+// is alive or starting.
+func (p *Pool) maybeStoppedLocked() {
+	if p.closed && len(p.workers) == 0 && p.starting == 0 && (p.terminated || p.queue.len() == 0) {
+		p.stopOnce.Do(func() { close(p.stopped) })
+	}
+}
+
+// finalize waits for the pool's goroutines and releases the spawner thread.
+func (p *Pool) finalize() {
+	p.mu.Lock()
+	first := p.monitorStop != nil
+	if first {
+		close(p.monitorStop)
+		p.monitorStop = nil
+	}
+	p.mu.Unlock()
+	p.cb.close()
+	p.wg.Wait()
+	if first && p.spawner != nil {
+		p.spawner.Stop()
+	}
+}
+
+func (p *Pool) roomLocked() {
+	close(p.room)
+	p.room = make(chan struct{})
+}
+
+// isWorkerProcess reports whether this process was started as a worker but
+// did not call Main (Main clears the marker).
+func isWorkerProcess() bool { return os.Getenv(envWorker) == "1" }

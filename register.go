@@ -1,0 +1,163 @@
+package procpool
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/procpool/procpool/codec"
+)
+
+// Func is a function registered with Register: a handle that names it in
+// the parent and in the workers. The zero Func is not usable.
+type Func[In, Out any] struct {
+	name string
+	fn   func(context.Context, In) (Out, error)
+}
+
+// Name returns the name the function was registered under.
+func (f Func[In, Out]) Name() string { return f.name }
+
+// handler runs a registered function on encoded input in a worker.
+type handler interface {
+	// call decodes one argument, runs the function and appends the encoded
+	// result to dst.
+	call(ctx context.Context, c codec.Codec, payload, dst []byte) ([]byte, error)
+	// callChunk decodes a list of arguments, runs the function on each in
+	// order and appends the encoded list of results to dst; failed items get
+	// a zero result and an entry in the returned errors.
+	callChunk(ctx context.Context, c codec.Codec, payload, dst []byte) ([]byte, []itemFailure, error)
+}
+
+type itemFailure struct {
+	index int
+	err   error
+}
+
+// registry is the one piece of global state: the functions every process of
+// the program knows by name.
+var registry struct {
+	mu      sync.RWMutex
+	funcs   map[string]handler
+	serving atomic.Bool // Main has been called: registering now is a bug
+}
+
+// Register makes fn callable in worker processes under name and returns the
+// handle to pass to Apply, Map and friends. Call it at package level (in a
+// var declaration), so that the parent and every worker — which re-run the
+// same program — register the same functions before Main runs.
+//
+// Register panics if name is empty or already taken, or if it is called
+// after Main: a function registered then is unknown to the workers. It costs
+// one map insertion.
+func Register[In, Out any](name string, fn func(context.Context, In) (Out, error)) Func[In, Out] {
+	if name == "" || len(name) > 65535 {
+		panic(fmt.Sprintf("procpool: Register: name length %d is not in 1..65535", len(name)))
+	}
+	if fn == nil {
+		panic(fmt.Sprintf("procpool: Register(%q) with a nil function", name))
+	}
+	if registry.serving.Load() {
+		panic(fmt.Sprintf("procpool: Register(%q) called after procpool.Main: register functions at package level (var f = procpool.Register(...)) so that workers know them", name))
+	}
+	registry.mu.Lock()
+	defer registry.mu.Unlock()
+	if registry.funcs == nil {
+		registry.funcs = make(map[string]handler)
+	}
+	if _, dup := registry.funcs[name]; dup {
+		panic(fmt.Sprintf("procpool: Register(%q): a function with this name is already registered", name))
+	}
+	registry.funcs[name] = typedHandler[In, Out]{name: name, fn: fn}
+	return Func[In, Out]{name: name, fn: fn}
+}
+
+// lookupBytes finds a function by name without allocating.
+func lookupBytes(name []byte) handler {
+	registry.mu.RLock()
+	h := registry.funcs[string(name)]
+	registry.mu.RUnlock()
+	return h
+}
+
+func registeredNames() []string {
+	registry.mu.RLock()
+	defer registry.mu.RUnlock()
+	names := make([]string, 0, len(registry.funcs))
+	for n := range registry.funcs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+type typedHandler[In, Out any] struct {
+	name string
+	fn   func(context.Context, In) (Out, error)
+}
+
+func (h typedHandler[In, Out]) call(ctx context.Context, c codec.Codec, payload, dst []byte) ([]byte, error) {
+	var in In
+	if err := c.Unmarshal(payload, &in); err != nil {
+		return dst, &RemoteError{Func: h.name, Code: "decode", Message: "decoding the argument: " + err.Error(), Type: typeName(err)}
+	}
+	out, err := runProtected(ctx, h.name, h.fn, in)
+	if err != nil {
+		return dst, err
+	}
+	res, err := c.Append(dst, out)
+	if err != nil {
+		return dst, &RemoteError{Func: h.name, Code: "encode", Message: "encoding the result: " + err.Error(), Type: typeName(err)}
+	}
+	return res, nil
+}
+
+func (h typedHandler[In, Out]) callChunk(ctx context.Context, c codec.Codec, payload, dst []byte) ([]byte, []itemFailure, error) {
+	var ins []In
+	if err := c.Unmarshal(payload, &ins); err != nil {
+		return dst, nil, &RemoteError{Func: h.name, Code: "decode", Message: "decoding the arguments: " + err.Error(), Type: typeName(err)}
+	}
+	outs := make([]Out, len(ins))
+	var fails []itemFailure
+	for i, in := range ins {
+		out, err := runProtected(ctx, h.name, h.fn, in)
+		if err != nil {
+			fails = append(fails, itemFailure{i, err})
+			continue
+		}
+		outs[i] = out
+	}
+	res, err := c.Append(dst, outs)
+	if err != nil {
+		return dst, nil, &RemoteError{Func: h.name, Code: "encode", Message: "encoding the results: " + err.Error(), Type: typeName(err)}
+	}
+	return res, fails, nil
+}
+
+// runProtected calls fn and turns a returned error or a panic into a
+// *RemoteError.
+func runProtected[In, Out any](ctx context.Context, name string, fn func(context.Context, In) (Out, error), in In) (out Out, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &RemoteError{Func: name, Message: fmt.Sprint(v), Type: typeName(v), Panic: true, Stack: stack()}
+		}
+	}()
+	out, err = fn(ctx, in)
+	if err != nil {
+		if re, ok := err.(*RemoteError); ok {
+			return out, re
+		}
+		return out, &RemoteError{Func: name, Message: err.Error(), Type: typeName(err)}
+	}
+	return out, nil
+}
+
+func typeName(v any) string {
+	if v == nil {
+		return ""
+	}
+	return reflect.TypeOf(v).String()
+}

@@ -1,0 +1,250 @@
+package procpool
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/procpool/procpool/codec"
+	"github.com/procpool/procpool/internal/wire"
+)
+
+// flushDelay bounds how long a finished task's result may wait in the
+// worker's output buffer while the worker starts on the next task. Results
+// are written in batches when tasks arrive back to back; the delay keeps a
+// long next task from holding back the answer to a short one.
+const flushDelay = 50 * time.Microsecond
+
+// server is the worker side of the protocol: it reads task frames, runs
+// them one at a time in order, and writes result frames.
+type server struct {
+	r      *wire.Reader
+	avail  func() int // bytes waiting in the transport beyond r's buffer
+	codec  codec.Codec
+	ctx    context.Context
+	ahead  []pendingTask // tasks read ahead of the one running
+	cancel map[uint64]bool
+	out    outBuffer
+	timer  *time.Timer
+	frame  []byte // scratch for one result frame
+}
+
+type pendingTask struct {
+	id      uint64
+	kind    wire.Kind
+	chunk   bool
+	h       handler // nil if the function is unknown
+	unknown string  // the unknown function's name
+	payload []byte
+	owned   bool // payload is a copy, not an alias of the reader's buffer
+}
+
+// outBuffer collects result frames and writes them in one system call.
+type outBuffer struct {
+	mu  sync.Mutex
+	w   io.Writer
+	buf []byte
+	err error
+}
+
+func (o *outBuffer) add(frame []byte) {
+	o.mu.Lock()
+	o.buf = append(o.buf, frame...)
+	o.mu.Unlock()
+}
+
+func (o *outBuffer) flush() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.err == nil && len(o.buf) > 0 {
+		_, o.err = o.w.Write(o.buf)
+	}
+	o.buf = o.buf[:0]
+	return o.err
+}
+
+func newServer(ctx context.Context, r io.Reader, w io.Writer, avail func() int, c codec.Codec, maxFrame int) *server {
+	s := &server{
+		r:      wire.NewReader(r, 64<<10, maxFrame),
+		avail:  avail,
+		codec:  c,
+		ctx:    ctx,
+		cancel: make(map[uint64]bool),
+	}
+	s.out.w = w
+	s.timer = time.AfterFunc(time.Hour, func() { _ = s.out.flush() })
+	s.timer.Stop()
+	return s
+}
+
+// hello writes the handshake frame.
+func (s *server) hello(pid int) error {
+	body, err := json.Marshal(wire.Hello{Protocol: wire.Version, Pid: pid, Codec: s.codec.Name(), Functions: registeredNames()})
+	if err != nil {
+		return err
+	}
+	s.out.add(wire.AppendFrame(nil, wire.KindHello, 0, body))
+	return s.out.flush()
+}
+
+// serve runs until the task stream ends (nil) or breaks (an error).
+func (s *server) serve() error {
+	defer s.timer.Stop()
+	for {
+		t, err := s.next()
+		if err == io.EOF {
+			return s.out.flush()
+		}
+		if err != nil {
+			_ = s.out.flush()
+			return err
+		}
+		// Read ahead whatever has already arrived, so that a Cancel frame
+		// for a task behind this one is seen before that task starts.
+		if s.r.Buffered() > 0 || s.avail() > 0 {
+			if !t.owned {
+				t.payload = append([]byte(nil), t.payload...)
+				t.owned = true
+			}
+			for s.r.Buffered() > 0 || s.avail() > 0 {
+				f, err := s.r.Next()
+				if err != nil {
+					break // handled by the next call of next
+				}
+				if err := s.accept(f, true); err != nil {
+					return err
+				}
+			}
+		}
+		s.run(t)
+		if len(s.ahead) == 0 && s.r.Buffered() == 0 && s.avail() == 0 {
+			s.timer.Stop()
+			if err := s.out.flush(); err != nil {
+				return err
+			}
+		} else {
+			s.timer.Reset(flushDelay)
+		}
+	}
+}
+
+// next returns the next task to run, reading frames as needed.
+func (s *server) next() (pendingTask, error) {
+	for len(s.ahead) == 0 {
+		f, err := s.r.Next()
+		if err != nil {
+			return pendingTask{}, err
+		}
+		if err := s.accept(f, false); err != nil {
+			return pendingTask{}, err
+		}
+	}
+	t := s.ahead[0]
+	s.ahead[0] = pendingTask{}
+	s.ahead = s.ahead[1:]
+	return t, nil
+}
+
+// accept files one frame: a task goes to the look-ahead queue, a cancel
+// marks its task.
+func (s *server) accept(f wire.Frame, own bool) error {
+	switch f.Kind {
+	case wire.KindCancel:
+		s.cancel[f.ID] = true
+		return nil
+	case wire.KindTask, wire.KindInit:
+		chunk, fn, payload, err := wire.ParseTask(f.Body)
+		if err != nil {
+			return err
+		}
+		if own {
+			payload = append([]byte(nil), payload...)
+		}
+		t := pendingTask{id: f.ID, kind: f.Kind, chunk: chunk, payload: payload, owned: own}
+		if t.h = lookupBytes(fn); t.h == nil {
+			t.unknown = string(fn)
+		}
+		s.ahead = append(s.ahead, t)
+		return nil
+	default:
+		return errors.New("procpool: worker got an unexpected " + f.Kind.String() + " frame")
+	}
+}
+
+// run executes one task and queues its answer.
+func (s *server) run(t pendingTask) {
+	if s.cancel[t.id] {
+		delete(s.cancel, t.id)
+		s.out.add(wire.AppendFrame(s.frame[:0], wire.KindSkipped, t.id, nil))
+		return
+	}
+	h := t.h
+	if h == nil {
+		s.fail(t.id, &RemoteError{Func: t.unknown, Code: "unknown_function", Message: "no function registered as " + strconv.Quote(t.unknown) + " in worker " + strconv.Itoa(os.Getpid())})
+		return
+	}
+	frame, start := wire.BeginFrame(s.frame[:0], wire.KindResult, t.id)
+	var err error
+	if t.chunk {
+		var fails []itemFailure
+		frame, _ = wire.AppendChunkResultHeader(frame, nil)
+		frame, fails, err = h.callChunk(s.ctx, s.codec, t.payload, frame)
+		if err == nil && len(fails) > 0 {
+			frame, err = chunkWithErrors(frame, start, fails)
+		}
+	} else {
+		frame, err = h.call(s.ctx, s.codec, t.payload, frame)
+	}
+	if err == nil {
+		err = wire.EndFrame(frame, start)
+	}
+	if err != nil {
+		if t.kind == wire.KindInit {
+			if re, ok := err.(*RemoteError); ok && re.Code == "" {
+				re.Code = "init"
+			}
+		}
+		s.fail(t.id, err)
+		return
+	}
+	s.out.add(frame)
+	if cap(frame) <= 64<<10 {
+		s.frame = frame[:0]
+	}
+}
+
+// chunkWithErrors rewrites a chunk's result frame, which has an empty error
+// list, to carry its per-item errors ahead of the payload.
+func chunkWithErrors(frame []byte, start int, fails []itemFailure) ([]byte, error) {
+	payload := append([]byte(nil), frame[start+wire.HeaderSize+4:]...)
+	errs := make([]wire.ItemError, len(fails))
+	for i, f := range fails {
+		errs[i] = wire.ItemError{Index: f.index, Err: errorBody(f.err)}
+	}
+	out, err := wire.AppendChunkResultHeader(frame[:start+wire.HeaderSize], errs)
+	if err != nil {
+		return frame, err
+	}
+	return append(out, payload...), nil
+}
+
+func (s *server) fail(id uint64, err error) {
+	body, _ := json.Marshal(errorBody(err))
+	s.out.add(wire.AppendFrame(nil, wire.KindError, id, body))
+}
+
+func errorBody(err error) wire.ErrorBody {
+	var re *RemoteError
+	if errors.As(err, &re) {
+		return wire.ErrorBody{Message: re.Message, Type: re.Type, Stack: re.Stack, Panic: re.Panic, Code: re.Code}
+	}
+	return wire.ErrorBody{Message: err.Error(), Type: typeName(err)}
+}
+
+func stack() string { return string(debug.Stack()) }

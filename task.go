@@ -1,0 +1,74 @@
+package procpool
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/procpool/procpool/internal/wire"
+)
+
+// task is one unit of work as the dispatcher sees it: an encoded frame, the
+// worker it is on, and where its outcome goes. Every accepted task ends
+// exactly once, through finish; the atomic done flag makes the first ending
+// win when several paths (a result, a crash, a timeout, a cancel) race.
+type task struct {
+	id      uint64
+	fn      string // the function's registered name
+	frame   []byte // the whole task frame, kept for a resend after a crash
+	ctx     context.Context
+	timeout time.Duration // run-time bound, counted from the start on a worker
+	retries int           // how many more starts a crash or timeout may cost
+	sink    sink
+
+	done      atomic.Bool
+	stopWatch func() bool // undoes context.AfterFunc
+
+	// Guarded by Pool.mu.
+	w        *worker
+	attempts int         // how many times it was started on a worker
+	started  time.Time   // when it became the running task of its worker
+	timer    *time.Timer // fires at its deadline while it runs
+	expired  bool        // it ran past its deadline; its worker is being stopped
+	// expireCause is the context error when the deadline was the caller's
+	// context rather than a timeout option.
+	expireCause error
+}
+
+// sink receives a task's outcome. Exactly one method is called, once.
+type sink interface {
+	// result decodes a Result frame's body; the body is valid only during
+	// the call.
+	result(p *Pool, body []byte)
+	// fail ends the task with err.
+	fail(p *Pool, err error)
+}
+
+// finishResult ends t with a Result frame. It reports false if t had already
+// ended.
+func (t *task) finishResult(p *Pool, f wire.Frame) bool {
+	if !t.done.CompareAndSwap(false, true) {
+		return false
+	}
+	t.release()
+	t.sink.result(p, f.Body)
+	p.taskEnded()
+	return true
+}
+
+// finish ends t with err. It reports false if t had already ended.
+func (t *task) finish(p *Pool, err error) bool {
+	if !t.done.CompareAndSwap(false, true) {
+		return false
+	}
+	t.release()
+	t.sink.fail(p, err)
+	p.taskEnded()
+	return true
+}
+
+func (t *task) release() {
+	if t.stopWatch != nil {
+		t.stopWatch()
+	}
+}
