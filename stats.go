@@ -16,10 +16,10 @@ type Stats struct {
 	TimedOut  int64 // tasks that ran past their deadline
 	Retried   int64 // restarts of tasks after a crash or timeout
 
-	WorkersStarted  int64            // worker processes started, replacements included
-	WorkerExits     map[string]int64 // worker exits by Reason (ReasonCrashed, ReasonTimeout, ...)
-	CallbackPanics  int64            // callbacks that panicked
-	Workers         []WorkerStats    // the live workers
+	WorkersStarted int64            // worker processes started, replacements included
+	WorkerExits    map[string]int64 // worker exits by Reason (ReasonCrashed, ReasonTimeout, ...)
+	CallbackPanics int64            // callbacks that panicked
+	Workers        []WorkerStats    // the live workers
 }
 
 // WorkerStats describes one live worker.
