@@ -48,7 +48,7 @@ func (p *Pool) submit(t *task, block bool) error {
 	}
 	p.queue.pushBack(t)
 	p.dispatchLocked()
-	p.mu.Unlock()
+	p.unlockAndFlush()
 	return nil
 }
 
@@ -62,8 +62,23 @@ func (p *Pool) hasFreeWorkerLocked() bool {
 }
 
 func (p *Pool) canTakeLocked(w *worker) bool {
-	return w.ready && !w.retiring && w.inflight.len() < p.cfg.depth &&
+	return w.ready && !w.retiring && w.inflight.len() < p.depthLocked(w) &&
 		(p.cfg.maxTasks <= 0 || w.sent < p.cfg.maxTasks)
+}
+
+// pipelineBelow is the run time under which a worker's tasks are pipelined.
+// A task queued behind a running one waits for it; pipelining only short
+// tasks keeps that wait short, while long tasks go to whichever worker is
+// free first.
+const pipelineBelow = time.Millisecond
+
+// depthLocked is how many tasks w may have in flight: the configured depth
+// while its recent tasks have been short, else 1.
+func (p *Pool) depthLocked(w *worker) int {
+	if w.svc < pipelineBelow {
+		return p.cfg.depth
+	}
+	return 1
 }
 
 // dispatchLocked hands queued tasks to workers: an idle worker first, else
@@ -105,15 +120,49 @@ func (p *Pool) assignLocked(w *worker, t *task) {
 	if w.inflight.len() == 1 {
 		p.startLocked(w, t)
 	}
-	w.send(t.frame)
+	w.enqueue(t.frame)
+	p.flushLater(w)
 	if p.cfg.maxTasks > 0 && w.sent >= p.cfg.maxTasks {
 		w.retiring = true
 	}
 }
 
+// flushLater notes that w has frames to write once p.mu is released.
+func (p *Pool) flushLater(w *worker) {
+	if !w.flushQueued {
+		w.flushQueued = true
+		p.toFlush = append(p.toFlush, w)
+	}
+}
+
+// unlockAndFlush releases p.mu, then writes the frames that dispatching
+// queued: small batches on this goroutine, large ones by the writers.
+func (p *Pool) unlockAndFlush() {
+	ws := p.toFlush
+	p.toFlush = nil
+	for _, w := range ws {
+		w.flushQueued = false
+	}
+	p.mu.Unlock()
+	if len(ws) == 0 {
+		return
+	}
+	for i, w := range ws {
+		w.flush(true)
+		ws[i] = nil
+	}
+	// Give the slice back for reuse; it is this goroutine's alone now.
+	p.mu.Lock()
+	if p.toFlush == nil {
+		p.toFlush = ws[:0]
+	}
+	p.mu.Unlock()
+}
+
 // startLocked marks t as the task now running on w and arms its deadline.
 func (p *Pool) startLocked(w *worker, t *task) {
 	t.attempts++
+	t.started = time.Now()
 	if t.timeout <= 0 {
 		return
 	}
@@ -157,7 +206,10 @@ func (p *Pool) onFrame(w *worker, f wire.Frame) error {
 	}
 	w.inflight.popFront()
 	w.done++
-	w.lastUsed = time.Now()
+	now := time.Now()
+	w.lastUsed = now
+	// The run time of this task, averaged over recent ones (weight 1/4).
+	w.svc += (now.Sub(t.started) - w.svc) / 4
 	if t.timer != nil {
 		t.timer.Stop()
 	}
@@ -170,7 +222,7 @@ func (p *Pool) onFrame(w *worker, f wire.Frame) error {
 	}
 	p.dispatchLocked()
 	checkMemory := p.cfg.maxMemory > 0 && !w.retiring
-	p.mu.Unlock()
+	p.unlockAndFlush()
 
 	switch f.Kind {
 	case wire.KindResult:
@@ -345,7 +397,7 @@ func (p *Pool) workerExited(w *worker, readErr error) {
 		p.dispatchLocked()
 	}
 	p.maybeStoppedLocked()
-	p.mu.Unlock()
+	p.unlockAndFlush()
 	for i, t := range failed {
 		if t.finish(p, errs[i]) {
 			if errors.Is(errs[i], ErrTimeout) {

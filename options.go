@@ -60,10 +60,11 @@ func defaultConfig() config {
 	}
 }
 
-// defaultDepth is how many tasks the pool keeps in flight on one worker: the
-// one running plus those queued behind it in its pipe. More than one lets
-// the pool batch frames and keep the worker busy; see WithPipelineDepth.
-const defaultDepth = 4
+// defaultDepth is how many short tasks the pool keeps in flight on one
+// worker: the one running plus those queued behind it in its pipe. More than
+// one lets the pool batch frames and keep the worker busy; see
+// WithPipelineDepth.
+const defaultDepth = 16
 
 // WithProcesses sets the number of worker processes (default
 // runtime.NumCPU()). n < 1 is an error from New.
@@ -130,10 +131,12 @@ func WithInitializer[In, Out any](f Func[In, Out], arg In) Option {
 func WithMaxTasksPerWorker(k int) Option { return func(c *config) { c.maxTasks = k } }
 
 // WithPipelineDepth sets how many tasks may be in flight on one worker at a
-// time: the running one plus those waiting in its pipe (default 4). Depth 1
-// gives each task to the first worker that is free, which suits long tasks
-// of uneven length; more depth saves round trips for short tasks. A worker's
-// waiting tasks never start elsewhere unless it dies.
+// time: the running one plus those waiting in its pipe (default 16). Tasks
+// are pipelined only while a worker's recent tasks have run for less than a
+// millisecond on average: short tasks then travel in batches and save round
+// trips, while long tasks go one at a time to whichever worker is free first.
+// A worker's waiting tasks never start elsewhere unless it dies. Depth 1
+// turns pipelining off.
 func WithPipelineDepth(n int) Option {
 	return func(c *config) {
 		if n < 1 {

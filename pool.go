@@ -54,6 +54,7 @@ type Pool struct {
 	broken     error // set once the restart budget is spent
 	startFails []time.Time
 	room       chan struct{} // closed and replaced when the queue gets room
+	toFlush    []*worker     // workers with frames to write after unlocking
 }
 
 // New starts a pool and returns once every worker has answered the
@@ -171,16 +172,17 @@ func (p *Pool) runWorker(ready chan<- error) {
 // if the pool is shutting down and the worker is not needed.
 func (p *Pool) workerReady(w *worker) bool {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	p.starting--
 	if p.terminated || (p.closed && p.queue.len() == 0) {
 		p.maybeStoppedLocked()
+		p.mu.Unlock()
 		return false
 	}
 	w.ready = true
 	w.lastUsed = time.Now()
 	p.workers = append(p.workers, w)
 	p.dispatchLocked()
+	p.unlockAndFlush()
 	return true
 }
 

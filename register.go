@@ -30,6 +30,8 @@ type handler interface {
 	// order and appends the encoded list of results to dst; failed items get
 	// a zero result and an entry in the returned errors.
 	callChunk(ctx context.Context, c codec.Codec, payload, dst []byte) ([]byte, []itemFailure, error)
+	// name is the function's registered name.
+	name() string
 }
 
 type itemFailure struct {
@@ -71,7 +73,7 @@ func Register[In, Out any](name string, fn func(context.Context, In) (Out, error
 	if _, dup := registry.funcs[name]; dup {
 		panic(fmt.Sprintf("procpool: Register(%q): a function with this name is already registered", name))
 	}
-	registry.funcs[name] = typedHandler[In, Out]{name: name, fn: fn}
+	registry.funcs[name] = typedHandler[In, Out]{fname: name, fn: fn}
 	return Func[In, Out]{name: name, fn: fn}
 }
 
@@ -95,22 +97,24 @@ func registeredNames() []string {
 }
 
 type typedHandler[In, Out any] struct {
-	name string
-	fn   func(context.Context, In) (Out, error)
+	fname string
+	fn    func(context.Context, In) (Out, error)
 }
+
+func (h typedHandler[In, Out]) name() string { return h.fname }
 
 func (h typedHandler[In, Out]) call(ctx context.Context, c codec.Codec, payload, dst []byte) ([]byte, error) {
 	var in In
 	if err := c.Unmarshal(payload, &in); err != nil {
-		return dst, &RemoteError{Func: h.name, Code: "decode", Message: "decoding the argument: " + err.Error(), Type: typeName(err)}
+		return dst, &RemoteError{Func: h.fname, Code: "decode", Message: "decoding the argument: " + err.Error(), Type: typeName(err)}
 	}
-	out, err := runProtected(ctx, h.name, h.fn, in)
+	out, err := runProtected(ctx, h.fname, h.fn, in)
 	if err != nil {
 		return dst, err
 	}
 	res, err := c.Append(dst, out)
 	if err != nil {
-		return dst, &RemoteError{Func: h.name, Code: "encode", Message: "encoding the result: " + err.Error(), Type: typeName(err)}
+		return dst, &RemoteError{Func: h.fname, Code: "encode", Message: "encoding the result: " + err.Error(), Type: typeName(err)}
 	}
 	return res, nil
 }
@@ -118,12 +122,12 @@ func (h typedHandler[In, Out]) call(ctx context.Context, c codec.Codec, payload,
 func (h typedHandler[In, Out]) callChunk(ctx context.Context, c codec.Codec, payload, dst []byte) ([]byte, []itemFailure, error) {
 	var ins []In
 	if err := c.Unmarshal(payload, &ins); err != nil {
-		return dst, nil, &RemoteError{Func: h.name, Code: "decode", Message: "decoding the arguments: " + err.Error(), Type: typeName(err)}
+		return dst, nil, &RemoteError{Func: h.fname, Code: "decode", Message: "decoding the arguments: " + err.Error(), Type: typeName(err)}
 	}
 	outs := make([]Out, len(ins))
 	var fails []itemFailure
 	for i, in := range ins {
-		out, err := runProtected(ctx, h.name, h.fn, in)
+		out, err := runProtected(ctx, h.fname, h.fn, in)
 		if err != nil {
 			fails = append(fails, itemFailure{i, err})
 			continue
@@ -132,7 +136,7 @@ func (h typedHandler[In, Out]) callChunk(ctx context.Context, c codec.Codec, pay
 	}
 	res, err := c.Append(dst, outs)
 	if err != nil {
-		return dst, nil, &RemoteError{Func: h.name, Code: "encode", Message: "encoding the results: " + err.Error(), Type: typeName(err)}
+		return dst, nil, &RemoteError{Func: h.fname, Code: "encode", Message: "encoding the results: " + err.Error(), Type: typeName(err)}
 	}
 	return res, fails, nil
 }

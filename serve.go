@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"runtime/debug"
@@ -24,15 +25,16 @@ const flushDelay = 50 * time.Microsecond
 // server is the worker side of the protocol: it reads task frames, runs
 // them one at a time in order, and writes result frames.
 type server struct {
-	r      *wire.Reader
-	avail  func() int // bytes waiting in the transport beyond r's buffer
-	codec  codec.Codec
-	ctx    context.Context
-	ahead  []pendingTask // tasks read ahead of the one running
-	cancel map[uint64]bool
-	out    outBuffer
-	timer  *time.Timer
-	frame  []byte // scratch for one result frame
+	r     *wire.Reader
+	avail func() int // bytes waiting in the transport beyond r's buffer
+	codec codec.Codec
+	ctx   context.Context
+	ahead []pendingTask // tasks read ahead of the one running
+	cur   *pendingTask  // the task about to run or running
+	max   int           // the frame size limit
+	out   outBuffer
+	timer *time.Timer
+	frame []byte // scratch for one result frame
 }
 
 type pendingTask struct {
@@ -43,6 +45,7 @@ type pendingTask struct {
 	unknown string  // the unknown function's name
 	payload []byte
 	owned   bool // payload is a copy, not an alias of the reader's buffer
+	skip    bool // a Cancel frame arrived for it before it started
 }
 
 // outBuffer collects result frames and writes them in one system call.
@@ -71,11 +74,11 @@ func (o *outBuffer) flush() error {
 
 func newServer(ctx context.Context, r io.Reader, w io.Writer, avail func() int, c codec.Codec, maxFrame int) *server {
 	s := &server{
-		r:      wire.NewReader(r, 64<<10, maxFrame),
-		avail:  avail,
-		codec:  c,
-		ctx:    ctx,
-		cancel: make(map[uint64]bool),
+		r:     wire.NewReader(r, 64<<10, maxFrame),
+		avail: avail,
+		codec: c,
+		ctx:   ctx,
+		max:   maxFrame,
 	}
 	s.out.w = w
 	s.timer = time.AfterFunc(time.Hour, func() { _ = s.out.flush() })
@@ -106,7 +109,8 @@ func (s *server) serve() error {
 			return err
 		}
 		// Read ahead whatever has already arrived, so that a Cancel frame
-		// for a task behind this one is seen before that task starts.
+		// for this task or one behind it is seen before that task starts.
+		s.cur = &t
 		if s.r.Buffered() > 0 || s.avail() > 0 {
 			if !t.owned {
 				t.payload = append([]byte(nil), t.payload...)
@@ -123,6 +127,7 @@ func (s *server) serve() error {
 			}
 		}
 		s.run(t)
+		s.cur = nil
 		if len(s.ahead) == 0 && s.r.Buffered() == 0 && s.avail() == 0 {
 			s.timer.Stop()
 			if err := s.out.flush(); err != nil {
@@ -156,7 +161,15 @@ func (s *server) next() (pendingTask, error) {
 func (s *server) accept(f wire.Frame, own bool) error {
 	switch f.Kind {
 	case wire.KindCancel:
-		s.cancel[f.ID] = true
+		// A cancel for a task that already ran (or is unknown) is ignored.
+		if s.cur != nil && s.cur.id == f.ID {
+			s.cur.skip = true
+		}
+		for i := range s.ahead {
+			if s.ahead[i].id == f.ID {
+				s.ahead[i].skip = true
+			}
+		}
 		return nil
 	case wire.KindTask, wire.KindInit:
 		chunk, fn, payload, err := wire.ParseTask(f.Body)
@@ -179,8 +192,7 @@ func (s *server) accept(f wire.Frame, own bool) error {
 
 // run executes one task and queues its answer.
 func (s *server) run(t pendingTask) {
-	if s.cancel[t.id] {
-		delete(s.cancel, t.id)
+	if t.skip {
 		s.out.add(wire.AppendFrame(s.frame[:0], wire.KindSkipped, t.id, nil))
 		return
 	}
@@ -200,6 +212,9 @@ func (s *server) run(t pendingTask) {
 		}
 	} else {
 		frame, err = h.call(s.ctx, s.codec, t.payload, frame)
+	}
+	if err == nil && len(frame)-start-4 > s.max {
+		err = &RemoteError{Func: h.name(), Code: "encode", Message: fmt.Sprintf("the result is %d bytes, over the frame limit of %d", len(frame)-start-4, s.max)}
 	}
 	if err == nil {
 		err = wire.EndFrame(frame, start)

@@ -34,25 +34,29 @@ type worker struct {
 	outMu     sync.Mutex
 	out       []byte
 	spare     []byte
+	writing   bool // a goroutine is writing a batch
 	outClosed bool
 	wake      chan struct{}
+	broken    atomic.Bool // a write failed: the worker is gone
 
 	// Guarded by p.mu.
-	inflight   deque[*task]
-	ready      bool
-	sent       int // tasks given to this worker
-	done       int // tasks it answered
-	retiring   bool
-	stopReason string
-	stopErr    error
-	lastUsed   time.Time
-	rss        int64
+	flushQueued bool // w is in p.toFlush
+	inflight    deque[*task]
+	ready       bool
+	sent        int // tasks given to this worker
+	done        int // tasks it answered
+	retiring    bool
+	stopReason  string
+	stopErr     error
+	lastUsed    time.Time
+	svc         time.Duration // average run time of its recent tasks; starts high, so nothing is pipelined until tasks prove short
+	rss         int64
 }
 
 // launch starts a worker process (or goroutine) and its writer goroutine.
 // The handshake is not done yet.
 func (p *Pool) launch() (*worker, error) {
-	w := &worker{p: p, exited: make(chan struct{}), wake: make(chan struct{}, 1)}
+	w := &worker{p: p, exited: make(chan struct{}), wake: make(chan struct{}, 1), svc: time.Second}
 	if p.cfg.inProcess {
 		w.inproc.tasks, w.inproc.results = newMemPipe(), newMemPipe()
 		w.tasks, w.results = w.inproc.tasks, io.NopCloser(w.inproc.results)
@@ -176,15 +180,62 @@ func (w *worker) handshake() error {
 	}
 }
 
-// send queues a frame for the writer goroutine. It never blocks on the pipe.
-func (w *worker) send(frame []byte) {
+// inlineMax is the largest batch a submitting goroutine writes to a
+// worker's pipe itself; larger ones go to the worker's writer goroutine, so
+// that no caller blocks on a pipe that is full.
+const inlineMax = 4 << 10
+
+// enqueue adds a frame to the worker's outgoing batch. It does not write;
+// see flush.
+func (w *worker) enqueue(frame []byte) {
 	w.outMu.Lock()
-	if w.outClosed {
-		w.outMu.Unlock()
-		return
+	if !w.outClosed {
+		w.out = append(w.out, frame...)
 	}
-	w.out = append(w.out, frame...)
 	w.outMu.Unlock()
+}
+
+// send queues a frame and gets it written.
+func (w *worker) send(frame []byte) {
+	w.enqueue(frame)
+	w.flush(true)
+}
+
+// flush gets the outgoing batch written: by the calling goroutine when it is
+// small and no write is under way (one system call, no hand-off), else by the
+// writer goroutine. It reports whether the task pipe may now be closed.
+func (w *worker) flush(inline bool) bool {
+	w.outMu.Lock()
+	for !w.writing && len(w.out) > 0 {
+		if inline && len(w.out) > inlineMax {
+			w.wakeWriter()
+			break
+		}
+		w.writing = true
+		buf := w.out
+		w.out = w.spare[:0]
+		w.outMu.Unlock()
+		if !w.broken.Load() {
+			if _, err := w.tasks.Write(buf); err != nil {
+				// The worker is gone; its reader sees that and cleans up.
+				w.broken.Store(true)
+			}
+		}
+		w.outMu.Lock()
+		w.writing = false
+		if cap(buf) <= 1<<20 {
+			w.spare = buf[:0]
+		}
+	}
+	closing := w.outClosed && !w.writing && len(w.out) == 0
+	if inline && w.outClosed {
+		w.wakeWriter()
+	}
+	w.outMu.Unlock()
+	return closing
+}
+
+func (w *worker) wakeWriter() {
 	select {
 	case w.wake <- struct{}{}:
 	default:
@@ -197,40 +248,17 @@ func (w *worker) closeInput() {
 	w.outMu.Lock()
 	w.outClosed = true
 	w.outMu.Unlock()
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
+	w.wakeWriter()
 }
 
+// writeLoop writes the batches that flush hands over and closes the task
+// pipe at the end.
 func (w *worker) writeLoop() {
 	defer w.p.wg.Done()
 	defer w.tasks.Close()
-	broken := false
 	for range w.wake {
-		for {
-			w.outMu.Lock()
-			buf, closing := w.out, w.outClosed
-			w.out = w.spare[:0]
-			w.outMu.Unlock()
-			if len(buf) > 0 && !broken {
-				if _, err := w.tasks.Write(buf); err != nil {
-					// The worker is gone; its reader sees that and cleans up.
-					broken = true
-				}
-			}
-			w.outMu.Lock()
-			if cap(buf) <= 1<<20 {
-				w.spare = buf[:0]
-			}
-			empty := len(w.out) == 0
-			w.outMu.Unlock()
-			if empty {
-				if closing {
-					return
-				}
-				break
-			}
+		if w.flush(false) {
+			return
 		}
 	}
 }
