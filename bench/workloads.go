@@ -1,0 +1,525 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/procpool/procpool"
+)
+
+// The functions the bench runs in workers. They are registered at package
+// level, so that the re-executed bench binary knows them too.
+var (
+	square  = procpool.Register("bench.square", func(_ context.Context, x int) (int, error) { return x * x, nil })
+	length  = procpool.Register("bench.len", func(_ context.Context, b []byte) (int, error) { return len(b), nil })
+	burnFn  = procpool.Register("bench.burn", func(_ context.Context, n int) (int, error) { return burn(n), nil })
+	sinkInt int // keeps the calibration's result alive
+)
+
+// burn is a CPU-bound loop of n steps: the same linear congruential
+// generator as burn in bench/python/pool_bench.py.
+func burn(n int) int {
+	x := uint32(1)
+	for range n {
+		x = (x*1103515245 + 12345) & 0x7fffffff
+	}
+	return int(x)
+}
+
+// calibrateBurn returns the number of burn steps that take about d in this
+// process (the workers run the same code on the same machine).
+func calibrateBurn(d time.Duration) int {
+	n := 1000
+	var dt time.Duration
+	for {
+		t0 := time.Now()
+		sinkInt += burn(n)
+		dt = time.Since(t0)
+		if dt > 50*time.Millisecond {
+			break
+		}
+		n *= 2
+	}
+	n = max(1, int(float64(n)*float64(d)/float64(dt)))
+	best := time.Duration(1<<63 - 1)
+	for range 5 {
+		t0 := time.Now()
+		sinkInt += burn(n)
+		best = min(best, time.Since(t0))
+	}
+	return max(1, int(float64(n)*float64(d)/float64(best)))
+}
+
+// A measurement is one figure of one system on one workload, or the reason
+// there is none (err).
+type measurement struct {
+	workload string
+	system   string
+	value    float64
+	unit     string
+	err      string             // why there is no value: the system failed, or is missing
+	note     string             // details shown with -markdown (not part of -json)
+	extra    map[string]float64 // more figures from the Python script
+}
+
+// A workload is one row group of the table.
+type workload struct {
+	name    string
+	what    string
+	unit    string
+	higher  bool     // whether a higher figure is better
+	systems []string // in the order of the table
+	run     func(sizes, *python) []measurement
+}
+
+// workloads in the order they run and print. apply-latency's run also
+// yields the apply-latency-p99 figures.
+var workloads = []*workload{
+	{
+		name: "apply-latency", what: "sequential Apply of x·x: p50", unit: "µs",
+		systems: []string{"procpool", "python-pool", "pipe-limit", "in-process"},
+		run:     runApplyLatency,
+	},
+	{
+		name: "apply-latency-p99", what: "sequential Apply of x·x: p99", unit: "µs",
+		systems: []string{"procpool", "python-pool", "pipe-limit", "in-process"},
+		run:     nil, // measured by apply-latency
+	},
+	{
+		name: "async-throughput", what: "ApplyAsync of x·x, then wait for all", unit: "tasks/s", higher: true,
+		systems: []string{"procpool", "python-pool", "python-ppe", "in-process"},
+		run:     runAsyncThroughput,
+	},
+	{
+		name: "map-throughput", what: "Map of x·x over ints, default chunk size", unit: "items/s", higher: true,
+		systems: []string{"procpool", "python-pool", "python-ppe"},
+		run:     runMapThroughput,
+	},
+	{
+		name: "payload-throughput", what: "Apply with a 1 MiB []byte, returns its length", unit: "MiB/s", higher: true,
+		systems: []string{"procpool", "python-pool"},
+		run:     runPayloadThroughput,
+	},
+	{
+		name: "startup", what: "from New (2 workers) to the first result, median", unit: "ms",
+		systems: []string{"procpool", "python-pool", "python-pool-spawn"},
+		run:     runStartup,
+	},
+	{
+		name: "process-per-task", what: "cost per trivial task", unit: "ms",
+		systems: []string{"procpool", "exec-per-task"},
+		run:     runProcessPerTask,
+	},
+	{
+		name: "cpu-scaling", what: "~2 ms CPU-bound tasks: time on 1 worker / time on N", unit: "x", higher: true,
+		systems: []string{"procpool", "python-pool"},
+		run:     runCPUScaling,
+	},
+	{
+		name: "stream-memory", what: "Imap over ints, chunk size 1000: parent's peak RSS", unit: "MB",
+		systems: []string{"procpool", "python-pool"},
+		run:     runStreamMemory,
+	},
+}
+
+func findWorkload(name string) *workload {
+	for _, w := range workloads {
+		if w.name == name && w.run != nil {
+			return w
+		}
+	}
+	return nil
+}
+
+func workloadNames() []string {
+	var names []string
+	for _, w := range workloads {
+		if w.run != nil {
+			names = append(names, w.name)
+		}
+	}
+	return names
+}
+
+// units maps each workload to its unit. It is filled from workloads at
+// start-up (the runs refer to it, so workloads cannot be read from them).
+var units = map[string]string{}
+
+func init() {
+	for _, w := range workloads {
+		units[w.name] = w.unit
+	}
+}
+
+func unitOf(workload string) string { return units[workload] }
+
+func ok(workload, system string, v float64, note string) measurement {
+	return measurement{workload: workload, system: system, value: v, unit: unitOf(workload), note: note}
+}
+
+func failed(workload, system string, err error) measurement {
+	progress("%s %s: %v", workload, system, err)
+	return measurement{workload: workload, system: system, unit: unitOf(workload), err: err.Error()}
+}
+
+// newPool starts a pool and warms it with one call, as every system is
+// warmed before it is timed.
+func newPool(ctx context.Context, opts ...procpool.Option) (*procpool.Pool, error) {
+	p, err := procpool.New(opts...)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := procpool.Apply(ctx, p, square, 1); err != nil {
+		p.Terminate()
+		return nil, fmt.Errorf("warm-up: %w", err)
+	}
+	return p, nil
+}
+
+// closePool closes p, bounded by ctx, and reports what went wrong.
+func closePool(ctx context.Context, p *procpool.Pool, err *error) {
+	if cerr := p.Shutdown(ctx); cerr != nil && *err == nil {
+		*err = fmt.Errorf("close: %w", cerr)
+	}
+}
+
+// percentile returns the nearest-rank q-th percentile of sorted ds.
+func percentile(ds []time.Duration, q float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	k := int(float64(len(ds))*q/100+0.999999999) - 1
+	return ds[max(0, min(len(ds)-1, k))]
+}
+
+func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+func millis(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// ---- apply-latency ----
+
+func runApplyLatency(sz sizes, py *python) []measurement {
+	var out []measurement
+	add := func(system string, p50, p99 time.Duration, err error) {
+		if err != nil {
+			out = append(out, failed("apply-latency", system, err), failed("apply-latency-p99", system, err))
+			return
+		}
+		out = append(out,
+			ok("apply-latency", system, micros(p50), ""),
+			ok("apply-latency-p99", system, micros(p99), ""))
+	}
+
+	p50, p99, err := poolLatency(sz)
+	add("procpool", p50, p99, err)
+
+	for _, m := range py.run("apply-latency", sz.timeout, "n", sz.applyN, "workers", workers) {
+		out = append(out, m)
+		if m.err != "" {
+			out = append(out, measurement{workload: "apply-latency-p99", system: m.system, unit: m.unit, err: m.err})
+		} else {
+			out = append(out, ok("apply-latency-p99", m.system, m.extra["p99"], ""))
+		}
+	}
+
+	p50, p99, err = pipeLatency(sz)
+	add("pipe-limit", p50, p99, err)
+
+	p50, p99, err = poolLatency(sz, procpool.WithInProcess())
+	add("in-process", p50, p99, err)
+	return out
+}
+
+func poolLatency(sz sizes, opts ...procpool.Option) (p50, p99 time.Duration, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), sz.timeout)
+	defer cancel()
+	p, err := newPool(ctx, append([]procpool.Option{procpool.WithProcesses(workers)}, opts...)...)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer closePool(ctx, p, &err)
+	lat := make([]time.Duration, sz.applyN)
+	for i := range lat {
+		t0 := time.Now()
+		v, err := procpool.Apply(ctx, p, square, i)
+		lat[i] = time.Since(t0)
+		if err != nil {
+			return 0, 0, err
+		}
+		if v != i*i {
+			return 0, 0, fmt.Errorf("square(%d) = %d", i, v)
+		}
+	}
+	slices.Sort(lat)
+	return percentile(lat, 50), percentile(lat, 99), nil
+}
+
+// ---- async-throughput ----
+
+func runAsyncThroughput(sz sizes, py *python) []measurement {
+	var out []measurement
+	add := func(system string, v float64, err error) {
+		if err != nil {
+			out = append(out, failed("async-throughput", system, err))
+		} else {
+			out = append(out, ok("async-throughput", system, v, ""))
+		}
+	}
+	v, err := asyncThroughput(sz)
+	add("procpool", v, err)
+	out = append(out, py.run("async-throughput", sz.timeout, "n", sz.asyncN, "workers", workers)...)
+	v, err = asyncThroughput(sz, procpool.WithInProcess())
+	add("in-process", v, err)
+	return out
+}
+
+func asyncThroughput(sz sizes, opts ...procpool.Option) (rate float64, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), sz.timeout)
+	defer cancel()
+	p, err := newPool(ctx, append([]procpool.Option{procpool.WithProcesses(workers)}, opts...)...)
+	if err != nil {
+		return 0, err
+	}
+	defer closePool(ctx, p, &err)
+	futs := make([]*procpool.Future[int], sz.asyncN)
+	t0 := time.Now()
+	for i := range futs {
+		if futs[i], err = procpool.ApplyAsync(ctx, p, square, i); err != nil {
+			return 0, err
+		}
+	}
+	for i, f := range futs {
+		v, err := f.Get(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if v != i*i {
+			return 0, fmt.Errorf("square(%d) = %d", i, v)
+		}
+	}
+	return float64(sz.asyncN) / time.Since(t0).Seconds(), nil
+}
+
+// ---- map-throughput ----
+
+func runMapThroughput(sz sizes, py *python) []measurement {
+	var out []measurement
+	if v, err := mapThroughput(sz); err != nil {
+		out = append(out, failed("map-throughput", "procpool", err))
+	} else {
+		out = append(out, ok("map-throughput", "procpool", v, ""))
+	}
+	return append(out, py.run("map-throughput", sz.timeout, "n", sz.mapN, "workers", workers)...)
+}
+
+func mapThroughput(sz sizes) (rate float64, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), sz.timeout)
+	defer cancel()
+	p, err := newPool(ctx, procpool.WithProcesses(workers))
+	if err != nil {
+		return 0, err
+	}
+	defer closePool(ctx, p, &err)
+	xs := make([]int, sz.mapN)
+	for i := range xs {
+		xs[i] = i
+	}
+	t0 := time.Now()
+	ys, err := procpool.Map(ctx, p, square, xs)
+	dt := time.Since(t0)
+	if err != nil {
+		return 0, err
+	}
+	for i, y := range ys {
+		if y != i*i {
+			return 0, fmt.Errorf("square(%d) = %d", i, y)
+		}
+	}
+	return float64(sz.mapN) / dt.Seconds(), nil
+}
+
+// ---- payload-throughput ----
+
+func runPayloadThroughput(sz sizes, py *python) []measurement {
+	var out []measurement
+	if v, err := payloadThroughput(sz); err != nil {
+		out = append(out, failed("payload-throughput", "procpool", err))
+	} else {
+		out = append(out, ok("payload-throughput", "procpool", v, ""))
+	}
+	return append(out, py.run("payload-throughput", sz.timeout, "n", sz.payloadN, "workers", workers, "size", sz.payloadSize)...)
+}
+
+func payloadThroughput(sz sizes) (rate float64, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), sz.timeout)
+	defer cancel()
+	p, err := procpool.New(procpool.WithProcesses(workers))
+	if err != nil {
+		return 0, err
+	}
+	defer closePool(ctx, p, &err)
+	payload := make([]byte, sz.payloadSize)
+	r := rand.NewChaCha8([32]byte{1})
+	r.Read(payload)
+	// Warm up with the same call that is timed, as the Python side does.
+	if _, err := procpool.Apply(ctx, p, length, payload); err != nil {
+		return 0, fmt.Errorf("warm-up: %w", err)
+	}
+	t0 := time.Now()
+	for range sz.payloadN {
+		n, err := procpool.Apply(ctx, p, length, payload)
+		if err != nil {
+			return 0, err
+		}
+		if n != len(payload) {
+			return 0, fmt.Errorf("len = %d, want %d", n, len(payload))
+		}
+	}
+	dt := time.Since(t0)
+	return float64(sz.payloadN) * float64(sz.payloadSize) / (1 << 20) / dt.Seconds(), nil
+}
+
+// ---- startup ----
+
+func runStartup(sz sizes, py *python) []measurement {
+	var out []measurement
+	if v, err := startup(sz); err != nil {
+		out = append(out, failed("startup", "procpool", err))
+	} else {
+		out = append(out, ok("startup", "procpool", millis(v), ""))
+	}
+	return append(out, py.run("startup", sz.timeout, "runs", sz.startupRuns, "workers", workers)...)
+}
+
+func startup(sz sizes) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), sz.timeout)
+	defer cancel()
+	ts := make([]time.Duration, sz.startupRuns)
+	for i := range ts {
+		t0 := time.Now()
+		p, err := procpool.New(procpool.WithProcesses(workers))
+		if err != nil {
+			return 0, err
+		}
+		v, err := procpool.Apply(ctx, p, square, 3)
+		ts[i] = time.Since(t0)
+		if cerr := p.Shutdown(ctx); err == nil && cerr != nil {
+			err = fmt.Errorf("close: %w", cerr)
+		}
+		if err != nil {
+			return 0, err
+		}
+		if v != 9 {
+			return 0, fmt.Errorf("square(3) = %d", v)
+		}
+	}
+	sort.Slice(ts, func(i, j int) bool { return ts[i] < ts[j] })
+	return ts[len(ts)/2], nil
+}
+
+// ---- process-per-task ----
+
+func runProcessPerTask(sz sizes, _ *python) []measurement {
+	var out []measurement
+	if v, err := perTaskPool(sz); err != nil {
+		out = append(out, failed("process-per-task", "procpool", err))
+	} else {
+		out = append(out, ok("process-per-task", "procpool", millis(v), ""))
+	}
+	if v, err := perTaskExec(sz); err != nil {
+		out = append(out, failed("process-per-task", "exec-per-task", err))
+	} else {
+		out = append(out, ok("process-per-task", "exec-per-task", millis(v), ""))
+	}
+	return out
+}
+
+func perTaskPool(sz sizes) (per time.Duration, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), sz.timeout)
+	defer cancel()
+	p, err := newPool(ctx, procpool.WithProcesses(workers))
+	if err != nil {
+		return 0, err
+	}
+	defer closePool(ctx, p, &err)
+	t0 := time.Now()
+	for i := range sz.perTaskN {
+		v, err := procpool.Apply(ctx, p, square, i)
+		if err != nil {
+			return 0, err
+		}
+		if v != i*i {
+			return 0, fmt.Errorf("square(%d) = %d", i, v)
+		}
+	}
+	return time.Since(t0) / time.Duration(sz.perTaskN), nil
+}
+
+// ---- cpu-scaling ----
+
+func runCPUScaling(sz sizes, py *python) []measurement {
+	var out []measurement
+	n := runtime.NumCPU()
+	if v, note, err := cpuScaling(sz, n); err != nil {
+		out = append(out, failed("cpu-scaling", "procpool", err))
+	} else {
+		out = append(out, ok("cpu-scaling", "procpool", v, note))
+	}
+	return append(out, py.run("cpu-scaling", sz.timeout, "tasks", sz.cpuTasks, "cores", n, "task_ms", sz.cpuTaskMs)...)
+}
+
+func cpuScaling(sz sizes, n int) (speedup float64, note string, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), sz.timeout)
+	defer cancel()
+	steps := calibrateBurn(time.Duration(sz.cpuTaskMs) * time.Millisecond)
+	xs := make([]int, sz.cpuTasks)
+	for i := range xs {
+		xs[i] = steps
+	}
+	want := burn(steps)
+	elapsed := map[int]time.Duration{}
+	for _, w := range []int{1, n} {
+		if err := func() (err error) {
+			p, err := procpool.New(procpool.WithProcesses(w))
+			if err != nil {
+				return err
+			}
+			defer closePool(ctx, p, &err)
+			if _, err := procpool.Apply(ctx, p, burnFn, 1); err != nil {
+				return fmt.Errorf("warm-up: %w", err)
+			}
+			t0 := time.Now()
+			ys, err := procpool.Map(ctx, p, burnFn, xs, procpool.ChunkSize(1))
+			elapsed[w] = time.Since(t0)
+			if err != nil {
+				return err
+			}
+			for _, y := range ys {
+				if y != want {
+					return fmt.Errorf("burn = %d, want %d", y, want)
+				}
+			}
+			return nil
+		}(); err != nil {
+			return 0, "", err
+		}
+	}
+	note = fmt.Sprintf("1 worker %.2fs, %d workers %.2fs", elapsed[1].Seconds(), n, elapsed[n].Seconds())
+	return elapsed[1].Seconds() / elapsed[n].Seconds(), note, nil
+}
+
+// ---- stream-memory ----
+
+func runStreamMemory(sz sizes, py *python) []measurement {
+	var out []measurement
+	if v, err := streamMemory(sz); err != nil {
+		out = append(out, failed("stream-memory", "procpool", err))
+	} else {
+		out = append(out, ok("stream-memory", "procpool", v, ""))
+	}
+	return append(out, py.run("stream-memory", sz.timeout, "n", sz.streamN, "workers", workers)...)
+}
