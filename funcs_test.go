@@ -1,12 +1,14 @@
 package procpool_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/procpool/procpool"
@@ -43,6 +45,20 @@ var (
 	sleepMs = procpool.Register("sleepMs", func(ctx context.Context, ms int) (int, error) {
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 		return ms, nil
+	})
+
+	// napUs sleeps for the given number of microseconds.
+	napUs = procpool.Register("napUs", func(ctx context.Context, us int) (int, error) {
+		time.Sleep(time.Duration(us) * time.Microsecond)
+		return us, nil
+	})
+
+	// leak keeps mb more MiB of touched memory alive in the worker.
+	leaked [][]byte
+	leak   = procpool.Register("leak", func(_ context.Context, mb int) (int, error) {
+		b := bytes.Repeat([]byte{1}, mb<<20) // touched, and fast under -race
+		leaked = append(leaked, b)
+		return len(leaked) * mb, nil
 	})
 
 	// state is set by the initializer in each worker.
@@ -109,4 +125,55 @@ func badWorker(mode string) {
 			time.Sleep(time.Hour)
 		}
 	}
+}
+
+var (
+	// initUnlessFile is an initializer that exits the worker once the file
+	// at path exists: workers start fine until the test creates it.
+	initUnlessFile = procpool.Register("initUnlessFile", func(_ context.Context, path string) (struct{}, error) {
+		if _, err := os.Stat(path); err == nil {
+			os.Exit(9)
+		}
+		return struct{}{}, nil
+	})
+
+	// countRun appends a line to the file at path (to count how often a task
+	// ran), then fails or exits as told.
+	countRun = procpool.Register("countRun", func(_ context.Context, a runArg) (int, error) {
+		f, err := os.OpenFile(a.Path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+		if err != nil {
+			return 0, err
+		}
+		f.WriteString("run\n")
+		f.Close()
+		switch a.Then {
+		case "exit":
+			os.Exit(5)
+		case "fail":
+			return 0, errors.New("task failed by design")
+		}
+		return 1, nil
+	})
+
+	// nofile returns the worker's soft limit on open files.
+	nofile = procpool.Register("nofile", func(_ context.Context, _ int) (uint64, error) {
+		var l syscall.Rlimit
+		err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l)
+		return l.Cur, err
+	})
+
+	// spin burns CPU for ms milliseconds of wall time.
+	spin = procpool.Register("spin", func(_ context.Context, ms int) (int, error) {
+		end := time.Now().Add(time.Duration(ms) * time.Millisecond)
+		n := 0
+		for time.Now().Before(end) {
+			n++
+		}
+		return n, nil
+	})
+)
+
+type runArg struct {
+	Path string
+	Then string // "", "exit" or "fail"
 }

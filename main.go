@@ -47,6 +47,7 @@ func Main() {
 
 // serveProcess runs the worker side and returns the exit code.
 func serveProcess() int {
+	ppid := os.Getppid()
 	codecName, maxFrame, limits := os.Getenv(envCodec), os.Getenv(envMaxFrame), os.Getenv(envRlimits)
 	// The marker must not reach processes the tasks start: they are not
 	// workers.
@@ -98,7 +99,14 @@ func serveProcess() int {
 	if err := s.hello(os.Getpid()); err != nil {
 		return fail("handshake: %v", err)
 	}
-	if err := s.serve(); err != nil {
+	err = s.serve()
+	// End of the task stream. If it came from the parent's death rather
+	// than from Close, no one is left to sweep this worker's process group:
+	// take down whatever the tasks started, and this process with it.
+	if os.Getppid() != ppid && syscall.Getpgrp() == os.Getpid() {
+		_ = syscall.Kill(0, syscall.SIGKILL)
+	}
+	if err != nil {
 		return fail("%v", err)
 	}
 	return 0

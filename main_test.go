@@ -2,6 +2,7 @@ package procpool_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"strconv"
@@ -38,6 +39,9 @@ func TestMain(m *testing.M) {
 		badWorker("huge-frame")
 	}
 	procpool.Main()
+	if os.Getenv(envMode) == "orphan-parent" {
+		orphanParent()
+	}
 	// Under -race, a Go program sleeps a second at exit by default; workers
 	// exit often in these tests.
 	if os.Getenv("GORACE") == "" {
@@ -97,4 +101,30 @@ func noOrphans(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	})
+}
+
+// orphanParent plays a program that starts a pool whose tasks start
+// grandchildren, prints every pid, and waits to be killed.
+func orphanParent() {
+	p, err := procpool.New(procpool.WithProcesses(2))
+	if err != nil {
+		fmt.Println("ERR", err)
+		os.Exit(1)
+	}
+	ctx := context.Background()
+	pids := []string{"PIDS"}
+	for _, w := range p.Stats().Workers {
+		pids = append(pids, strconv.Itoa(w.Pid))
+	}
+	for range 2 {
+		g, err := procpool.Apply(ctx, p, spawnSleeper, 0)
+		if err != nil {
+			fmt.Println("ERR", err)
+			os.Exit(1)
+		}
+		pids = append(pids, strconv.Itoa(g))
+	}
+	fmt.Println(strings.Join(pids, " "))
+	time.Sleep(time.Hour)
+	os.Exit(0)
 }

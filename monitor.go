@@ -31,7 +31,10 @@ func (p *Pool) monitor() {
 		var busy []*worker
 		live := len(p.workers)
 		for _, w := range p.workers {
-			if p.cfg.maxMemory > 0 && w.ready && w.inflight.len() > 0 {
+			// A task is sampled once it has run for an interval; a shorter
+			// one is checked when it ends.
+			if p.cfg.maxMemory > 0 && w.ready && w.inflight.len() > 0 &&
+				time.Since(w.inflight.front().started) >= p.cfg.memoryInterval {
 				busy = append(busy, w)
 			}
 			if p.cfg.idleTimeout > 0 && w.inflight.len() == 0 && !w.retiring &&

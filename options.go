@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/procpool/procpool/codec"
@@ -94,13 +95,49 @@ func WithEnv(env ...string) Option {
 func WithDir(dir string) Option { return func(c *config) { c.dir = dir } }
 
 // WithStdout sets where the workers' standard output goes (default: the
-// parent's os.Stdout). A writer that is not an *os.File is fed by a copying
-// goroutine per worker.
+// parent's os.Stdout, which workers then write to directly, as a print in a
+// Python worker does). A writer that is not an *os.File is fed by one
+// copying goroutine per worker; the pool serializes their writes, so w need
+// not be safe for concurrent use. Output travels apart from results: a line
+// a task printed may reach w after its Future is ready, but Close returns
+// only after it has.
 func WithStdout(w io.Writer) Option { return func(c *config) { c.stdout = w } }
 
 // WithStderr sets where the workers' standard error goes (default: the
-// parent's os.Stderr).
+// parent's os.Stderr), under the same rules as WithStdout.
 func WithStderr(w io.Writer) Option { return func(c *config) { c.stderr = w } }
+
+// lockedWriter serializes the writes of several workers' copying goroutines.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+// serializeOutput wraps non-file writers so that workers' output is written
+// one write at a time; stdout and stderr share a lock when they are the same
+// writer.
+func (c *config) serializeOutput() {
+	var mu sync.Mutex
+	_, outFile := c.stdout.(*os.File)
+	_, errFile := c.stderr.(*os.File)
+	same := c.stdout == c.stderr
+	if c.stdout != nil && !outFile {
+		c.stdout = lockedWriter{&mu, c.stdout}
+	}
+	if c.stderr != nil && !errFile {
+		if same {
+			c.stderr = c.stdout
+		} else {
+			c.stderr = lockedWriter{new(sync.Mutex), c.stderr}
+		}
+	}
+}
 
 // WithInProcess runs the workers as goroutines in the calling process, like
 // Python's ThreadPool: the same API and the same wire format, no isolation.
@@ -167,9 +204,12 @@ func WithStartTimeout(d time.Duration) Option { return func(c *config) { c.start
 
 // WithMaxWorkerMemory replaces a worker whose resident memory exceeds bytes.
 // The pool reads it from /proc after every task (a few microseconds) and
-// samples it while a task runs; a worker over the limit between tasks is
-// retired, and one over the limit mid-task is stopped, ending that task with
-// a *WorkerExitError whose Reason is ReasonMemory.
+// every 50ms while a task has been running for longer than that; a worker
+// over the limit after a task is retired once its pipeline is empty, and one
+// over the limit mid-task is stopped, ending that task with a
+// *WorkerExitError whose Reason is ReasonMemory. The limit is checked, not
+// enforced by the kernel: a short task may exceed it briefly. For a hard
+// ceiling, add WithRlimit(syscall.RLIMIT_AS, ...).
 func WithMaxWorkerMemory(bytes int64) Option { return func(c *config) { c.maxMemory = bytes } }
 
 // WithIdleTimeout retires workers that have had no task for d, keeping at

@@ -70,6 +70,7 @@ func New(opts ...Option) (*Pool, error) {
 	if cfg.err != nil {
 		return nil, cfg.err
 	}
+	cfg.serializeOutput()
 	if cfg.codec == nil {
 		return nil, errors.New("procpool: WithCodec(nil)")
 	}
@@ -160,11 +161,15 @@ func (p *Pool) runWorker(ready chan<- error) {
 		return
 	}
 	readErr := w.readLoop()
-	if w.cmd != nil && readErr != nil {
-		w.kill() // it broke the protocol, or died: make sure it is gone
+	if readErr != nil {
+		w.kill() // it broke the protocol: make sure it is gone
 	}
+	// Its result pipe is closed: a worker does that when it exits. One
+	// that closed it and lives on is stopped after the grace period.
 	w.closeInput()
+	grace := time.AfterFunc(p.cfg.killGrace, w.kill)
 	w.reap()
+	grace.Stop()
 	p.workerExited(w, readErr)
 }
 

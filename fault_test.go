@@ -1,0 +1,608 @@
+package procpool_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/procpool/procpool"
+	"github.com/procpool/procpool/internal/wire"
+)
+
+// waitFor polls cond until it holds, failing the test after a generous
+// deadline (only to catch hangs).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// alive reports whether process pid exists and is not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i < 0 || !strings.HasPrefix(string(b[i+1:]), " Z")
+}
+
+// chaos runs at least n tasks while another goroutine SIGKILLs a random
+// worker as soon as the pool has all its workers again, until it has made
+// minKills kills, and checks that every task ends exactly once. The queue is
+// bounded, so the task stream lasts as long as the kills do.
+func chaos(t *testing.T, n int, minKills int64, opts ...procpool.Option) (ok, crashed int, kills int64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	p := newPool(t, append([]procpool.Option{procpool.WithProcesses(2), procpool.WithQueueSize(64)}, opts...)...)
+	var ends sync.Map // task index -> number of callbacks
+	var wg sync.WaitGroup
+	var futs []*procpool.Future[int]
+
+	stop := make(chan struct{})
+	var killed atomic.Int64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			ws := p.Stats().Workers
+			if len(ws) < 2 {
+				continue // let the pool recover first
+			}
+			if syscall.Kill(ws[rand.IntN(len(ws))].Pid, syscall.SIGKILL) == nil {
+				killed.Add(1)
+			}
+		}
+	}()
+
+	for i := 0; i < n || killed.Load() < minKills; i++ {
+		f, err := procpool.ApplyAsync(ctx, p, napUs, 200,
+			procpool.Callback(func(int) { v, _ := ends.LoadOrStore(i, new(atomic.Int32)); v.(*atomic.Int32).Add(1) }),
+			procpool.ErrorCallback(func(error) { v, _ := ends.LoadOrStore(i, new(atomic.Int32)); v.(*atomic.Int32).Add(1) }))
+		if err != nil {
+			t.Fatalf("submit %d: %v", i, err)
+		}
+		futs = append(futs, f)
+	}
+	close(stop)
+	wg.Wait()
+	for i, f := range futs {
+		_, err := f.Get(ctx)
+		var we *procpool.WorkerExitError
+		switch {
+		case err == nil:
+			ok++
+		case errors.As(err, &we):
+			crashed++
+		default:
+			t.Fatalf("task %d: unexpected error %v", i, err)
+		}
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range futs {
+		v, found := ends.Load(i)
+		if !found || v.(*atomic.Int32).Load() != 1 {
+			t.Fatalf("task %d ended %v times, want exactly once", i, v)
+		}
+	}
+	if ok+crashed != len(futs) {
+		t.Fatalf("%d + %d tasks ended, want %d", ok, crashed, len(futs))
+	}
+	if s := p.Stats(); s.Submitted != int64(len(futs)) || s.Succeeded != int64(ok) {
+		t.Fatalf("stats: %d submitted, %d succeeded; counted %d and %d", s.Submitted, s.Succeeded, len(futs), ok)
+	}
+	return ok, crashed, killed.Load()
+}
+
+func TestChaosWithoutRetries(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos test in -short mode")
+	}
+	ok, crashed, kills := chaos(t, 20000, 300)
+	t.Logf("%d ok, %d crashed, %d kills", ok, crashed, kills)
+	if crashed == 0 {
+		t.Fatalf("%d kills and no task saw a crash: the chaos did not happen", kills)
+	}
+}
+
+func TestChaosWithRetries(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos test in -short mode")
+	}
+	ok, crashed, kills := chaos(t, 20000, 300, procpool.WithRetries(5))
+	t.Logf("%d ok, %d crashed, %d kills", ok, crashed, kills)
+	if crashed != 0 {
+		t.Fatalf("with retries: %d ok, %d crashed, want all ok", ok, crashed)
+	}
+}
+
+func TestChaosKeepsWorkers(t *testing.T) {
+	ctx := testCtx(t)
+	p := newPool(t, procpool.WithProcesses(2))
+	for range 20 {
+		ws := p.Stats().Workers
+		if len(ws) > 0 {
+			syscall.Kill(ws[0].Pid, syscall.SIGKILL)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Every task still runs, and the pool refills to 2 live workers.
+	if _, err := procpool.Map(ctx, p, square, make([]int, 100), procpool.ChunkSize(1), procpool.Retries(50)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "2 live workers", func() bool {
+		ws := p.Stats().Workers
+		return len(ws) == 2 && alive(ws[0].Pid) && alive(ws[1].Pid)
+	})
+}
+
+func TestHangingTasksTimeOut(t *testing.T) {
+	ctx := testCtx(t)
+	p := newPool(t, procpool.WithProcesses(2), procpool.WithTaskTimeout(200*time.Millisecond))
+	const n = 40
+	futs := make([]*procpool.Future[int], n)
+	for i := range n {
+		ms := 1
+		if i%10 == 0 {
+			ms = 3_600_000 // an hour
+		}
+		f, err := procpool.ApplyAsync(ctx, p, sleepMs, ms)
+		if err != nil {
+			t.Fatal(err)
+		}
+		futs[i] = f
+	}
+	for i, f := range futs {
+		v, err := f.Get(ctx)
+		if i%10 == 0 {
+			if !errors.Is(err, procpool.ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("hanging task %d: %v, want ErrTimeout and DeadlineExceeded", i, err)
+			}
+			var we *procpool.WorkerExitError
+			if !errors.As(err, &we) || we.Reason != procpool.ReasonTimeout {
+				t.Fatalf("hanging task %d: %v, want a *WorkerExitError with reason timeout", i, err)
+			}
+			continue
+		}
+		if err != nil || v != 1 {
+			t.Fatalf("task %d: %d, %v", i, v, err)
+		}
+	}
+	if s := p.Stats(); s.TimedOut != 4 || s.WorkerExits[procpool.ReasonTimeout] != 4 {
+		t.Fatalf("stats: %d timed out, exits %v; want 4 and 4", s.TimedOut, s.WorkerExits)
+	}
+}
+
+func TestContextDeadlineStopsRunningTask(t *testing.T) {
+	p := newPool(t, procpool.WithProcesses(1))
+	before, _ := procpool.Apply(testCtx(t), p, pid, 0)
+	ctx, cancel := context.WithTimeout(testCtx(t), 200*time.Millisecond)
+	defer cancel()
+	_, err := procpool.Apply(ctx, p, sleepMs, 3_600_000)
+	if !errors.Is(err, procpool.ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Apply past its context deadline: %v", err)
+	}
+	after, err := procpool.Apply(testCtx(t), p, pid, 0)
+	if err != nil || after == before || alive(before) {
+		t.Fatalf("worker after a deadline: %d (before %d, alive %v), %v", after, before, alive(before), err)
+	}
+}
+
+func TestCancel(t *testing.T) {
+	ctx := testCtx(t)
+	p := newPool(t, procpool.WithProcesses(1), procpool.WithPipelineDepth(1))
+	before, _ := procpool.Apply(ctx, p, pid, 0)
+	running, err := procpool.ApplyAsync(ctx, p, sleepMs, 3_600_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	queued, err := procpool.ApplyAsync(ctx, p, square, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitRunning(t, p)
+	queued.Cancel()
+	if _, err := queued.Get(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled queued task: %v", err)
+	}
+	if alive(before) != true {
+		t.Fatal("cancelling a queued task stopped the worker")
+	}
+	running.Cancel()
+	if _, err := running.Get(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled running task: %v", err)
+	}
+	waitFor(t, "the cancelled task's worker to exit", func() bool { return !alive(before) })
+	after, err := procpool.Apply(ctx, p, pid, 0)
+	if err != nil || after == before {
+		t.Fatalf("after cancel: pid %d (before %d), %v", after, before, err)
+	}
+	if s := p.Stats(); s.Cancelled != 2 || s.WorkerExits[procpool.ReasonCancelled] != 1 {
+		t.Fatalf("stats: %d cancelled, exits %v", s.Cancelled, s.WorkerExits)
+	}
+
+	// A cancelled context removes a queued task the same way.
+	cctx, cancel := context.WithCancel(ctx)
+	blocker, _ := procpool.ApplyAsync(ctx, p, sleepMs, 300)
+	f, err := procpool.ApplyAsync(cctx, p, square, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if _, err := f.Get(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("task whose context was cancelled: %v", err)
+	}
+	if v, err := blocker.Get(ctx); err != nil || v != 300 {
+		t.Fatalf("unrelated task: %d, %v", v, err)
+	}
+}
+
+func TestCancelPipelinedTaskIsSkipped(t *testing.T) {
+	ctx := testCtx(t)
+	dir := t.TempDir()
+	p := newPool(t, procpool.WithProcesses(1))
+	// Prove tasks short so the pool pipelines them, then queue one behind
+	// a slower task and cancel it before it starts.
+	for i := range 20 {
+		procpool.Apply(ctx, p, square, i)
+	}
+	slow, _ := procpool.ApplyAsync(ctx, p, sleepMs, 300)
+	path := filepath.Join(dir, "runs")
+	behind, err := procpool.ApplyAsync(ctx, p, countRun, runArg{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	behind.Cancel()
+	if _, err := behind.Get(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled task: %v", err)
+	}
+	if _, err := slow.Get(ctx); err != nil {
+		t.Fatalf("the task ahead of a cancelled one: %v", err)
+	}
+	if v, err := procpool.Apply(ctx, p, square, 9); err != nil || v != 81 {
+		t.Fatalf("after a skip: %d, %v", v, err)
+	}
+	if _, err := os.Stat(path); err == nil {
+		t.Fatal("a task cancelled before it started ran anyway")
+	}
+}
+
+func TestRetries(t *testing.T) {
+	ctx := testCtx(t)
+	dir := t.TempDir()
+	p := newPool(t, procpool.WithProcesses(1), procpool.WithRetries(2))
+	runs := func(path string) int {
+		b, _ := os.ReadFile(path)
+		return strings.Count(string(b), "run\n")
+	}
+	exits := filepath.Join(dir, "exits")
+	_, err := procpool.Apply(ctx, p, countRun, runArg{Path: exits, Then: "exit"})
+	var we *procpool.WorkerExitError
+	if !errors.As(err, &we) || we.Attempts != 3 || we.ExitCode != 5 || !strings.Contains(err.Error(), "after 3 attempts") {
+		t.Fatalf("a task that always kills its worker, 2 retries: %v", err)
+	}
+	if n := runs(exits); n != 3 {
+		t.Fatalf("it ran %d times, want 3", n)
+	}
+	fails := filepath.Join(dir, "fails")
+	_, err = procpool.Apply(ctx, p, countRun, runArg{Path: fails, Then: "fail"})
+	var re *procpool.RemoteError
+	if !errors.As(err, &re) {
+		t.Fatalf("a failing task: %v", err)
+	}
+	if n := runs(fails); n != 1 {
+		t.Fatalf("a task that returned an error ran %d times, want 1 (no retry)", n)
+	}
+	// The per-call option overrides the pool's.
+	once := filepath.Join(dir, "once")
+	procpool.Apply(ctx, p, countRun, runArg{Path: once, Then: "exit"}, procpool.Retries(0))
+	if n := runs(once); n != 1 {
+		t.Fatalf("with Retries(0) it ran %d times", n)
+	}
+	if s := p.Stats(); s.Retried != 2 {
+		t.Fatalf("stats: %d retries, want 2", s.Retried)
+	}
+}
+
+func TestMemoryLimitStopsTask(t *testing.T) {
+	ctx := testCtx(t)
+	p := newPool(t, procpool.WithProcesses(1), procpool.WithMaxWorkerMemory(150<<20))
+	_, err := procpool.Apply(ctx, p, allocMB, [2]int{400, 30_000})
+	var we *procpool.WorkerExitError
+	if !errors.As(err, &we) || we.Reason != procpool.ReasonMemory || !strings.Contains(err.Error(), "MiB") {
+		t.Fatalf("task over the memory limit: %v", err)
+	}
+	if v, err := procpool.Apply(ctx, p, square, 7); err != nil || v != 49 {
+		t.Fatalf("after a memory kill: %d, %v", v, err)
+	}
+	if s := p.Stats(); s.WorkerExits[procpool.ReasonMemory] != 1 {
+		t.Fatalf("exits: %v", s.WorkerExits)
+	}
+}
+
+func TestMemoryLimitRetiresBetweenTasks(t *testing.T) {
+	ctx := testCtx(t)
+	// A fresh worker's resident memory differs a lot with and without
+	// -race: measure it, then set the limit 40 MiB above it.
+	probe := newPool(t, procpool.WithProcesses(1), procpool.WithMaxWorkerMemory(1<<40))
+	procpool.Apply(ctx, probe, leak, 1)
+	var base int64
+	waitFor(t, "a memory reading", func() bool { // it is taken just after the task ends
+		base = probe.Stats().Workers[0].RSS
+		return base > 0
+	})
+	probe.Close()
+
+	p := newPool(t, procpool.WithProcesses(1), procpool.WithMaxWorkerMemory(base+40<<20))
+	first, _ := procpool.Apply(ctx, p, pid, 0)
+	// Each task leaks 5 MiB and returns at once: every task succeeds, and
+	// the worker is replaced after the task that took it over the limit.
+	replaced := false
+	for i := range 100 {
+		if _, err := procpool.Apply(ctx, p, leak, 5); err != nil {
+			t.Fatalf("leaking task %d: %v", i, err)
+		}
+		if now, _ := procpool.Apply(ctx, p, pid, 0); now != first {
+			replaced = true
+			break
+		}
+	}
+	if s := p.Stats(); !replaced || s.WorkerExits[procpool.ReasonMemory] != 1 || s.Failed != 0 {
+		t.Fatalf("replaced %v; stats: exits %v, %d failed; want one memory retirement and no failure", replaced, s.WorkerExits, s.Failed)
+	}
+}
+
+func TestCrashLoopBreaksPool(t *testing.T) {
+	ctx := testCtx(t)
+	marker := filepath.Join(t.TempDir(), "fail-now")
+	p := newPool(t, procpool.WithProcesses(1), procpool.WithInitializer(initUnlessFile, marker),
+		procpool.WithRestartLimit(3, time.Minute))
+	if v, err := procpool.Apply(ctx, p, square, 2); err != nil || v != 4 {
+		t.Fatalf("before the crash loop: %d, %v", v, err)
+	}
+	os.WriteFile(marker, nil, 0o600)
+	_, err := procpool.Apply(ctx, p, exitWith, 1) // the worker dies; its replacements cannot start
+	var we *procpool.WorkerExitError
+	if !errors.As(err, &we) {
+		t.Fatalf("task that exits: %v", err)
+	}
+	_, err = procpool.Apply(ctx, p, square, 3)
+	if !errors.Is(err, procpool.ErrPoolBroken) || !errors.Is(err, procpool.ErrHandshake) {
+		t.Fatalf("task on a crash-looping pool: %v, want ErrPoolBroken wrapping the start failure", err)
+	}
+	if _, err := procpool.ApplyAsync(ctx, p, square, 3); !errors.Is(err, procpool.ErrPoolBroken) {
+		t.Fatalf("submit to a broken pool: %v", err)
+	}
+	if n := p.Stats().WorkersStarted; n > 1+4 {
+		t.Fatalf("%d workers started: the restart budget of 3 was not kept", n)
+	}
+}
+
+func TestProgramWithoutMain(t *testing.T) {
+	noOrphans(t)
+	_, err := procpool.New(procpool.WithProcesses(2), procpool.WithCommand(os.Args[0]),
+		procpool.WithEnv(envMode+"=exit-without-main"), procpool.WithStdout(new(strings.Builder)))
+	if !errors.Is(err, procpool.ErrHandshake) || !strings.Contains(err.Error(), "procpool.Main()") {
+		t.Fatalf("a program that exits without Main: %v", err)
+	}
+	_, err = procpool.New(procpool.WithProcesses(1), procpool.WithCommand(os.Args[0]),
+		procpool.WithEnv(envMode+"=hang-without-main"), procpool.WithStartTimeout(500*time.Millisecond))
+	if !errors.Is(err, procpool.ErrHandshake) || !strings.Contains(err.Error(), "procpool.Main()") {
+		t.Fatalf("a program that never answers: %v", err)
+	}
+}
+
+func TestGarbageFromWorker(t *testing.T) {
+	for _, mode := range []string{"garbage", "close-early", "wrong-id", "huge-frame"} {
+		t.Run(mode, func(t *testing.T) {
+			ctx := testCtx(t)
+			p := newPool(t, procpool.WithProcesses(1), procpool.WithCommand(os.Args[0]),
+				procpool.WithEnv(envMode+"="+mode), procpool.WithKillGrace(100*time.Millisecond))
+			for i := range 3 {
+				_, err := procpool.Apply(ctx, p, square, i)
+				var we *procpool.WorkerExitError
+				if !errors.As(err, &we) {
+					t.Fatalf("task %d on a %s worker: %v, want *WorkerExitError", i, mode, err)
+				}
+				if mode != "close-early" && !errors.Is(err, procpool.ErrProtocol) {
+					t.Fatalf("task %d on a %s worker: %v, want ErrProtocol", i, mode, err)
+				}
+				if mode == "huge-frame" && !errors.Is(err, wire.ErrFrameTooLarge) {
+					t.Fatalf("huge frame: %v", err)
+				}
+			}
+			if n := p.Stats().WorkersStarted; n < 3 {
+				t.Fatalf("%d workers started for 3 broken tasks: not replaced", n)
+			}
+		})
+	}
+}
+
+func TestQueueBackpressure(t *testing.T) {
+	ctx := testCtx(t)
+	p := newPool(t, procpool.WithProcesses(1), procpool.WithPipelineDepth(1), procpool.WithQueueSize(2))
+	release, err := procpool.ApplyAsync(ctx, p, sleepMs, 300)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitRunning(t, p)
+	var queued []*procpool.Future[int]
+	for i := range 2 {
+		f, err := procpool.TryApplyAsync(ctx, p, square, i)
+		if err != nil {
+			t.Fatalf("queue slot %d: %v", i, err)
+		}
+		queued = append(queued, f)
+	}
+	if _, err := procpool.TryApplyAsync(ctx, p, square, 9); !errors.Is(err, procpool.ErrQueueFull) {
+		t.Fatalf("TryApplyAsync on a full queue: %v, want ErrQueueFull", err)
+	}
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if _, err := procpool.ApplyAsync(short, p, square, 9); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("ApplyAsync on a full queue past its context: %v", err)
+	}
+	// A blocking submit gets in once the queue moves.
+	f, err := procpool.ApplyAsync(ctx, p, square, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := f.Get(ctx); err != nil || v != 25 {
+		t.Fatalf("blocked submit: %d, %v", v, err)
+	}
+	for _, q := range append(queued, release) {
+		if _, err := q.Get(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := p.Stats(); s.Submitted != 4 {
+		t.Fatalf("submitted %d, want 4 (refused submits do not count)", s.Submitted)
+	}
+}
+
+func TestOrphansAfterParentKilled(t *testing.T) {
+	noOrphans(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envMode+"=orphan-parent")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "PIDS ") {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("helper parent said %q, %v", line, err)
+	}
+	var pids []int
+	for _, f := range strings.Fields(line)[1:] {
+		n, _ := strconv.Atoi(f)
+		pids = append(pids, n)
+	}
+	if len(pids) != 4 {
+		t.Fatalf("helper parent reported %v, want 2 workers and 2 grandchildren", pids)
+	}
+	for _, pid := range pids {
+		if !alive(pid) {
+			t.Fatalf("process %d of the helper's pool is not alive before the kill", pid)
+		}
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	waitFor(t, "workers and grandchildren to die with their parent", func() bool {
+		for _, pid := range pids {
+			if alive(pid) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func TestTerminateKillsGrandchildren(t *testing.T) {
+	ctx := testCtx(t)
+	p := newPool(t, procpool.WithProcesses(1))
+	g, err := procpool.Apply(ctx, p, spawnSleeper, 0)
+	if err != nil || !alive(g) {
+		t.Fatalf("grandchild %d: %v", g, err)
+	}
+	p.Terminate()
+	waitFor(t, "the grandchild to die", func() bool { return !alive(g) })
+}
+
+func TestWorkersIgnoreSIGINT(t *testing.T) {
+	ctx := testCtx(t)
+	p := newPool(t, procpool.WithProcesses(1))
+	w, _ := procpool.Apply(ctx, p, pid, 0)
+	syscall.Kill(w, syscall.SIGINT)
+	time.Sleep(50 * time.Millisecond)
+	if v, err := procpool.Apply(ctx, p, pid, 0); err != nil || v != w {
+		t.Fatalf("after SIGINT: worker %d (was %d), %v", v, w, err)
+	}
+}
+
+func TestRlimit(t *testing.T) {
+	ctx := testCtx(t)
+	p := newPool(t, procpool.WithProcesses(1), procpool.WithRlimit(syscall.RLIMIT_NOFILE, 100, 100),
+		procpool.WithRlimit(syscall.RLIMIT_CPU, 1, 2))
+	if n, err := procpool.Apply(ctx, p, nofile, 0); err != nil || n != 100 {
+		t.Fatalf("worker's open-file limit: %d, %v; want 100", n, err)
+	}
+	// Two CPU seconds of spinning passes the limit of one.
+	_, err := procpool.Apply(ctx, p, spin, 5000)
+	var we *procpool.WorkerExitError
+	if !errors.As(err, &we) || we.Signal == 0 {
+		t.Fatalf("task over the CPU limit: %v", err)
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	ctx := testCtx(t)
+	p := newPool(t, procpool.WithProcesses(2), procpool.WithIdleTimeout(50*time.Millisecond, 1))
+	waitFor(t, "idle workers to be retired down to 1", func() bool { return len(p.Stats().Workers) == 1 })
+	// Work brings workers back.
+	if _, err := procpool.Map(ctx, p, sleepMs, []int{50, 50, 50, 50}, procpool.ChunkSize(1)); err != nil {
+		t.Fatal(err)
+	}
+	if s := p.Stats(); s.WorkersStarted < 3 || s.WorkerExits[procpool.ReasonRecycled] < 1 {
+		t.Fatalf("stats: %d started, exits %v", s.WorkersStarted, s.WorkerExits)
+	}
+}
+
+func TestLogger(t *testing.T) {
+	ctx := testCtx(t)
+	var buf syncBuffer
+	p := newPool(t, procpool.WithProcesses(1), procpool.WithLogger(slog.New(slog.NewTextHandler(&buf, nil))))
+	procpool.Apply(ctx, p, exitWith, 2)
+	p.Close()
+	log := buf.String()
+	for _, want := range []string{"worker started", "worker exited", "reason=crashed", "exit status 2"} {
+		if !strings.Contains(log, want) {
+			t.Fatalf("log lacks %q:\n%s", want, log)
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
