@@ -47,6 +47,13 @@ var (
 		return ms, nil
 	})
 
+	// workerEnv returns the worker's directory, the value of an environment
+	// variable, and procpool's worker marker (which Main must have cleared).
+	workerEnv = procpool.Register("workerEnv", func(_ context.Context, key string) ([3]string, error) {
+		wd, err := os.Getwd()
+		return [3]string{wd, os.Getenv(key), os.Getenv("PROCPOOL_WORKER")}, err
+	})
+
 	// napUs sleeps for the given number of microseconds.
 	napUs = procpool.Register("napUs", func(ctx context.Context, us int) (int, error) {
 		time.Sleep(time.Duration(us) * time.Microsecond)

@@ -539,3 +539,63 @@ func TestInProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestRegisterMisuse(t *testing.T) {
+	mustPanic := func(what string, f func()) {
+		t.Helper()
+		defer func() {
+			if recover() == nil {
+				t.Errorf("%s did not panic", what)
+			}
+		}()
+		f()
+	}
+	// TestMain has called procpool.Main: registering now would give
+	// workers a function they do not know.
+	mustPanic("Register after Main", func() {
+		procpool.Register("late", func(context.Context, int) (int, error) { return 0, nil })
+	})
+	mustPanic("Register with a taken name", func() {
+		procpool.Register("square", func(context.Context, int) (int, error) { return 0, nil })
+	})
+}
+
+func TestWithDirAndEnv(t *testing.T) {
+	ctx := testCtx(t)
+	dir := t.TempDir()
+	p := newPool(t, procpool.WithProcesses(1), procpool.WithDir(dir), procpool.WithEnv("PROCPOOL_TEST_GREETING=hi"))
+	got, err := procpool.Apply(ctx, p, workerEnv, "PROCPOOL_TEST_GREETING")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0] != dir || got[1] != "hi" || got[2] != "" {
+		t.Fatalf("worker cwd %q, env %q, marker %q; want %q, \"hi\" and no marker", got[0], got[1], got[2], dir)
+	}
+}
+
+func TestShutdown(t *testing.T) {
+	ctx := testCtx(t)
+	p := newPool(t, procpool.WithProcesses(1))
+	quick, _ := procpool.ApplyAsync(ctx, p, square, 3)
+	slow, _ := procpool.ApplyAsync(ctx, p, sleepMs, 3_600_000)
+	sctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := p.Shutdown(sctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown past its deadline: %v", err)
+	}
+	if v, err := quick.Get(ctx); err != nil || v != 9 {
+		t.Fatalf("task done before the deadline: %d, %v", v, err)
+	}
+	if _, err := slow.Get(ctx); !errors.Is(err, procpool.ErrTerminated) {
+		t.Fatalf("task cut off by Shutdown: %v", err)
+	}
+	// A Shutdown that has time finishes the work.
+	p2 := newPool(t, procpool.WithProcesses(1))
+	f, _ := procpool.ApplyAsync(ctx, p2, sleepMs, 50)
+	if err := p2.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := f.Get(ctx); err != nil || v != 50 {
+		t.Fatalf("task under a roomy Shutdown: %d, %v", v, err)
+	}
+}

@@ -1,0 +1,132 @@
+package procpool_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/procpool/procpool"
+)
+
+// Functions that workers run are registered at package level, so that the
+// parent and every worker (which re-run this same program) know them.
+var upper = procpool.Register("example.upper", func(_ context.Context, s string) (string, error) {
+	return strings.ToUpper(s), nil
+})
+
+// A program that uses procpool calls procpool.Main first in main (here, in
+// TestMain), then creates a pool and sends it work.
+func Example() {
+	ctx := context.Background()
+	p, err := procpool.New(procpool.WithProcesses(2))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+
+	s, err := procpool.Apply(ctx, p, upper, "hello from a worker")
+	fmt.Println(s, err)
+	// Output: HELLO FROM A WORKER <nil>
+}
+
+func ExampleMap() {
+	ctx := context.Background()
+	p, err := procpool.New(procpool.WithProcesses(2))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+
+	squares, err := procpool.Map(ctx, p, square, []int{1, 2, 3, 4, 5, 6})
+	fmt.Println(squares, err)
+	// Output: [1 4 9 16 25 36] <nil>
+}
+
+func ExampleApplyAsync() {
+	ctx := context.Background()
+	p, err := procpool.New(procpool.WithProcesses(2))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	var futures []*procpool.Future[int]
+	var seen []int // callbacks run one at a time: no lock needed
+	for i := range 5 {
+		f, err := procpool.ApplyAsync(ctx, p, square, i, procpool.Callback(func(v int) { seen = append(seen, v) }))
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		futures = append(futures, f)
+	}
+	p.Close() // waits for every task and callback, like close() then join()
+	for _, f := range futures {
+		v, _ := f.Get(ctx)
+		fmt.Print(v, " ")
+	}
+	slices.Sort(seen) // callbacks run in completion order
+	fmt.Println("| callbacks saw", seen)
+	// Output: 0 1 4 9 16 | callbacks saw [0 1 4 9 16]
+}
+
+func ExampleImap() {
+	ctx := context.Background()
+	p, err := procpool.New(procpool.WithProcesses(2))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+
+	// The input is read lazily, a window of chunks ahead of the consumer.
+	for v, err := range procpool.Imap(ctx, p, square, slices.Values([]int{1, 2, 3}), procpool.ChunkSize(2)) {
+		fmt.Println(v, err)
+	}
+	// Output:
+	// 1 <nil>
+	// 4 <nil>
+	// 9 <nil>
+}
+
+func ExampleRemoteError() {
+	ctx := context.Background()
+	p, err := procpool.New(procpool.WithProcesses(1))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+
+	_, err = procpool.Apply(ctx, p, panicking, "out of cheese")
+	var re *procpool.RemoteError
+	if errors.As(err, &re) {
+		fmt.Println(re.Func, re.Panic, re.Message)
+	}
+	// Output: panicking true out of cheese
+}
+
+func ExampleWorkerExitError() {
+	ctx := context.Background()
+	p, err := procpool.New(procpool.WithProcesses(1))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+
+	// The worker dies under the task; the pool replaces it and goes on.
+	_, err = procpool.Apply(ctx, p, exitWith, 3)
+	var we *procpool.WorkerExitError
+	if errors.As(err, &we) {
+		fmt.Println(we.Reason, we.ExitCode)
+	}
+	v, err := procpool.Apply(ctx, p, square, 7)
+	fmt.Println(v, err)
+	// Output:
+	// crashed 3
+	// 49 <nil>
+}
