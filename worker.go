@@ -32,7 +32,8 @@ type worker struct {
 
 	// Outgoing frames, batched: send appends, the writer goroutine writes.
 	outMu     sync.Mutex
-	out       []byte
+	out       []byte   // small frames, batched
+	big       [][]byte // large frames (and batches before them), in order, ahead of out
 	spare     []byte
 	writing   bool // a goroutine is writing a batch
 	outClosed bool
@@ -185,11 +186,23 @@ func (w *worker) handshake() error {
 // that no caller blocks on a pipe that is full.
 const inlineMax = 4 << 10
 
+// bigFrame is the size from which a frame is written from its own memory
+// rather than copied into the outgoing batch.
+const bigFrame = 64 << 10
+
 // enqueue adds a frame to the worker's outgoing batch. It does not write;
-// see flush.
+// see flush. The frame must not change until it is written.
 func (w *worker) enqueue(frame []byte) {
 	w.outMu.Lock()
-	if !w.outClosed {
+	switch {
+	case w.outClosed:
+	case len(frame) >= bigFrame:
+		if len(w.out) > 0 {
+			w.big = append(w.big, w.out)
+			w.out = nil
+		}
+		w.big = append(w.big, frame)
+	default:
 		w.out = append(w.out, frame...)
 	}
 	w.outMu.Unlock()
@@ -206,33 +219,43 @@ func (w *worker) send(frame []byte) {
 // writer goroutine. It reports whether the task pipe may now be closed.
 func (w *worker) flush(inline bool) bool {
 	w.outMu.Lock()
-	for !w.writing && len(w.out) > 0 {
-		if inline && len(w.out) > inlineMax {
+	for !w.writing && (len(w.out) > 0 || len(w.big) > 0) {
+		if inline && (len(w.big) > 0 || len(w.out) > inlineMax) {
 			w.wakeWriter()
 			break
 		}
 		w.writing = true
-		buf := w.out
-		w.out = w.spare[:0]
+		big, buf := w.big, w.out
+		w.big, w.out = nil, w.spare[:0]
+		w.spare = nil
 		w.outMu.Unlock()
-		if !w.broken.Load() {
-			if _, err := w.tasks.Write(buf); err != nil {
-				// The worker is gone; its reader sees that and cleans up.
-				w.broken.Store(true)
-			}
+		for _, b := range big {
+			w.write(b)
 		}
+		w.write(buf)
 		w.outMu.Lock()
 		w.writing = false
 		if cap(buf) <= 1<<20 {
 			w.spare = buf[:0]
 		}
 	}
-	closing := w.outClosed && !w.writing && len(w.out) == 0
+	closing := w.outClosed && !w.writing && len(w.out) == 0 && len(w.big) == 0
 	if inline && w.outClosed {
 		w.wakeWriter()
 	}
 	w.outMu.Unlock()
 	return closing
+}
+
+// write writes b to the task pipe unless an earlier write failed.
+func (w *worker) write(b []byte) {
+	if len(b) == 0 || w.broken.Load() {
+		return
+	}
+	if _, err := w.tasks.Write(b); err != nil {
+		// The worker is gone; its reader sees that and cleans up.
+		w.broken.Store(true)
+	}
 }
 
 func (w *worker) wakeWriter() {

@@ -11,6 +11,9 @@ import (
 // minBufSize is the smallest read buffer a Reader uses.
 const minBufSize = 64
 
+// RetainMax is the largest grown buffer a Reader keeps between frames.
+const RetainMax = 4 << 20
+
 // maxEmptyReads is how many (0, nil) reads in a row make Next give up with
 // io.ErrNoProgress.
 const maxEmptyReads = 100
@@ -23,9 +26,11 @@ const maxEmptyReads = 100
 // frame size) makes the buffer grow by doubling, never beyond the frame's
 // size, and only as the frame's bytes actually arrive, so a length field
 // that lies costs a buffer of at most about twice the bytes really received
-// (never more than maxFrame+4 bytes in one allocation). At the start of
-// the next call to Next, once the bytes still pending fit in the original
-// buffer, the grown buffer is dropped and the original one is used again.
+// (never more than maxFrame+4 bytes in one allocation). A grown buffer of up
+// to RetainMax bytes is kept for the frames that follow, so a stream of
+// large payloads costs no allocation per frame; a larger one is dropped at
+// the start of the next call to Next, once the bytes still pending fit in
+// the original buffer, and the original one is used again.
 type Reader struct {
 	rd       io.Reader
 	buf      []byte // buffer in use; buf[r:w] holds unread bytes
@@ -92,7 +97,7 @@ func (r *Reader) Next() (Frame, error) {
 	if r.err != nil {
 		return Frame{}, r.err
 	}
-	if len(r.buf) > len(r.base) && r.w-r.r <= len(r.base) {
+	if len(r.buf) > RetainMax && r.w-r.r <= len(r.base) {
 		n := copy(r.base, r.buf[r.r:r.w])
 		r.buf, r.r, r.w = r.base, 0, n
 	}

@@ -161,7 +161,7 @@ func TestReaderLyingLengthWithinMax(t *testing.T) {
 
 func TestReaderGrowsAndShrinks(t *testing.T) {
 	small := AppendFrame(nil, KindResult, 1, []byte("small"))
-	bigBody := bytes.Repeat([]byte("0123456789"), 10_000) // 100 kB
+	bigBody := bytes.Repeat([]byte("0123456789"), RetainMax/10+1) // over RetainMax: not kept
 	var stream []byte
 	stream = append(stream, small...)
 	stream = AppendFrame(stream, KindResult, 2, bigBody)
@@ -191,6 +191,27 @@ func TestReaderGrowsAndShrinks(t *testing.T) {
 		if _, err := rd.Next(); err != io.EOF {
 			t.Fatalf("end: %v", err)
 		}
+	}
+}
+
+func TestReaderRetainsModestGrowth(t *testing.T) {
+	body := bytes.Repeat([]byte("x"), 100_000)
+	var stream []byte
+	for id := uint64(1); id <= 3; id++ {
+		stream = AppendFrame(stream, KindResult, id, body)
+	}
+	rd := NewReader(bytes.NewReader(stream), 128, 0)
+	if _, err := rd.Next(); err != nil {
+		t.Fatal(err)
+	}
+	grown := &rd.buf[0]
+	allocs := testing.AllocsPerRun(1, func() {
+		if f, err := rd.Next(); err != nil || len(f.Body) != len(body) {
+			t.Fatalf("frame: %d bytes, %v", len(f.Body), err)
+		}
+	})
+	if allocs != 0 || &rd.buf[0] != grown {
+		t.Fatalf("a second 100 kB frame cost %v allocations and a new buffer", allocs)
 	}
 }
 
