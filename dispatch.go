@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"time"
 
 	"github.com/procpool/procpool/internal/supervise"
@@ -186,6 +187,12 @@ func (w *worker) readLoop() error {
 		}
 		if err := p.onFrame(w, f); err != nil {
 			return err
+		}
+		if w.r.Buffered() == 0 {
+			// About to block in read(2). Let the goroutine this answer
+			// woke (usually a caller waiting in Apply) run on this thread
+			// first, rather than wait for another thread to pick it up.
+			runtime.Gosched()
 		}
 	}
 }
