@@ -52,31 +52,10 @@ func applyAsync[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], in I
 	if err != nil {
 		return nil, err
 	}
-	fut := newFuture[Out]()
-	t.sink = &applySink[Out]{fut: fut, cb: cb, ecb: cc.errCallback}
-	fut.cancel = func() { p.cancelTask(t, context.Canceled) }
+	fut := &Future[Out]{done: make(chan struct{}), p: p, t: t, cb: cb, ecb: cc.errCallback}
+	t.sink = fut
 	if err := p.submit(t, block); err != nil {
 		return nil, err
 	}
 	return fut, nil
-}
-
-type applySink[Out any] struct {
-	fut *Future[Out]
-	cb  func(Out)
-	ecb func(error)
-}
-
-func (s *applySink[Out]) result(p *Pool, body []byte) {
-	var v Out
-	var err error
-	if derr := p.codec.Unmarshal(body, &v); derr != nil {
-		err = &CodecError{Op: "decode result", Err: derr}
-	}
-	deliver(p, s.fut, s.cb, s.ecb, v, err)
-}
-
-func (s *applySink[Out]) fail(p *Pool, err error) {
-	var zero Out
-	deliver(p, s.fut, s.cb, s.ecb, zero, err)
 }

@@ -84,7 +84,7 @@ func (p *Pool) newTask(ctx context.Context, fn string, chunk bool, arg any, cc *
 		return nil, context.Cause(ctx)
 	}
 	id := p.nextID.Add(1)
-	frame, start := wire.BeginFrame(nil, wire.KindTask, id)
+	frame, start := wire.BeginFrame(make([]byte, 0, 64), wire.KindTask, id)
 	frame = wire.AppendTaskHeader(frame, chunk, fn)
 	frame, err := p.codec.Append(frame, arg)
 	if err != nil {

@@ -164,10 +164,24 @@ func (p *Pool) unlockAndFlush() {
 func (p *Pool) startLocked(w *worker, t *task) {
 	t.attempts++
 	t.started = time.Now()
-	if t.timeout <= 0 {
-		return
+	switch {
+	case t.done.Load():
+		// Cancelled while it waited in the pipe. The worker skips it if the
+		// Cancel frame came in time; if it runs it anyway and does not
+		// answer within the grace period, stop the worker.
+		t.timer = time.AfterFunc(p.cfg.killGrace, func() { p.stopIfRunning(w, t) })
+	case t.timeout > 0:
+		t.timer = time.AfterFunc(t.timeout, func() { p.expire(w, t, nil) })
 	}
-	t.timer = time.AfterFunc(t.timeout, func() { p.expire(w, t, nil) })
+}
+
+// stopIfRunning stops w if the cancelled task t is still its running task.
+func (p *Pool) stopIfRunning(w *worker, t *task) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if t.w == w && w.inflight.front() == t {
+		p.stopLocked(w, ReasonCancelled, nil)
+	}
 }
 
 // readLoop reads w's answers until the worker exits or breaks the protocol.

@@ -11,8 +11,14 @@ type Future[T any] struct {
 	done   chan struct{}
 	val    T
 	err    error
-	cancel func() // ends the work behind the future
 	once   sync.Once
+	cancel func() // ends the work behind the future (MapAsync)
+
+	// For ApplyAsync, the future is its task's sink.
+	p   *Pool
+	t   *task
+	cb  func(T)
+	ecb func(error)
 }
 
 func newFuture[T any]() *Future[T] { return &Future[T]{done: make(chan struct{})} }
@@ -67,7 +73,26 @@ func (f *Future[T]) Successful() bool { return f.Ready() && f.err == nil }
 // with context.Cause(ctx) instead, which also matches context.Canceled
 // unless the cause was set otherwise.) Cancel does not wait.
 func (f *Future[T]) Cancel() {
-	if f.cancel != nil {
+	switch {
+	case f.t != nil:
+		f.p.cancelTask(f.t, context.Canceled)
+	case f.cancel != nil:
 		f.cancel()
 	}
+}
+
+// result decodes the task's result (the future is the sink of ApplyAsync's
+// task).
+func (f *Future[T]) result(p *Pool, body []byte) {
+	var v T
+	var err error
+	if derr := p.codec.Unmarshal(body, &v); derr != nil {
+		err = &CodecError{Op: "decode result", Err: derr}
+	}
+	deliver(p, f, f.cb, f.ecb, v, err)
+}
+
+func (f *Future[T]) fail(p *Pool, err error) {
+	var zero T
+	deliver(p, f, f.cb, f.ecb, zero, err)
 }

@@ -30,7 +30,8 @@ type server struct {
 	codec codec.Codec
 	ctx   context.Context
 	ahead []pendingTask // tasks read ahead of the one running
-	cur   *pendingTask  // the task about to run or running
+	cur   uint64        // the id of the task about to run, 0 if none
+	skip  bool          // a Cancel frame for cur arrived before it started
 	max   int           // the frame size limit
 	out   outBuffer
 	timer *time.Timer
@@ -108,15 +109,17 @@ func (s *server) serve() error {
 			_ = s.out.flush()
 			return err
 		}
-		// Read ahead whatever has already arrived, so that a Cancel frame
+		// Read ahead whatever is already buffered, so that a Cancel frame
 		// for this task or one behind it is seen before that task starts.
-		s.cur = &t
-		if s.r.Buffered() > 0 || s.avail() > 0 {
+		// (A Cancel still in the pipe comes too late; the parent then
+		// drops the answer.)
+		s.cur, s.skip = t.id, false
+		if s.r.Buffered() > 0 {
 			if !t.owned {
 				t.payload = append([]byte(nil), t.payload...)
 				t.owned = true
 			}
-			for s.r.Buffered() > 0 || s.avail() > 0 {
+			for s.r.Buffered() > 0 {
 				f, err := s.r.Next()
 				if err != nil {
 					break // handled by the next call of next
@@ -126,8 +129,9 @@ func (s *server) serve() error {
 				}
 			}
 		}
+		t.skip = t.skip || s.skip
 		s.run(t)
-		s.cur = nil
+		s.cur = 0
 		if len(s.ahead) == 0 && s.r.Buffered() == 0 && s.avail() == 0 {
 			s.timer.Stop()
 			if err := s.out.flush(); err != nil {
@@ -162,8 +166,8 @@ func (s *server) accept(f wire.Frame, own bool) error {
 	switch f.Kind {
 	case wire.KindCancel:
 		// A cancel for a task that already ran (or is unknown) is ignored.
-		if s.cur != nil && s.cur.id == f.ID {
-			s.cur.skip = true
+		if s.cur == f.ID {
+			s.skip = true
 		}
 		for i := range s.ahead {
 			if s.ahead[i].id == f.ID {

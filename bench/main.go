@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"strconv"
 	"strings"
 	"time"
 
@@ -104,10 +103,13 @@ func main() {
 	defer cleanup()
 
 	load0 := loadAverage()
-	if l, err := strconv.ParseFloat(load0, 64); err == nil && l > 0.5*float64(runtime.NumCPU()) {
-		progress("warning: the load average is %s on %d CPUs: other work will disturb the figures", load0, runtime.NumCPU())
+	before := readCPU()
+	time.Sleep(time.Second)
+	if q := othersShare(before, readCPU(), time.Second); q > 0.1 {
+		progress("warning: other processes are using %.0f%% of the %d CPUs: they will disturb the figures", 100*q, runtime.NumCPU())
 	}
 	start := time.Now()
+	cpu0 := readCPU()
 	var ms []measurement
 	for _, w := range workloads {
 		if w.run == nil || len(selected) > 0 && !selected[w.name] {
@@ -120,11 +122,15 @@ func main() {
 		ms = append(ms, got...)
 	}
 	elapsed := time.Since(start)
+	others := othersShare(cpu0, readCPU(), elapsed)
 	progress("all done in %.1fs", elapsed.Seconds())
 
 	rep := &report{ms: ms, quick: *quick, elapsed: elapsed, py: py, chart: *chart, args: os.Args[1:],
-		load: [2]string{load0, loadAverage()}}
-	progress("1-minute load average: %s at the start, %s at the end", rep.load[0], rep.load[1])
+		load: [2]string{load0, loadAverage()}, others: others}
+	progress("%s", rep.quietness())
+	if others > 0.1 {
+		progress("warning: other processes used %.0f%% of the CPUs during the run: the figures are disturbed", 100*others)
+	}
 	switch {
 	case *jsonOut:
 		rep.writeJSON(os.Stdout)

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 )
@@ -25,6 +26,70 @@ type report struct {
 	chart   string    // the chart's path, "" if none
 	args    []string  // the command-line flags of the run
 	load    [2]string // the 1-minute load average at the start and the end
+	others  float64   // the share of the CPUs that other processes used during the run, -1 if unknown
+}
+
+// cpuMeter tells how much CPU time processes other than the harness and
+// its children used while it ran: the machine's busy time from /proc/stat
+// less the harness's own (its children, pool workers and Python
+// interpreters included, as every one of them has been waited for).
+type cpuMeter struct {
+	busy, own time.Duration
+	ok        bool
+}
+
+func readCPU() cpuMeter {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuMeter{}
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return cpuMeter{}
+	}
+	var busy int64
+	for i, v := range f[1:] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return cpuMeter{}
+		}
+		// user nice system idle iowait irq softirq steal ...: all but
+		// idle and iowait are busy; guest time is already in user.
+		if i != 3 && i != 4 && i < 8 {
+			busy += n
+		}
+	}
+	var self, kids syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &self) != nil || syscall.Getrusage(syscall.RUSAGE_CHILDREN, &kids) != nil {
+		return cpuMeter{}
+	}
+	tv := func(t syscall.Timeval) time.Duration { return time.Duration(t.Nano()) }
+	own := tv(self.Utime) + tv(self.Stime) + tv(kids.Utime) + tv(kids.Stime)
+	return cpuMeter{busy: time.Duration(busy) * time.Second / userHz, own: own, ok: true}
+}
+
+// userHz is the unit of /proc/stat: USER_HZ, 100 on Linux.
+const userHz = 100
+
+// othersShare returns the share of the machine's CPU time, in [0, 1], that
+// went to other processes between a and b, over wall time d; -1 if unknown.
+func othersShare(a, b cpuMeter, d time.Duration) float64 {
+	if !a.ok || !b.ok || d <= 0 {
+		return -1
+	}
+	other := (b.busy - a.busy) - (b.own - a.own)
+	return max(0, float64(other)/(float64(d)*float64(runtime.NumCPU())))
+}
+
+// quietness describes how quiet the machine was, for the reader of the
+// results.
+func (r *report) quietness() string {
+	s := fmt.Sprintf("1-minute load average %s at the start, %s at the end", r.load[0], r.load[1])
+	if r.others >= 0 {
+		s += fmt.Sprintf("; other processes used %.0f%% of the CPUs during the run", 100*r.others)
+	}
+	return s
 }
 
 // loadAverage returns the 1-minute load average, "" if unknown.
@@ -301,8 +366,8 @@ func (r *report) writeMarkdown(out io.Writer) {
 		size = "quick (-quick)"
 	}
 	fmt.Fprintf(out, "Machine: %s.\n\n", r.machine())
-	fmt.Fprintf(out, "Run on %s at commit %s, %s size, %.0f s in all; 1-minute load average %s at the start, %s at the end.\n\n",
-		time.Now().UTC().Format("2006-01-02"), revision(), size, r.elapsed.Seconds(), r.load[0], r.load[1])
+	fmt.Fprintf(out, "Run on %s at commit %s, %s size, %.0f s in all; %s.\n\n",
+		time.Now().UTC().Format("2006-01-02"), revision(), size, r.elapsed.Seconds(), r.quietness())
 	fmt.Fprintf(out, "Command: `go run ./bench %s`\n\n", strings.Join(r.args, " "))
 	fmt.Fprintln(out, "| workload | system | figure | unit | × procpool |")
 	fmt.Fprintln(out, "|---|---|--:|---|--:|")
