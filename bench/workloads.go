@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/procpool/procpool"
@@ -469,7 +470,11 @@ func runCPUScaling(sz sizes, py *python) []measurement {
 	} else {
 		out = append(out, ok("cpu-scaling", "procpool", v, note))
 	}
-	return append(out, py.run("cpu-scaling", sz.timeout, "tasks", sz.cpuTasks, "cores", n, "task_ms", sz.cpuTaskMs)...)
+	out = append(out, py.run("cpu-scaling", sz.timeout, "tasks", sz.cpuTasks, "cores", n, "task_ms", sz.cpuTaskMs)...)
+	for i := range out {
+		out[i] = checkSpeedup(out[i], n)
+	}
+	return out
 }
 
 func cpuScaling(sz sizes, n int) (speedup float64, note string, err error) {
@@ -510,6 +515,16 @@ func cpuScaling(sz sizes, n int) (speedup float64, note string, err error) {
 	}
 	note = fmt.Sprintf("1 worker %.2fs, %d workers %.2fs", elapsed[1].Seconds(), n, elapsed[n].Seconds())
 	return elapsed[1].Seconds() / elapsed[n].Seconds(), note, nil
+}
+
+// checkSpeedup warns about a speedup well above the number of cores: only
+// other work slowing down the run on 1 worker explains it.
+func checkSpeedup(m measurement, n int) measurement {
+	if m.err == "" && m.value > 1.1*float64(n) {
+		progress("warning: %s %s: a speedup of %.2f on %d cores means the machine was busy during the run", m.workload, m.system, m.value, n)
+		m.note = strings.TrimPrefix(m.note+"; a speedup above N: the run was disturbed", "; ")
+	}
+	return m
 }
 
 // ---- stream-memory ----
