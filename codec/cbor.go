@@ -66,6 +66,9 @@ func init() {
 func (cborCodec) Name() string { return cborName }
 
 func (cborCodec) Append(dst []byte, v any) (out []byte, err error) {
+	if out, ok := appendCBORFast(dst, v); ok {
+		return out, nil
+	}
 	n := len(dst)
 	defer func() {
 		if r := recover(); r != nil {
@@ -92,6 +95,9 @@ func (cborCodec) Append(dst []byte, v any) (out []byte, err error) {
 var bufferPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 func (cborCodec) Unmarshal(data []byte, v any) (err error) {
+	if unmarshalCBORFast(data, v) {
+		return nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = decodeError(cborName, v, panicError(r))
