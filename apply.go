@@ -48,11 +48,16 @@ func applyAsync[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], in I
 	if err != nil {
 		return nil, err
 	}
-	t, err := p.newTask(ctx, f.name, false, in, &cc)
-	if err != nil {
+	// The task and its future are allocated together.
+	both := &struct {
+		t   task
+		fut Future[Out]
+	}{}
+	t, fut := &both.t, &both.fut
+	if err := p.initTask(t, ctx, f.name, false, in, &cc); err != nil {
 		return nil, err
 	}
-	fut := &Future[Out]{done: make(chan struct{}), p: p, t: t, cb: cb, ecb: cc.errCallback}
+	*fut = Future[Out]{done: make(chan struct{}), p: p, t: t, cb: cb, ecb: cc.errCallback}
 	t.sink = fut
 	if err := p.submit(t, block); err != nil {
 		return nil, err

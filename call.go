@@ -80,8 +80,17 @@ func typedCallback[T any](cc *callConfig) (func(T), error) {
 
 // newTask encodes arg into a task frame for function fn.
 func (p *Pool) newTask(ctx context.Context, fn string, chunk bool, arg any, cc *callConfig) (*task, error) {
+	t := new(task)
+	if err := p.initTask(t, ctx, fn, chunk, arg, cc); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// initTask encodes arg into t's task frame for function fn.
+func (p *Pool) initTask(t *task, ctx context.Context, fn string, chunk bool, arg any, cc *callConfig) error {
 	if err := ctx.Err(); err != nil {
-		return nil, context.Cause(ctx)
+		return context.Cause(ctx)
 	}
 	id := p.nextID.Add(1)
 	frame, start := wire.BeginFrame(make([]byte, 0, 64), wire.KindTask, id)
@@ -92,15 +101,16 @@ func (p *Pool) newTask(ctx context.Context, fn string, chunk bool, arg any, cc *
 		if chunk {
 			op = "encode arguments"
 		}
-		return nil, &CodecError{Op: op, Err: err}
+		return &CodecError{Op: op, Err: err}
 	}
 	if err := wire.EndFrame(frame, start); err != nil {
-		return nil, &CodecError{Op: "encode argument", Err: err}
+		return &CodecError{Op: "encode argument", Err: err}
 	}
 	if len(frame)-wire.HeaderSize > p.cfg.maxFrame {
-		return nil, &CodecError{Op: "encode argument", Err: fmt.Errorf("%d bytes is over the frame limit of %d (WithMaxFrame)", len(frame), p.cfg.maxFrame)}
+		return &CodecError{Op: "encode argument", Err: fmt.Errorf("%d bytes is over the frame limit of %d (WithMaxFrame)", len(frame), p.cfg.maxFrame)}
 	}
-	return &task{id: id, fn: fn, frame: frame, ctx: ctx, timeout: cc.timeout, retries: cc.retries}, nil
+	t.id, t.fn, t.frame, t.ctx, t.timeout, t.retries = id, fn, frame, ctx, cc.timeout, cc.retries
+	return nil
 }
 
 // deliver completes fut with (v, err), through the callback queue when the

@@ -84,12 +84,15 @@ func (f *Future[T]) Cancel() {
 // result decodes the task's result (the future is the sink of ApplyAsync's
 // task).
 func (f *Future[T]) result(p *Pool, body []byte) {
-	var v T
+	// Decode in place: only this call writes f.val before the future is
+	// done (a task has one sink call), and readers wait for done.
 	var err error
-	if derr := p.codec.Unmarshal(body, &v); derr != nil {
+	if derr := p.codec.Unmarshal(body, &f.val); derr != nil {
+		var zero T
+		f.val = zero
 		err = &CodecError{Op: "decode result", Err: derr}
 	}
-	deliver(p, f, f.cb, f.ecb, v, err)
+	deliver(p, f, f.cb, f.ecb, f.val, err)
 }
 
 func (f *Future[T]) fail(p *Pool, err error) {

@@ -69,6 +69,12 @@ const defaultDepth = 16
 
 // WithProcesses sets the number of worker processes (default
 // runtime.NumCPU()). n < 1 is an error from New.
+//
+// Each worker runs one task at a time and, unless GOMAXPROCS is set in the
+// parent's environment or with WithEnv, runs with GOMAXPROCS=1: N
+// single-threaded workers is the usual shape of a process pool, and it makes
+// round trips faster. A task that wants several threads of its own can have
+// them with WithEnv("GOMAXPROCS=4").
 func WithProcesses(n int) Option {
 	return func(c *config) {
 		if n < 1 {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -111,6 +112,12 @@ func (p *Pool) launchProcess(w *worker) error {
 		envMaxFrame+"="+strconv.Itoa(p.cfg.maxFrame),
 		envRlimits+"="+encodeRlimits(p.cfg.rlimits),
 	)
+	if !hasEnv(cmd.Env, "GOMAXPROCS") {
+		// A worker runs one task at a time: one P spares it the scheduler's
+		// spinning between tasks and cuts round-trip latency (see
+		// WithProcesses).
+		cmd.Env = append(cmd.Env, "GOMAXPROCS=1")
+	}
 	cmd.Dir = p.cfg.dir
 	cmd.Stdout, cmd.Stderr = p.cfg.stdout, p.cfg.stderr
 	cmd.ExtraFiles = []*os.File{taskR, resW}
@@ -339,4 +346,14 @@ func remoteError(fn string, body []byte) *RemoteError {
 
 func remoteFromBody(fn string, eb wire.ErrorBody) *RemoteError {
 	return &RemoteError{Func: fn, Message: eb.Message, Type: eb.Type, Stack: eb.Stack, Panic: eb.Panic, Code: eb.Code}
+}
+
+// hasEnv reports whether env sets the variable key.
+func hasEnv(env []string, key string) bool {
+	for _, kv := range env {
+		if strings.HasPrefix(kv, key+"=") {
+			return true
+		}
+	}
+	return false
 }
