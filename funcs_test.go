@@ -144,6 +144,15 @@ var (
 		return struct{}{}, nil
 	})
 
+	// initHangIfFile is an initializer that hangs once the file at path
+	// exists.
+	initHangIfFile = procpool.Register("initHangIfFile", func(_ context.Context, path string) (struct{}, error) {
+		if _, err := os.Stat(path); err == nil {
+			time.Sleep(time.Hour)
+		}
+		return struct{}{}, nil
+	})
+
 	// countRun appends a line to the file at path (to count how often a task
 	// ran), then fails or exits as told.
 	countRun = procpool.Register("countRun", func(_ context.Context, a runArg) (int, error) {

@@ -148,8 +148,9 @@ func (c *config) serializeOutput() {
 // WithInProcess runs the workers as goroutines in the calling process, like
 // Python's ThreadPool: the same API and the same wire format, no isolation.
 // A task that times out or is cancelled ends at once, but its goroutine runs
-// to completion (a goroutine cannot be killed); a crash takes the whole
-// program down. Use it in tests, or for work that needs no isolation.
+// to completion (a goroutine cannot be killed), and Close and Terminate wait
+// for it; a crash takes the whole program down. Use it in tests, or for work
+// that needs no isolation.
 func WithInProcess() Option { return func(c *config) { c.inProcess = true } }
 
 // WithCodec sets the codec for arguments and results (default

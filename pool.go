@@ -44,17 +44,18 @@ type Pool struct {
 	stopped     chan struct{} // closed once every worker is gone
 	monitorStop chan struct{}
 
-	mu         sync.Mutex
-	queue      deque[*task]
-	workers    []*worker
-	starting   int
-	closed     bool
-	terminated bool
-	running    bool  // New has returned: start failures now count against the budget
-	broken     error // set once the restart budget is spent
-	startFails []time.Time
-	room       chan struct{} // closed and replaced when the queue gets room
-	toFlush    []*worker     // workers with frames to write after unlocking
+	mu          sync.Mutex
+	queue       deque[*task]
+	workers     []*worker
+	starting    int
+	closed      bool
+	terminated  bool
+	running     bool  // New has returned: start failures now count against the budget
+	broken      error // set once the restart budget is spent
+	startFails  []time.Time
+	room        chan struct{}        // closed and replaced when the queue gets room
+	toFlush     []*worker            // workers with frames to write after unlocking
+	handshaking map[*worker]struct{} // workers started but not yet ready
 }
 
 // New starts a pool and returns once every worker has answered the
@@ -88,6 +89,7 @@ func New(opts ...Option) (*Pool, error) {
 		monitorStop: make(chan struct{}),
 		room:        make(chan struct{}),
 	}
+	p.handshaking = make(map[*worker]struct{})
 	if cfg.initName != "" {
 		arg, err := cfg.initArg(p.codec)
 		if err != nil {
@@ -142,11 +144,13 @@ func (p *Pool) runWorker(ready chan<- error) {
 	defer p.wg.Done()
 	w, err := p.launch()
 	if err == nil {
+		p.trackStarting(w, true)
 		if err = w.handshake(); err != nil {
 			w.kill()
 			w.closeInput()
 			w.reap()
 		}
+		p.trackStarting(w, false)
 	}
 	if ready != nil {
 		ready <- err
@@ -171,6 +175,22 @@ func (p *Pool) runWorker(ready chan<- error) {
 	w.reap()
 	grace.Stop()
 	p.workerExited(w, readErr)
+}
+
+// trackStarting records a worker that is in its handshake, so that
+// Terminate can kill it too rather than wait for its start timeout.
+func (p *Pool) trackStarting(w *worker, on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !on {
+		delete(p.handshaking, w)
+		return
+	}
+	if p.terminated {
+		w.kill()
+		return
+	}
+	p.handshaking[w] = struct{}{}
 }
 
 // workerReady puts a freshly started worker into service. It reports false
@@ -291,6 +311,9 @@ func (p *Pool) Terminate() error {
 		if w.stopReason == "" {
 			w.stopReason = ReasonTerminated
 		}
+		w.kill()
+	}
+	for w := range p.handshaking {
 		w.kill()
 	}
 	p.roomLocked()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"syscall"
@@ -597,5 +598,31 @@ func TestShutdown(t *testing.T) {
 	}
 	if v, err := f.Get(ctx); err != nil || v != 50 {
 		t.Fatalf("task under a roomy Shutdown: %d, %v", v, err)
+	}
+}
+
+func TestTerminateDuringStart(t *testing.T) {
+	ctx := testCtx(t)
+	marker := filepath.Join(t.TempDir(), "hang-now")
+	p := newPool(t, procpool.WithProcesses(1), procpool.WithInitializer(initHangIfFile, marker),
+		procpool.WithStartTimeout(time.Hour))
+	os.WriteFile(marker, nil, 0o600)
+	// The worker dies; its replacement hangs in the initializer.
+	if _, err := procpool.Apply(ctx, p, exitWith, 1); err == nil {
+		t.Fatal("task that exits succeeded")
+	}
+	f, err := procpool.ApplyAsync(ctx, p, square, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { p.Terminate(); close(done) }()
+	select {
+	case <-done: // it killed the starting worker instead of waiting an hour
+	case <-ctx.Done():
+		t.Fatal("Terminate waits for a worker stuck in its start")
+	}
+	if _, err := f.Get(ctx); !errors.Is(err, procpool.ErrTerminated) {
+		t.Fatalf("queued task: %v", err)
 	}
 }
