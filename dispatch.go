@@ -369,6 +369,9 @@ func (p *Pool) workerExited(w *worker, readErr error) {
 	reason, cause := w.stopReason, w.stopErr
 	if reason == "" {
 		reason = ReasonCrashed
+		if w.status.Signaled() {
+			reason = ReasonSignal
+		}
 		if errors.Is(readErr, ErrProtocol) {
 			reason, cause = ReasonProtocol, readErr
 		}

@@ -90,14 +90,15 @@ func (e *RemoteError) Is(target error) bool {
 
 // Exit reasons carried by WorkerExitError.Reason.
 const (
-	ReasonCrashed    = "crashed"         // the worker exited or was killed by something outside the pool
-	ReasonTimeout    = "timeout"         // the pool stopped it: its task ran past the deadline
-	ReasonCancelled  = "cancelled"       // the pool stopped it: its task was cancelled
-	ReasonMemory     = "memory limit"    // the pool stopped it: it used more memory than WithMaxWorkerMemory
-	ReasonProtocol   = "protocol error"  // the pool stopped it: it wrote garbage on the protocol pipe
-	ReasonTerminated = "terminated"      // the pool stopped it: Terminate or Shutdown's deadline
-	ReasonRecycled   = "recycled"        // the pool retired it: WithMaxTasksPerWorker or idle
-	ReasonStart      = "failed to start" // it did not complete the handshake or the initializer
+	ReasonCrashed    = "crashed"          // the worker exited by itself (os.Exit, a fatal runtime error)
+	ReasonSignal     = "killed by signal" // a signal the pool did not send killed it (SIGKILL from outside, SIGSEGV in cgo, the OOM killer)
+	ReasonTimeout    = "timeout"          // the pool stopped it: its task ran past the deadline
+	ReasonCancelled  = "cancelled"        // the pool stopped it: its task was cancelled
+	ReasonMemory     = "memory limit"     // the pool stopped it: it used more memory than WithMaxWorkerMemory
+	ReasonProtocol   = "protocol error"   // the pool stopped it: it wrote garbage on the protocol pipe
+	ReasonTerminated = "terminated"       // the pool stopped it: Terminate or Shutdown's deadline
+	ReasonRecycled   = "recycled"         // the pool retired it: WithMaxTasksPerWorker or idle
+	ReasonStart      = "failed to start"  // it did not complete the handshake or the initializer
 )
 
 // WorkerExitError ends a task whose worker process died while running it.

@@ -259,7 +259,7 @@ func TestKilledWorker(t *testing.T) {
 	}
 	_, err = fut.Get(ctx)
 	var we *procpool.WorkerExitError
-	if !errors.As(err, &we) || we.Signal != syscall.SIGKILL || we.Pid != victim {
+	if !errors.As(err, &we) || we.Signal != syscall.SIGKILL || we.Pid != victim || we.Reason != procpool.ReasonSignal {
 		t.Fatalf("task on a SIGKILLed worker: %v", err)
 	}
 	for i, f := range behind {
@@ -271,8 +271,8 @@ func TestKilledWorker(t *testing.T) {
 	if err != nil || now == victim {
 		t.Fatalf("replacement worker: pid %d (victim %d), %v", now, victim, err)
 	}
-	if s := p.Stats(); s.WorkerExits[procpool.ReasonCrashed] != 1 {
-		t.Fatalf("stats: exits %v, want one crash", s.WorkerExits)
+	if s := p.Stats(); s.WorkerExits[procpool.ReasonSignal] != 1 {
+		t.Fatalf("stats: exits %v, want one killed by signal", s.WorkerExits)
 	}
 }
 
