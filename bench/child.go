@@ -124,20 +124,20 @@ func pipeEcho(in, out int) error {
 // pipeLatency measures round trips of 8 bytes to a child process over two
 // pipes, with blocking read and write system calls on both sides: the floor
 // under any synchronous call to another process.
-func pipeLatency(sz sizes) (p50, p99 time.Duration, err error) {
+func pipeLatency(sz sizes) (lat []time.Duration, err error) {
 	self, err := os.Executable()
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
 	// Pipe2 without O_NONBLOCK: blocking descriptors, outside Go's poller.
 	var toChild, fromChild [2]int
 	if err := syscall.Pipe2(toChild[:], syscall.O_CLOEXEC); err != nil {
-		return 0, 0, err
+		return nil, err
 	}
 	if err := syscall.Pipe2(fromChild[:], syscall.O_CLOEXEC); err != nil {
 		syscall.Close(toChild[0])
 		syscall.Close(toChild[1])
-		return 0, 0, err
+		return nil, err
 	}
 	childIn := os.NewFile(uintptr(toChild[0]), "pipe-echo-in")
 	childOut := os.NewFile(uintptr(fromChild[1]), "pipe-echo-out")
@@ -152,7 +152,7 @@ func pipeLatency(sz sizes) (p50, p99 time.Duration, err error) {
 	if err != nil {
 		syscall.Close(w)
 		syscall.Close(r)
-		return 0, 0, err
+		return nil, err
 	}
 	defer func() {
 		syscall.Close(w) // the child sees end of file and exits
@@ -178,19 +178,19 @@ func pipeLatency(sz sizes) (p50, p99 time.Duration, err error) {
 		return nil
 	}
 	if err := roundTrip(-1); err != nil { // warm-up
-		return 0, 0, err
+		return nil, err
 	}
-	lat := make([]time.Duration, sz.applyN)
+	lat = make([]time.Duration, sz.applyN)
 	for i := range lat {
 		t0 := time.Now()
 		err := roundTrip(i)
 		lat[i] = time.Since(t0)
 		if err != nil {
-			return 0, 0, err
+			return nil, err
 		}
 	}
 	slices.Sort(lat)
-	return percentile(lat, 50), percentile(lat, 99), nil
+	return lat, nil
 }
 
 // ---- exec-per-task ----

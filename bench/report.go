@@ -382,7 +382,7 @@ func (r *report) writeMarkdown(out io.Writer) {
 	fmt.Fprintln(out, "```")
 	var notes []string
 	for _, m := range r.ms {
-		if m.note != "" && m.err == "" && m.workload != "apply-latency" {
+		if m.note != "" && m.err == "" {
 			notes = append(notes, fmt.Sprintf("- %s %s: %s", m.workload, m.system, m.note))
 		}
 	}

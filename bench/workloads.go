@@ -205,58 +205,69 @@ func millis(d time.Duration) float64 { return float64(d) / float64(time.Millisec
 
 func runApplyLatency(sz sizes, py *python) []measurement {
 	var out []measurement
-	add := func(system string, p50, p99 time.Duration, err error) {
+	// add records the p50 and p99 of sorted latencies, with the mean and
+	// the p90 as details.
+	add := func(system string, lat []time.Duration, err error) {
 		if err != nil {
 			out = append(out, failed("apply-latency", system, err), failed("apply-latency-p99", system, err))
 			return
 		}
+		var sum time.Duration
+		for _, d := range lat {
+			sum += d
+		}
+		note := fmt.Sprintf("mean %.1f µs, p90 %.1f µs", micros(sum/time.Duration(len(lat))), micros(percentile(lat, 90)))
 		out = append(out,
-			ok("apply-latency", system, micros(p50), ""),
-			ok("apply-latency-p99", system, micros(p99), ""))
+			ok("apply-latency", system, micros(percentile(lat, 50)), note),
+			ok("apply-latency-p99", system, micros(percentile(lat, 99)), ""))
 	}
 
-	p50, p99, err := poolLatency(sz)
-	add("procpool", p50, p99, err)
+	lat, err := poolLatency(sz)
+	add("procpool", lat, err)
 
 	for _, m := range py.run("apply-latency", sz.timeout, "n", sz.applyN, "workers", workers) {
 		out = append(out, m)
 		if m.err != "" {
 			out = append(out, measurement{workload: "apply-latency-p99", system: m.system, unit: m.unit, err: m.err})
 		} else {
+			m.note = fmt.Sprintf("mean %.1f µs, p90 %.1f µs", m.extra["mean"], m.extra["p90"])
+			out[len(out)-1] = m
 			out = append(out, ok("apply-latency-p99", m.system, m.extra["p99"], ""))
 		}
 	}
 
-	p50, p99, err = pipeLatency(sz)
-	add("pipe-limit", p50, p99, err)
+	lat, err = pipeLatency(sz)
+	add("pipe-limit", lat, err)
 
-	p50, p99, err = poolLatency(sz, procpool.WithInProcess())
-	add("in-process", p50, p99, err)
+	lat, err = poolLatency(sz, procpool.WithInProcess())
+	add("in-process", lat, err)
 	return out
 }
 
-func poolLatency(sz sizes, opts ...procpool.Option) (p50, p99 time.Duration, err error) {
+// poolLatency returns the sorted latencies of sz.applyN sequential Apply
+// calls on a warm pool.
+func poolLatency(sz sizes, opts ...procpool.Option) (lat []time.Duration, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), sz.timeout)
 	defer cancel()
 	p, err := newPool(ctx, append([]procpool.Option{procpool.WithProcesses(workers)}, opts...)...)
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
 	defer closePool(ctx, p, &err)
-	lat := make([]time.Duration, sz.applyN)
+	lat = make([]time.Duration, sz.applyN)
 	for i := range lat {
 		t0 := time.Now()
 		v, err := procpool.Apply(ctx, p, square, i)
 		lat[i] = time.Since(t0)
 		if err != nil {
-			return 0, 0, err
+			return nil, err
 		}
 		if v != i*i {
-			return 0, 0, fmt.Errorf("square(%d) = %d", i, v)
+			return nil, fmt.Errorf("square(%d) = %d", i, v)
 		}
 	}
 	slices.Sort(lat)
-	return percentile(lat, 50), percentile(lat, 99), nil
+	return lat, nil
 }
 
 // ---- async-throughput ----

@@ -81,8 +81,10 @@ def apply_latency(args):
             t0 = clock()
             pool.apply(square, (i,))
             lat[i] = clock() - t0
+    mean = sum(lat) / len(lat) / 1e3
     lat.sort()
-    emit("python-pool", percentile(lat, 50) / 1e3, "\u00b5s", p99=percentile(lat, 99) / 1e3)
+    emit("python-pool", percentile(lat, 50) / 1e3, "\u00b5s",
+         mean=mean, p90=percentile(lat, 90) / 1e3, p99=percentile(lat, 99) / 1e3)
 
 
 def async_throughput(args):
