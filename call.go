@@ -26,7 +26,9 @@ type callConfig struct {
 // goroutine of the pool, before the Future is ready. For MapAsync, f gets
 // the whole result slice. A panic in f is recovered and counted in Stats.
 // Passing a Callback whose type does not match the call's result type is an
-// error from the call.
+// error from the call. f should be quick: callbacks queue up behind a slow
+// one, without bound. It must not call Close, Shutdown or Terminate, which
+// wait for the callbacks to finish.
 func Callback[T any](f func(T)) CallOption {
 	return func(c *callConfig) { c.callback = f }
 }

@@ -116,6 +116,7 @@ func (p *Pool) dispatchLocked() {
 
 func (p *Pool) assignLocked(w *worker, t *task) {
 	t.w = w
+	w.pipeBytes += len(t.frame)
 	w.inflight.pushBack(t)
 	w.sent++
 	if w.inflight.len() == 1 {
@@ -139,26 +140,37 @@ func (p *Pool) flushLater(w *worker) {
 // unlockAndFlush releases p.mu, then writes the frames that dispatching
 // queued: small batches on this goroutine, large ones by the writers.
 func (p *Pool) unlockAndFlush() {
-	ws := p.toFlush
-	p.toFlush = nil
-	for _, w := range ws {
-		w.flushQueued = false
-	}
-	p.mu.Unlock()
-	if len(ws) == 0 {
+	if len(p.toFlush) == 0 {
+		p.mu.Unlock()
 		return
 	}
-	for i, w := range ws {
-		w.flush(true)
-		ws[i] = nil
+	var local [4]*worker
+	ws := local[:0]
+	if len(p.toFlush) > len(local) {
+		ws = make([]*worker, 0, len(p.toFlush))
 	}
-	// Give the slice back for reuse; it is this goroutine's alone now.
-	p.mu.Lock()
-	if p.toFlush == nil {
-		p.toFlush = ws[:0]
+	var inline [4]bool
+	for i, w := range p.toFlush {
+		w.flushQueued = false
+		ws = append(ws, w)
+		if i < len(inline) {
+			// Write here only while the worker's pipe is far from full, so
+			// that this goroutine cannot block on it.
+			inline[i] = w.pipeBytes <= inlinePipeBytes
+		}
+		p.toFlush[i] = nil
 	}
+	p.toFlush = p.toFlush[:0]
 	p.mu.Unlock()
+	for i, w := range ws {
+		w.flush(i < len(inline) && inline[i])
+	}
 }
+
+// inlinePipeBytes bounds the bytes of unanswered tasks in a worker's pipe
+// under which a dispatching goroutine writes to it itself: half the smallest
+// pipe buffer Linux gives (64 KiB), so that such a write never blocks.
+const inlinePipeBytes = 32 << 10
 
 // startLocked marks t as the task now running on w and arms its deadline.
 func (p *Pool) startLocked(w *worker, t *task) {
@@ -226,6 +238,7 @@ func (p *Pool) onFrame(w *worker, f wire.Frame) error {
 		return fmt.Errorf("%w: unexpected %s frame", ErrProtocol, f.Kind)
 	}
 	w.inflight.popFront()
+	w.pipeBytes -= len(t.frame)
 	w.done++
 	now := time.Now()
 	w.lastUsed = now
@@ -242,7 +255,7 @@ func (p *Pool) onFrame(w *worker, f wire.Frame) error {
 		w.closeInput()
 	}
 	p.dispatchLocked()
-	checkMemory := p.cfg.maxMemory > 0 && !w.retiring
+	checkMemory := p.cfg.maxMemory > 0 && !w.retiring && w.cmd != nil
 	p.unlockAndFlush()
 
 	switch f.Kind {
@@ -258,7 +271,7 @@ func (p *Pool) onFrame(w *worker, f wire.Frame) error {
 		t.finish(p, context.Canceled)
 	}
 	if checkMemory {
-		p.checkMemory(w, false)
+		p.checkMemory(w, nil)
 	}
 	return nil
 }
@@ -270,24 +283,27 @@ func expected(t *task) string {
 	return fmt.Sprintf("an answer for task %d", t.id)
 }
 
-// cancelTask ends t with cause: a queued task is removed, a running task's
-// worker is stopped, a task waiting in a worker's pipe is skipped there.
+// cancelTask ends t with cause: a queued task is removed, a task waiting in
+// a worker's pipe is skipped there, and a running task's worker is stopped.
+// A deadline (cause matches context.DeadlineExceeded) ends the task with
+// ErrTimeout; a running task then ends when its worker has exited, so that
+// the error can say how, or is retried.
 func (p *Pool) cancelTask(t *task, cause error) {
-	if errors.Is(cause, context.DeadlineExceeded) {
-		p.mu.Lock()
-		w := t.w
-		p.mu.Unlock()
-		if w != nil {
-			p.expire(w, t, cause)
-			return
-		}
-	}
+	deadline := errors.Is(cause, context.DeadlineExceeded)
 	p.mu.Lock()
 	if t.done.Load() {
 		p.mu.Unlock()
 		return
 	}
 	w := t.w
+	if deadline && w != nil && w.inflight.front() == t {
+		p.expireLocked(w, t, cause)
+		p.mu.Unlock()
+		return
+	}
+	// Claim it under the lock, so that a worker's death cannot put it back
+	// in the queue in between.
+	t.claim()
 	switch {
 	case w == nil:
 		p.queue.remove(func(q *task) bool { return q == t })
@@ -297,12 +313,17 @@ func (p *Pool) cancelTask(t *task, cause error) {
 	case w.inflight.front() == t:
 		p.stopLocked(w, ReasonCancelled, nil)
 	default:
-		w.send(wire.AppendFrame(nil, wire.KindCancel, t.id, nil))
+		w.enqueue(wire.AppendFrame(nil, wire.KindCancel, t.id, nil))
+		p.flushLater(w)
 	}
-	p.mu.Unlock()
-	if t.finish(p, cause) {
-		p.stats.cancelled.Add(1)
+	p.unlockAndFlush()
+	if deadline {
+		t.complete(p, fmt.Errorf("%w: %w", ErrTimeout, cause))
+		p.stats.timedOut.Add(1)
+		return
 	}
+	t.complete(p, cause)
+	p.stats.cancelled.Add(1)
 }
 
 // expire handles a task that ran past its deadline on w: its worker is
@@ -310,6 +331,10 @@ func (p *Pool) cancelTask(t *task, cause error) {
 func (p *Pool) expire(w *worker, t *task, cause error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.expireLocked(w, t, cause)
+}
+
+func (p *Pool) expireLocked(w *worker, t *task, cause error) {
 	if t.done.Load() || t.w != w || w.inflight.front() != t {
 		return
 	}
@@ -329,7 +354,7 @@ func (p *Pool) stopLocked(w *worker, reason string, err error) {
 
 // checkMemory retires (between tasks) or stops (mid-task) a worker over the
 // memory limit.
-func (p *Pool) checkMemory(w *worker, running bool) {
+func (p *Pool) checkMemory(w *worker, running *task) {
 	rss, err := supervise.RSS(w.pid)
 	if err != nil {
 		return
@@ -341,8 +366,12 @@ func (p *Pool) checkMemory(w *worker, running bool) {
 		return
 	}
 	over := fmt.Errorf("resident memory %d MiB is over the limit of %d MiB", rss>>20, p.cfg.maxMemory>>20)
-	if running && w.inflight.len() > 0 {
-		p.stopLocked(w, ReasonMemory, over)
+	if running != nil {
+		// Sampled mid-task: stop the worker only if that task is still
+		// the one running.
+		if w.inflight.front() == running {
+			p.stopLocked(w, ReasonMemory, over)
+		}
 		return
 	}
 	w.retiring = true
@@ -394,12 +423,16 @@ func (p *Pool) workerExited(w *worker, readErr error) {
 			continue
 		}
 		if i > 0 || p.terminated {
-			// Never started (or the pool is going away): back to the queue.
-			if p.terminated {
+			// Never started: back to the queue, unless the pool is going
+			// away or broken.
+			switch {
+			case p.terminated:
 				failed, errs = append(failed, t), append(errs, ErrTerminated)
-				continue
+			case p.broken != nil:
+				failed, errs = append(failed, t), append(errs, p.broken)
+			default:
+				p.queue.pushFront(t)
 			}
-			p.queue.pushFront(t)
 			continue
 		}
 		exitErr := p.exitError(w, reason, cause, t.attempts)
@@ -407,7 +440,7 @@ func (p *Pool) workerExited(w *worker, readErr error) {
 		if t.expired {
 			err = timeoutErr(t, exitErr)
 		}
-		if t.retries > 0 && reason != ReasonTerminated {
+		if t.retries > 0 && reason != ReasonTerminated && p.broken == nil {
 			t.retries--
 			t.expired = false
 			p.stats.retried.Add(1)

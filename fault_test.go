@@ -606,3 +606,65 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+func TestDeadlineWhilePipelined(t *testing.T) {
+	for _, inProcess := range []bool{false, true} {
+		t.Run(map[bool]string{false: "processes", true: "in-process"}[inProcess], func(t *testing.T) {
+			ctx := testCtx(t)
+			opts := []procpool.Option{procpool.WithProcesses(1)}
+			if inProcess {
+				opts = append(opts, procpool.WithInProcess())
+			}
+			p := newPool(t, opts...)
+			for i := range 50 { // short tasks: the worker pipelines
+				procpool.Apply(ctx, p, square, i)
+			}
+			ahead, _ := procpool.ApplyAsync(ctx, p, sleepMs, 300)
+			dctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+			defer cancel()
+			behind, err := procpool.ApplyAsync(dctx, p, sleepMs, 3_600_000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Without the deadline taking effect in the pipe, this waits an
+			// hour (and the test's own deadline fails it).
+			if _, err := behind.Get(ctx); !errors.Is(err, procpool.ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("task whose deadline passed while it waited in the pipe: %v", err)
+			}
+			if v, err := ahead.Get(ctx); err != nil || v != 300 {
+				t.Fatalf("the task ahead: %d, %v", v, err)
+			}
+			if v, err := procpool.Apply(ctx, p, square, 4); err != nil || v != 16 {
+				t.Fatalf("after: %d, %v", v, err)
+			}
+		})
+	}
+}
+
+func TestBrokenPoolFailsRequeuedTasks(t *testing.T) {
+	ctx := testCtx(t)
+	marker := filepath.Join(t.TempDir(), "fail-now")
+	p := newPool(t, procpool.WithProcesses(2), procpool.WithInitializer(initUnlessFile, marker),
+		procpool.WithRestartLimit(0, time.Minute))
+	os.WriteFile(marker, nil, 0o600)
+	// One task will die after the pool has broken (its replacement cannot
+	// start), with a retry it can no longer use.
+	slow, err := procpool.ApplyAsync(ctx, p, exitAfterMs, 300, procpool.Retries(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := procpool.Apply(ctx, p, exitWith, 1); err == nil {
+		t.Fatal("a task that exits succeeded")
+	}
+	_, err = slow.Get(ctx) // pending for ever if it went back to a queue no worker serves
+	var we *procpool.WorkerExitError
+	if !errors.As(err, &we) && !errors.Is(err, procpool.ErrPoolBroken) {
+		t.Fatalf("task whose worker died after the pool broke: %v", err)
+	}
+	if _, err := procpool.ApplyAsync(ctx, p, square, 1); !errors.Is(err, procpool.ErrPoolBroken) {
+		t.Fatalf("submit to a broken pool: %v", err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

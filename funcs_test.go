@@ -41,6 +41,13 @@ var (
 		return 0, nil
 	})
 
+	// exitAfterMs sleeps, then exits the worker with status 3.
+	exitAfterMs = procpool.Register("exitAfterMs", func(_ context.Context, ms int) (int, error) {
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+		os.Exit(3)
+		return 0, nil
+	})
+
 	// sleepMs sleeps and returns its argument.
 	sleepMs = procpool.Register("sleepMs", func(ctx context.Context, ms int) (int, error) {
 		time.Sleep(time.Duration(ms) * time.Millisecond)

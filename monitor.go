@@ -28,14 +28,18 @@ func (p *Pool) monitor() {
 		case <-tick.C:
 		}
 		p.mu.Lock()
-		var busy []*worker
+		type sample struct {
+			w *worker
+			t *task
+		}
+		var busy []sample
 		live := len(p.workers)
 		for _, w := range p.workers {
 			// A task is sampled once it has run for an interval; a shorter
 			// one is checked when it ends.
-			if p.cfg.maxMemory > 0 && w.ready && w.inflight.len() > 0 &&
+			if p.cfg.maxMemory > 0 && w.ready && w.cmd != nil && w.inflight.len() > 0 &&
 				time.Since(w.inflight.front().started) >= p.cfg.memoryInterval {
-				busy = append(busy, w)
+				busy = append(busy, sample{w, w.inflight.front()})
 			}
 			if p.cfg.idleTimeout > 0 && w.inflight.len() == 0 && !w.retiring &&
 				live > p.cfg.minWorkers && p.queue.len() == 0 && time.Since(w.lastUsed) >= p.cfg.idleTimeout {
@@ -46,8 +50,8 @@ func (p *Pool) monitor() {
 			}
 		}
 		p.mu.Unlock()
-		for _, w := range busy {
-			p.checkMemory(w, true)
+		for _, b := range busy {
+			p.checkMemory(b.w, b.t)
 		}
 	}
 }

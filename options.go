@@ -216,7 +216,8 @@ func WithStartTimeout(d time.Duration) Option { return func(c *config) { c.start
 // over the limit mid-task is stopped, ending that task with a
 // *WorkerExitError whose Reason is ReasonMemory. The limit is checked, not
 // enforced by the kernel: a short task may exceed it briefly. For a hard
-// ceiling, add WithRlimit(syscall.RLIMIT_AS, ...).
+// ceiling, add WithRlimit(syscall.RLIMIT_AS, ...). In-process workers
+// (WithInProcess) have no memory of their own and are not checked.
 func WithMaxWorkerMemory(bytes int64) Option { return func(c *config) { c.maxMemory = bytes } }
 
 // WithIdleTimeout retires workers that have had no task for d, keeping at

@@ -49,6 +49,7 @@ type Pool struct {
 	workers     []*worker
 	starting    int
 	closed      bool
+	stopping    bool // every task has ended and the workers are being stopped
 	terminated  bool
 	running     bool  // New has returned: start failures now count against the budget
 	broken      error // set once the restart budget is spent
@@ -165,13 +166,24 @@ func (p *Pool) runWorker(ready chan<- error) {
 		return
 	}
 	readErr := w.readLoop()
+	// No new task may go to a worker that is gone or going.
+	p.mu.Lock()
+	w.ready, w.retiring = false, true
+	p.mu.Unlock()
 	if readErr != nil {
 		w.kill() // it broke the protocol: make sure it is gone
 	}
 	// Its result pipe is closed: a worker does that when it exits. One
-	// that closed it and lives on is stopped after the grace period.
+	// that closed it and lives on is killed after the grace period.
 	w.closeInput()
-	grace := time.AfterFunc(p.cfg.killGrace, w.kill)
+	grace := time.AfterFunc(p.cfg.killGrace, func() {
+		p.mu.Lock()
+		if w.stopReason == "" {
+			w.stopReason, w.stopErr = ReasonProtocol, errClosedEarly
+		}
+		p.mu.Unlock()
+		w.killNow()
+	})
 	w.reap()
 	grace.Stop()
 	p.workerExited(w, readErr)
@@ -198,7 +210,7 @@ func (p *Pool) trackStarting(w *worker, on bool) {
 func (p *Pool) workerReady(w *worker) bool {
 	p.mu.Lock()
 	p.starting--
-	if p.terminated || (p.closed && p.queue.len() == 0) {
+	if p.terminated || p.stopping || (p.closed && p.queue.len() == 0) {
 		p.maybeStoppedLocked()
 		p.mu.Unlock()
 		return false
@@ -271,7 +283,9 @@ func (p *Pool) growLocked() {
 // Close stops accepting tasks, waits for every accepted task to end (and its
 // callbacks to run), then stops the workers and waits for them to exit.
 // It is Python's close followed by join. Calling it again, or after
-// Terminate, waits for the same end and returns nil.
+// Terminate, waits for the same end and returns nil. Close, Shutdown and
+// Terminate wait for the callbacks to finish, so a callback must not call
+// them (it would wait for itself): start them on another goroutine.
 func (p *Pool) Close() error {
 	p.beginClose()
 	<-p.drained
@@ -281,17 +295,26 @@ func (p *Pool) Close() error {
 	return nil
 }
 
-// Shutdown is Close bounded by ctx: if ctx ends before every task has ended,
-// it terminates the pool (see Terminate) and returns ctx.Err().
+// Shutdown is Close bounded by ctx: if ctx ends before every task has ended
+// and every worker has exited, it terminates the pool (see Terminate) and
+// returns ctx.Err().
 func (p *Pool) Shutdown(ctx context.Context) error {
 	p.beginClose()
 	select {
 	case <-p.drained:
-		return p.Close()
 	case <-ctx.Done():
 		_ = p.Terminate()
 		return ctx.Err()
 	}
+	p.stopWorkers()
+	select {
+	case <-p.stopped:
+	case <-ctx.Done():
+		_ = p.Terminate()
+		return ctx.Err()
+	}
+	p.finalize()
+	return nil
 }
 
 // Terminate stops the pool now: every queued and running task ends with
@@ -350,6 +373,7 @@ func (p *Pool) taskEnded() {
 // stopWorkers closes every worker's task pipe: each finishes and exits.
 func (p *Pool) stopWorkers() {
 	p.mu.Lock()
+	p.stopping = true
 	for _, w := range p.workers {
 		w.retiring = true
 		if w.stopReason == "" {

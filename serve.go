@@ -69,6 +69,9 @@ func (o *outBuffer) flush() error {
 	if o.err == nil && len(o.buf) > 0 {
 		_, o.err = o.w.Write(o.buf)
 	}
+	if cap(o.buf) > 1<<20 {
+		o.buf = nil // do not keep a large result's memory for the worker's life
+	}
 	o.buf = o.buf[:0]
 	return o.err
 }
@@ -101,6 +104,7 @@ func (s *server) hello(pid int) error {
 func (s *server) serve() error {
 	defer s.timer.Stop()
 	for {
+		readAhead := len(s.ahead) > 0
 		t, err := s.next()
 		if err == io.EOF {
 			return s.out.flush()
@@ -109,17 +113,19 @@ func (s *server) serve() error {
 			_ = s.out.flush()
 			return err
 		}
-		// Read ahead whatever is already buffered, so that a Cancel frame
-		// for this task or one behind it is seen before that task starts.
-		// (A Cancel still in the pipe comes too late; the parent then
-		// drops the answer.)
+		// Read ahead what has already arrived, so that a Cancel frame for
+		// this task or one behind it is seen before that task starts: what
+		// is buffered, and, for a task that waited in the look-ahead queue
+		// (a Cancel may have come while another task ran), what is in the
+		// pipe. A task read just now skips that system call; a Cancel that
+		// comes later is too late, and the parent drops the answer.
 		s.cur, s.skip = t.id, false
-		if s.r.Buffered() > 0 {
+		if s.r.Buffered() > 0 || (readAhead && s.avail() > 0) {
 			if !t.owned {
 				t.payload = append([]byte(nil), t.payload...)
 				t.owned = true
 			}
-			for s.r.Buffered() > 0 {
+			for s.r.Buffered() > 0 || s.avail() > 0 {
 				f, err := s.r.Next()
 				if err != nil {
 					break // handled by the next call of next

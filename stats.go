@@ -69,7 +69,9 @@ func (p *Pool) Stats() Stats {
 	s.Queued = p.queue.len()
 	for _, w := range p.workers {
 		s.Running += w.inflight.len()
-		s.Workers = append(s.Workers, WorkerStats{Pid: w.pid, TasksDone: w.done, InFlight: w.inflight.len(), RSS: w.rss})
+		if w.ready {
+			s.Workers = append(s.Workers, WorkerStats{Pid: w.pid, TasksDone: w.done, InFlight: w.inflight.len(), RSS: w.rss})
+		}
 	}
 	p.mu.Unlock()
 	return s

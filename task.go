@@ -58,13 +58,23 @@ func (t *task) finishResult(p *Pool, f wire.Frame) bool {
 
 // finish ends t with err. It reports false if t had already ended.
 func (t *task) finish(p *Pool, err error) bool {
-	if !t.done.CompareAndSwap(false, true) {
+	if !t.claim() {
 		return false
 	}
+	t.complete(p, err)
+	return true
+}
+
+// claim marks t as ended, reporting false if it already was. A path that
+// claims a task while holding Pool.mu (so that no other path requeues it
+// meanwhile) calls complete after releasing the lock.
+func (t *task) claim() bool { return t.done.CompareAndSwap(false, true) }
+
+// complete delivers the error of a task claimed with claim.
+func (t *task) complete(p *Pool, err error) {
 	t.release()
 	t.sink.fail(p, err)
 	p.taskEnded()
-	return true
 }
 
 func (t *task) release() {

@@ -2,6 +2,7 @@ package procpool
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -43,6 +44,7 @@ type worker struct {
 
 	// Guarded by p.mu.
 	flushQueued bool // w is in p.toFlush
+	pipeBytes   int  // bytes of the frames of its unanswered tasks
 	inflight    deque[*task]
 	ready       bool
 	sent        int // tasks given to this worker
@@ -303,6 +305,17 @@ func (w *worker) kill() {
 	}
 	supervise.Stop(w.pid, w.p.cfg.killGrace, w.exited)
 }
+
+// killNow kills the worker's process group with SIGKILL at once.
+func (w *worker) killNow() {
+	if w.cmd == nil {
+		w.kill()
+		return
+	}
+	_ = supervise.KillGroup(w.pid, syscall.SIGKILL)
+}
+
+var errClosedEarly = errors.New("the worker closed its result pipe but did not exit")
 
 // reap waits for the process to exit and records its status. Safe to call
 // more than once; only the first waits.
