@@ -120,7 +120,7 @@ func (p *Pool) assignLocked(w *worker, t *task) {
 	w.inflight.pushBack(t)
 	w.sent++
 	if w.inflight.len() == 1 {
-		p.startLocked(w, t)
+		p.startLocked(w, t, time.Now())
 	}
 	w.enqueue(t.frame)
 	p.flushLater(w)
@@ -173,9 +173,9 @@ func (p *Pool) unlockAndFlush() {
 const inlinePipeBytes = 32 << 10
 
 // startLocked marks t as the task now running on w and arms its deadline.
-func (p *Pool) startLocked(w *worker, t *task) {
+func (p *Pool) startLocked(w *worker, t *task, now time.Time) {
 	t.attempts++
-	t.started = time.Now()
+	t.started = now
 	switch {
 	case t.done.Load():
 		// Cancelled while it waited in the pipe. The worker skips it if the
@@ -211,10 +211,13 @@ func (w *worker) readLoop() error {
 			}
 			return err
 		}
-		if err := p.onFrame(w, f); err != nil {
+		// Answers that arrived together are handled together: the tasks
+		// their slots free are dispatched, and written, once for the batch.
+		last := w.r.Buffered() == 0
+		if err := p.onFrame(w, f, last); err != nil {
 			return err
 		}
-		if w.r.Buffered() == 0 {
+		if last {
 			// About to block in read(2). Let the goroutine this answer
 			// woke (usually a caller waiting in Apply) run on this thread
 			// first, rather than wait for another thread to pick it up.
@@ -224,7 +227,9 @@ func (w *worker) readLoop() error {
 }
 
 // onFrame matches an answer to the task at the head of w's pipeline.
-func (p *Pool) onFrame(w *worker, f wire.Frame) error {
+// With dispatch false (more answers are buffered), the freed pipeline slots
+// are filled after the last answer of the batch.
+func (p *Pool) onFrame(w *worker, f wire.Frame, dispatch bool) error {
 	p.mu.Lock()
 	t := w.inflight.front()
 	if t == nil || t.id != f.ID {
@@ -249,12 +254,14 @@ func (p *Pool) onFrame(w *worker, f wire.Frame) error {
 	}
 	t.w = nil
 	if next := w.inflight.front(); next != nil {
-		p.startLocked(w, next)
+		p.startLocked(w, next, now)
 	}
 	if w.retiring && w.inflight.len() == 0 {
 		w.closeInput()
 	}
-	p.dispatchLocked()
+	if dispatch {
+		p.dispatchLocked()
+	}
 	checkMemory := p.cfg.maxMemory > 0 && !w.retiring && w.cmd != nil
 	p.unlockAndFlush()
 
