@@ -11,7 +11,7 @@ import (
 // worker died), ErrTimeout, *CodecError, ErrClosed. The cost is one round
 // trip on a pipe plus encoding: a few microseconds for small values.
 func Apply[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], in In, opts ...CallOption) (Out, error) {
-	fut, err := ApplyAsync(ctx, p, f, in, opts...)
+	fut, err := applyAsync(ctx, p, f, in, true, true, opts)
 	if err != nil {
 		var zero Out
 		return zero, err
@@ -33,16 +33,19 @@ func Apply[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], in In, op
 // Future ends with ErrTimeout. Submission costs a few allocations and, when
 // a worker is free, one write system call on the calling goroutine.
 func ApplyAsync[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], in In, opts ...CallOption) (*Future[Out], error) {
-	return applyAsync(ctx, p, f, in, true, opts)
+	return applyAsync(ctx, p, f, in, true, false, opts)
 }
 
 // TryApplyAsync is ApplyAsync that never waits for room in the queue: when
 // the queue is full it returns ErrQueueFull at once.
 func TryApplyAsync[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], in In, opts ...CallOption) (*Future[Out], error) {
-	return applyAsync(ctx, p, f, in, false, opts)
+	return applyAsync(ctx, p, f, in, false, false, opts)
 }
 
-func applyAsync[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], in In, block bool, opts []CallOption) (*Future[Out], error) {
+// applyAsync submits one task. block: wait for room in a bounded queue;
+// wait: the caller waits for the result (Apply) and may write the task's
+// frame itself, however large.
+func applyAsync[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], in In, block, wait bool, opts []CallOption) (*Future[Out], error) {
 	cc := p.callConfig(opts)
 	cb, err := typedCallback[Out](&cc)
 	if err != nil {
@@ -59,7 +62,7 @@ func applyAsync[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], in I
 	}
 	*fut = Future[Out]{done: make(chan struct{}), p: p, t: t, cb: cb, ecb: cc.errCallback}
 	t.sink = fut
-	if err := p.submit(t, block); err != nil {
+	if err := p.submit(t, block, wait); err != nil {
 		return nil, err
 	}
 	return fut, nil

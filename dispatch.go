@@ -14,7 +14,9 @@ import (
 
 // submit accepts t into the queue. With block, it waits for room in a
 // bounded queue until t.ctx ends; without, a full queue is ErrQueueFull.
-func (p *Pool) submit(t *task, block bool) error {
+// With wait, the caller is about to wait for t (Apply): it writes t's frame
+// itself whatever its size.
+func (p *Pool) submit(t *task, block, wait bool) error {
 	p.mu.Lock()
 	for {
 		switch {
@@ -49,7 +51,11 @@ func (p *Pool) submit(t *task, block bool) error {
 	}
 	p.queue.pushBack(t)
 	p.dispatchLocked()
-	p.unlockAndFlush()
+	var waiter *worker
+	if wait {
+		waiter = t.w
+	}
+	p.unlockAndFlush(waiter)
 	return nil
 }
 
@@ -138,32 +144,45 @@ func (p *Pool) flushLater(w *worker) {
 }
 
 // unlockAndFlush releases p.mu, then writes the frames that dispatching
-// queued: small batches on this goroutine, large ones by the writers.
-func (p *Pool) unlockAndFlush() {
+// queued: small batches on this goroutine, large ones by the writers. The
+// worker waiter, if any, gets everything written by this goroutine, which
+// is about to wait for that worker anyway (a synchronous Apply).
+func (p *Pool) unlockAndFlush(waiter *worker) {
 	if len(p.toFlush) == 0 {
 		p.mu.Unlock()
 		return
 	}
 	var local [4]*worker
+	var modes [4]flushMode
 	ws := local[:0]
 	if len(p.toFlush) > len(local) {
 		ws = make([]*worker, 0, len(p.toFlush))
 	}
-	var inline [4]bool
 	for i, w := range p.toFlush {
 		w.flushQueued = false
 		ws = append(ws, w)
-		if i < len(inline) {
-			// Write here only while the worker's pipe is far from full, so
-			// that this goroutine cannot block on it.
-			inline[i] = w.pipeBytes <= inlinePipeBytes
+		if i < len(modes) {
+			switch {
+			case w == waiter:
+				modes[i] = flushAny
+			case w.pipeBytes <= inlinePipeBytes:
+				// The worker's pipe is far from full: this write cannot
+				// block.
+				modes[i] = flushSmall
+			default:
+				modes[i] = flushHandOver
+			}
 		}
 		p.toFlush[i] = nil
 	}
 	p.toFlush = p.toFlush[:0]
 	p.mu.Unlock()
 	for i, w := range ws {
-		w.flush(i < len(inline) && inline[i])
+		mode := flushHandOver
+		if i < len(modes) {
+			mode = modes[i]
+		}
+		w.flush(mode)
 	}
 }
 
@@ -263,7 +282,7 @@ func (p *Pool) onFrame(w *worker, f wire.Frame, dispatch bool) error {
 		p.dispatchLocked()
 	}
 	checkMemory := p.cfg.maxMemory > 0 && !w.retiring && w.cmd != nil
-	p.unlockAndFlush()
+	p.unlockAndFlush(nil)
 
 	switch f.Kind {
 	case wire.KindResult:
@@ -323,7 +342,7 @@ func (p *Pool) cancelTask(t *task, cause error) {
 		w.enqueue(wire.AppendFrame(nil, wire.KindCancel, t.id, nil))
 		p.flushLater(w)
 	}
-	p.unlockAndFlush()
+	p.unlockAndFlush(nil)
 	if deadline {
 		t.complete(p, fmt.Errorf("%w: %w", ErrTimeout, cause))
 		p.stats.timedOut.Add(1)
@@ -461,7 +480,7 @@ func (p *Pool) workerExited(w *worker, readErr error) {
 		p.dispatchLocked()
 	}
 	p.maybeStoppedLocked()
-	p.unlockAndFlush()
+	p.unlockAndFlush(nil)
 	for i, t := range failed {
 		if t.finish(p, errs[i]) {
 			if errors.Is(errs[i], ErrTimeout) {

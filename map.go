@@ -55,7 +55,7 @@ func MapAsync[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], xs []I
 		t, err := p.newTask(ctx, f.name, true, xs[lo:hi], &cc)
 		if err == nil {
 			t.sink = &mapSink[Out]{agg: agg, lo: lo, hi: hi}
-			err = p.submit(t, true)
+			err = p.submit(t, true, false)
 		}
 		if err != nil {
 			for _, t := range tasks {
@@ -236,7 +236,7 @@ func imap[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], seq iter.S
 						c.ready = ready
 					}
 					t.sink = c
-					err = p.submit(t, true)
+					err = p.submit(t, true, false)
 				}
 				if err != nil {
 					yield(zero, err)

@@ -219,7 +219,7 @@ func (p *Pool) workerReady(w *worker) bool {
 	w.lastUsed = time.Now()
 	p.workers = append(p.workers, w)
 	p.dispatchLocked()
-	p.unlockAndFlush()
+	p.unlockAndFlush(nil)
 	return true
 }
 

@@ -2,8 +2,8 @@ package procpool
 
 import (
 	"context"
-	"errors"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -220,16 +220,26 @@ func (w *worker) enqueue(frame []byte) {
 // send queues a frame and gets it written.
 func (w *worker) send(frame []byte) {
 	w.enqueue(frame)
-	w.flush(true)
+	w.flush(flushSmall)
 }
 
-// flush gets the outgoing batch written: by the calling goroutine when it is
-// small and no write is under way (one system call, no hand-off), else by the
-// writer goroutine. It reports whether the task pipe may now be closed.
-func (w *worker) flush(inline bool) bool {
+// How flush may write.
+type flushMode int
+
+const (
+	flushByWriter flushMode = iota // the writer goroutine: anything, blocking if need be
+	flushSmall                     // a dispatching goroutine: small batches only, else hand over
+	flushAny                       // a goroutine that waits anyway (Apply): anything, blocking if need be
+	flushHandOver                  // only wake the writer
+)
+
+// flush gets the outgoing batch written: by the calling goroutine when its
+// mode allows (one system call, no hand-off), else by the writer goroutine.
+// It reports whether the task pipe may now be closed.
+func (w *worker) flush(mode flushMode) bool {
 	w.outMu.Lock()
 	for !w.writing && (len(w.out) > 0 || len(w.big) > 0) {
-		if inline && (len(w.big) > 0 || len(w.out) > inlineMax) {
+		if mode == flushHandOver || (mode == flushSmall && (len(w.big) > 0 || len(w.out) > inlineMax)) {
 			w.wakeWriter()
 			break
 		}
@@ -249,7 +259,7 @@ func (w *worker) flush(inline bool) bool {
 		}
 	}
 	closing := w.outClosed && !w.writing && len(w.out) == 0 && len(w.big) == 0
-	if inline && w.outClosed {
+	if mode != flushByWriter && w.outClosed {
 		w.wakeWriter()
 	}
 	w.outMu.Unlock()
@@ -289,7 +299,7 @@ func (w *worker) writeLoop() {
 	defer w.p.wg.Done()
 	defer w.tasks.Close()
 	for range w.wake {
-		if w.flush(false) {
+		if w.flush(flushByWriter) {
 			return
 		}
 	}

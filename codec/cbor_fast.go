@@ -5,8 +5,8 @@ import (
 	"math"
 )
 
-// Fast paths for the values procpool moves most: an int, and slices of ints
-// and floats (Map chunks). They write exactly the bytes the CBOR library
+// Fast paths for the values procpool moves most: an int, slices of ints and
+// floats (Map chunks), and byte slices (payloads). They write exactly the bytes the CBOR library
 // writes with this package's options (shortest-form integers, float64 kept
 // as float64, definite-length arrays, nil slices as null) and read the same
 // subset; anything else falls back to the library. They allocate nothing
@@ -37,6 +37,12 @@ func appendCBORFast(dst []byte, v any) ([]byte, bool) {
 			dst = appendCBORInt(dst, e)
 		}
 		return dst, true
+	case []byte:
+		if x == nil {
+			return append(dst, 0xf6), true
+		}
+		// One copy, into dst's growth, without zeroing the new memory first.
+		return append(appendCBORHead(dst, 2, uint64(len(x))), x...), true
 	case []float64:
 		if x == nil {
 			return append(dst, 0xf6), true
@@ -101,6 +107,17 @@ func unmarshalCBORFast(data []byte, v any) bool {
 			return false
 		}
 		*p = n
+		return true
+	case *[]byte:
+		if p == nil {
+			return false
+		}
+		major, n, rest, ok := readCBORHead(data)
+		if !ok || major != 2 || n != uint64(len(rest)) || n == 0 {
+			return false
+		}
+		// append allocates without zeroing the part it copies over.
+		*p = append([]byte(nil), rest...)
 		return true
 	case *[]int:
 		if p == nil {

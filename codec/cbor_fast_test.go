@@ -25,7 +25,8 @@ func TestCBORFastMatchesLibrary(t *testing.T) {
 	for i := range long {
 		long[i] = i - 35000
 	}
-	values = append(values, asInts, ints, long, []int{}, []int(nil), []int64(nil),
+	values = append(values, []byte("hello"), []byte{}, []byte(nil), make([]byte, 70000),
+		asInts, ints, long, []int{}, []int(nil), []int64(nil),
 		[]float64{0, -0.5, math.Inf(1), math.MaxFloat64, math.SmallestNonzeroFloat64}, []float64(nil))
 	for _, v := range values {
 		want, err := cborEnc.Marshal(v)
@@ -46,6 +47,11 @@ func TestCBORFastMatchesLibrary(t *testing.T) {
 	b, _ := appendCBORFast(nil, long)
 	if !unmarshalCBORFast(b, &xs) || len(xs) != len(long) || xs[0] != long[0] || xs[69999] != long[69999] {
 		t.Fatal("[]int round trip")
+	}
+	var bs []byte
+	b, _ = appendCBORFast(nil, []byte("payload"))
+	if !unmarshalCBORFast(b, &bs) || string(bs) != "payload" {
+		t.Fatalf("[]byte round trip: %q", bs)
 	}
 	var fs []float64
 	b, _ = appendCBORFast(nil, []float64{1.5, -2})
@@ -103,6 +109,12 @@ func FuzzCBORFast(f *testing.F) {
 				if fast[i] != lib[i] {
 					t.Fatalf("item %d: fast %d, library %d", i, fast[i], lib[i])
 				}
+			}
+		}
+		var fb, lb []byte
+		if unmarshalCBORFast(data, &fb) {
+			if err := cborDec.Unmarshal(data, &lb); err != nil || string(fb) != string(lb) {
+				t.Fatalf("fast %q, library %q, %v", fb, lb, err)
 			}
 		}
 		var fn, ln int
