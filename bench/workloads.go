@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/procpool/procpool"
@@ -16,11 +17,14 @@ import (
 // The functions the bench runs in workers. They are registered at package
 // level, so that the re-executed bench binary knows them too.
 var (
-	square  = procpool.Register("bench.square", func(_ context.Context, x int) (int, error) { return x * x, nil })
-	length  = procpool.Register("bench.len", func(_ context.Context, b []byte) (int, error) { return len(b), nil })
-	burnFn  = procpool.Register("bench.burn", func(_ context.Context, n int) (int, error) { return burn(n), nil })
-	sinkInt int // keeps the calibration's result alive
+	square = procpool.Register("bench.square", func(_ context.Context, x int) (int, error) { return x * x, nil })
+	length = procpool.Register("bench.len", func(_ context.Context, b []byte) (int, error) { return len(b), nil })
+	burnFn = procpool.Register("bench.burn", func(_ context.Context, n int) (int, error) { return burn(n), nil })
 )
+
+// burnSink keeps the calibration's results alive, so that the compiler
+// cannot drop the loop.
+var burnSink atomic.Int64
 
 // burn is a CPU-bound loop of n steps: the same linear congruential
 // generator as burn in bench/python/pool_bench.py.
@@ -39,7 +43,7 @@ func calibrateBurn(d time.Duration) int {
 	var dt time.Duration
 	for {
 		t0 := time.Now()
-		sinkInt += burn(n)
+		burnSink.Add(int64(burn(n)))
 		dt = time.Since(t0)
 		if dt > 50*time.Millisecond {
 			break
@@ -50,7 +54,7 @@ func calibrateBurn(d time.Duration) int {
 	best := time.Duration(1<<63 - 1)
 	for range 5 {
 		t0 := time.Now()
-		sinkInt += burn(n)
+		burnSink.Add(int64(burn(n)))
 		best = min(best, time.Since(t0))
 	}
 	return max(1, int(float64(n)*float64(d)/float64(best)))

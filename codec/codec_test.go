@@ -406,7 +406,6 @@ func unencodable() map[string]any {
 	m["self"] = m
 	s := make([]any, 2)
 	s[1] = s
-	type self *any
 	var iface any
 	iface = &iface
 	return map[string]any{
