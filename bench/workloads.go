@@ -167,6 +167,14 @@ func ok(workload, system string, v float64, note string) measurement {
 	return measurement{workload: workload, system: system, value: v, unit: unitOf(workload), note: note}
 }
 
+// measured is ok or failed, by err.
+func measured(workload, system string, v float64, err error) measurement {
+	if err != nil {
+		return failed(workload, system, err)
+	}
+	return ok(workload, system, v, "")
+}
+
 func failed(workload, system string, err error) measurement {
 	progress("%s %s: %v", workload, system, err)
 	return measurement{workload: workload, system: system, unit: unitOf(workload), err: err.Error()}
@@ -324,11 +332,8 @@ func asyncThroughput(sz sizes, opts ...procpool.Option) (rate float64, err error
 
 func runMapThroughput(sz sizes, py *python) []measurement {
 	var out []measurement
-	if v, err := mapThroughput(sz); err != nil {
-		out = append(out, failed("map-throughput", "procpool", err))
-	} else {
-		out = append(out, ok("map-throughput", "procpool", v, ""))
-	}
+	v, err := mapThroughput(sz)
+	out = append(out, measured("map-throughput", "procpool", v, err))
 	return append(out, py.run("map-throughput", sz.timeout, "n", sz.mapN, "workers", workers)...)
 }
 
@@ -362,11 +367,8 @@ func mapThroughput(sz sizes) (rate float64, err error) {
 
 func runPayloadThroughput(sz sizes, py *python) []measurement {
 	var out []measurement
-	if v, err := payloadThroughput(sz); err != nil {
-		out = append(out, failed("payload-throughput", "procpool", err))
-	} else {
-		out = append(out, ok("payload-throughput", "procpool", v, ""))
-	}
+	v, err := payloadThroughput(sz)
+	out = append(out, measured("payload-throughput", "procpool", v, err))
 	return append(out, py.run("payload-throughput", sz.timeout, "n", sz.payloadN, "workers", workers, "size", sz.payloadSize)...)
 }
 
@@ -403,11 +405,8 @@ func payloadThroughput(sz sizes) (rate float64, err error) {
 
 func runStartup(sz sizes, py *python) []measurement {
 	var out []measurement
-	if v, err := startup(sz); err != nil {
-		out = append(out, failed("startup", "procpool", err))
-	} else {
-		out = append(out, ok("startup", "procpool", millis(v), ""))
-	}
+	v, err := startup(sz)
+	out = append(out, measured("startup", "procpool", millis(v), err))
 	return append(out, py.run("startup", sz.timeout, "runs", sz.startupRuns, "workers", workers)...)
 }
 
@@ -441,16 +440,10 @@ func startup(sz sizes) (time.Duration, error) {
 
 func runProcessPerTask(sz sizes, _ *python) []measurement {
 	var out []measurement
-	if v, err := perTaskPool(sz); err != nil {
-		out = append(out, failed("process-per-task", "procpool", err))
-	} else {
-		out = append(out, ok("process-per-task", "procpool", millis(v), ""))
-	}
-	if v, err := perTaskExec(sz); err != nil {
-		out = append(out, failed("process-per-task", "exec-per-task", err))
-	} else {
-		out = append(out, ok("process-per-task", "exec-per-task", millis(v), ""))
-	}
+	v, err := perTaskPool(sz)
+	out = append(out, measured("process-per-task", "procpool", millis(v), err))
+	v, err = perTaskExec(sz)
+	out = append(out, measured("process-per-task", "exec-per-task", millis(v), err))
 	return out
 }
 
@@ -546,10 +539,7 @@ func checkSpeedup(m measurement, n int) measurement {
 
 func runStreamMemory(sz sizes, py *python) []measurement {
 	var out []measurement
-	if v, err := streamMemory(sz); err != nil {
-		out = append(out, failed("stream-memory", "procpool", err))
-	} else {
-		out = append(out, ok("stream-memory", "procpool", v, ""))
-	}
+	v, err := streamMemory(sz)
+	out = append(out, measured("stream-memory", "procpool", v, err))
 	return append(out, py.run("stream-memory", sz.timeout, "n", sz.streamN, "workers", workers)...)
 }
