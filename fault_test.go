@@ -88,6 +88,11 @@ func chaos(t *testing.T, n int, minKills int64, opts ...procpool.Option) (ok, cr
 	}
 	close(stop)
 	wg.Wait()
+	// The pool refills to its 2 live workers.
+	waitFor(t, "2 live workers after the chaos", func() bool {
+		ws := p.Stats().Workers
+		return len(ws) == 2 && alive(ws[0].Pid) && alive(ws[1].Pid)
+	})
 	for i, f := range futs {
 		_, err := f.Get(ctx)
 		var we *procpool.WorkerExitError
@@ -488,6 +493,7 @@ func TestOrphansAfterParentKilled(t *testing.T) {
 	noOrphans(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envMode+"=orphan-parent")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // for the cleanup's group kill
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -495,10 +501,16 @@ func TestOrphansAfterParentKilled(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	killed := false
+	defer func() {
+		if !killed { // a failed check below: do not leave the helper's pool behind
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	}()
 	line, err := bufio.NewReader(out).ReadString('\n')
 	if err != nil || !strings.HasPrefix(line, "PIDS ") {
-		cmd.Process.Kill()
-		cmd.Wait()
 		t.Fatalf("helper parent said %q, %v", line, err)
 	}
 	var pids []int
@@ -516,14 +528,24 @@ func TestOrphansAfterParentKilled(t *testing.T) {
 	}
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
-	waitFor(t, "workers and grandchildren to die with their parent", func() bool {
+	killed = true
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var left []string
 		for _, pid := range pids {
 			if alive(pid) {
-				return false
+				b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+				left = append(left, string(b))
 			}
 		}
-		return true
-	})
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("processes outlived their killed parent:\n%s", strings.Join(left, "\n"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func TestTerminateKillsGrandchildren(t *testing.T) {

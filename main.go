@@ -47,7 +47,6 @@ func Main() {
 
 // serveProcess runs the worker side and returns the exit code.
 func serveProcess() int {
-	ppid := os.Getppid()
 	codecName, maxFrame, limits := os.Getenv(envCodec), os.Getenv(envMaxFrame), os.Getenv(envRlimits)
 	// The marker must not reach processes the tasks start: they are not
 	// workers.
@@ -100,11 +99,12 @@ func serveProcess() int {
 		return fail("handshake: %v", err)
 	}
 	err = s.serve()
-	// End of the task stream. If it came from the parent's death rather
-	// than from Close, no one is left to sweep this worker's process group:
-	// take down whatever the tasks started, and this process with it.
-	if os.Getppid() != ppid && syscall.Getpgrp() == os.Getpid() {
-		_ = syscall.Kill(0, syscall.SIGKILL)
+	// End of the task stream: from Close, or from the parent's death (the
+	// kernel closes a dying parent's pipes before it reparents its
+	// children, so getppid cannot tell the two apart yet). Either way,
+	// nothing the tasks started may outlive this worker.
+	if syscall.Getpgrp() == os.Getpid() {
+		supervise.KillGroupExceptSelf()
 	}
 	if err != nil {
 		return fail("%v", err)

@@ -153,14 +153,18 @@ func (p *Pool) runWorker(ready chan<- error) {
 		}
 		p.trackStarting(w, false)
 	}
-	if ready != nil {
-		ready <- err
-	}
 	if err != nil {
+		if ready != nil {
+			ready <- err
+		}
 		p.startFailed(err)
 		return
 	}
-	if !p.workerReady(w) {
+	inService := p.workerReady(w)
+	if ready != nil {
+		ready <- nil // New returns once every worker is in service
+	}
+	if !inService {
 		w.closeInput()
 		w.reap()
 		return

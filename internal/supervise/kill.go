@@ -1,7 +1,10 @@
 package supervise
 
 import (
+	"bytes"
 	"errors"
+	"os"
+	"strconv"
 	"syscall"
 	"time"
 )
@@ -38,4 +41,52 @@ func Stop(pid int, grace time.Duration, exited <-chan struct{}) {
 			_ = KillGroup(pid, syscall.SIGKILL)
 		}
 	}()
+}
+
+// KillGroupExceptSelf sends SIGKILL to every other process of the caller's
+// process group: a worker calls it on its way out, so that nothing its tasks
+// started outlives it, while it still exits with its own status. It scans
+// /proc, again until a pass finds nothing (a process may fork meanwhile), at
+// most a few times; each pass costs a read of every /proc/PID/stat.
+func KillGroupExceptSelf() {
+	self, pgrp := syscall.Getpid(), syscall.Getpgrp()
+	for range 5 {
+		found := false
+		ents, err := os.ReadDir("/proc")
+		if err != nil {
+			return
+		}
+		for _, e := range ents {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil || pid == self {
+				continue
+			}
+			if g, ok := processGroup(pid); ok && g == pgrp {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+				found = true
+			}
+		}
+		if !found {
+			return
+		}
+	}
+}
+
+// processGroup reads the process group of pid from /proc/PID/stat.
+func processGroup(pid int) (int, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	// pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := bytes.Fields(b[i+1:])
+	if len(f) < 3 || string(f[0]) == "Z" {
+		return 0, false
+	}
+	g, err := strconv.Atoi(string(f[2]))
+	return g, err == nil
 }
