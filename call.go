@@ -95,7 +95,7 @@ func (p *Pool) initTask(t *task, ctx context.Context, fn string, chunk bool, arg
 		return context.Cause(ctx)
 	}
 	id := p.nextID.Add(1)
-	frame, start := wire.BeginFrame(make([]byte, 0, 64), wire.KindTask, id)
+	frame, start := wire.BeginFrame(p.frameBuffer(fn, arg), wire.KindTask, id)
 	frame = wire.AppendTaskHeader(frame, chunk, fn)
 	frame, err := p.codec.Append(frame, arg)
 	if err != nil {
@@ -131,4 +131,31 @@ func deliver[T any](p *Pool, fut *Future[T], cb func(T), ecb func(error), v T, e
 			ecb(err)
 		}
 	})
+}
+
+// frameBuffer returns an empty buffer for a task frame: for a large []byte
+// argument, one of the right size, reused from an earlier task when one is
+// free (a fresh megabyte costs more to allocate and fault in than to fill).
+func (p *Pool) frameBuffer(fn string, arg any) []byte {
+	b, ok := arg.([]byte)
+	if !ok || len(b) < sharedMin {
+		return make([]byte, 0, 64)
+	}
+	need := len(b) + len(fn) + 32
+	if v, _ := p.bigFrames.Get().(*[]byte); v != nil && cap(*v) >= need {
+		return (*v)[:0]
+	}
+	return make([]byte, 0, need)
+}
+
+// recycleFrame keeps the frame of an answered task for reuse, if it is large
+// and nothing else can still refer to it: it went to one worker only, whose
+// answer shows it has been written in full.
+func (p *Pool) recycleFrame(t *task) {
+	if cap(t.frame) < sharedMin || t.requeued {
+		return
+	}
+	b := t.frame[:0]
+	t.frame = nil
+	p.bigFrames.Put(&b)
 }

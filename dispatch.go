@@ -122,13 +122,19 @@ func (p *Pool) dispatchLocked() {
 
 func (p *Pool) assignLocked(w *worker, t *task) {
 	t.w = w
-	w.pipeBytes += len(t.frame)
 	w.inflight.pushBack(t)
 	w.sent++
 	if w.inflight.len() == 1 {
 		p.startLocked(w, t, time.Now())
 	}
-	w.enqueue(t.frame)
+	if frame, dst, src, ok := p.sharedFrameLocked(w, t); ok {
+		t.sentBytes = len(frame)
+		w.enqueueShared(frame, dst, src)
+	} else {
+		t.sentBytes = len(t.frame)
+		w.enqueue(t.frame)
+	}
+	w.pipeBytes += t.sentBytes
 	p.flushLater(w)
 	if p.cfg.maxTasks > 0 && w.sent >= p.cfg.maxTasks {
 		w.retiring = true
@@ -262,7 +268,11 @@ func (p *Pool) onFrame(w *worker, f wire.Frame, dispatch bool) error {
 		return fmt.Errorf("%w: unexpected %s frame", ErrProtocol, f.Kind)
 	}
 	w.inflight.popFront()
-	w.pipeBytes -= len(t.frame)
+	w.pipeBytes -= t.sentBytes
+	if t.shmEnd > 0 {
+		w.freeSharedLocked(t.shmEnd)
+		t.shmEnd = 0
+	}
 	w.done++
 	now := time.Now()
 	w.lastUsed = now
@@ -296,6 +306,7 @@ func (p *Pool) onFrame(w *worker, f wire.Frame, dispatch bool) error {
 	case wire.KindSkipped:
 		t.finish(p, context.Canceled)
 	}
+	p.recycleFrame(t)
 	if checkMemory {
 		p.checkMemory(w, nil)
 	}
@@ -457,6 +468,7 @@ func (p *Pool) workerExited(w *worker, readErr error) {
 			case p.broken != nil:
 				failed, errs = append(failed, t), append(errs, p.broken)
 			default:
+				t.requeued = true
 				p.queue.pushFront(t)
 			}
 			continue
@@ -469,6 +481,7 @@ func (p *Pool) workerExited(w *worker, readErr error) {
 		if t.retries > 0 && reason != ReasonTerminated && p.broken == nil {
 			t.retries--
 			t.expired = false
+			t.requeued = true
 			p.stats.retried.Add(1)
 			p.queue.pushFront(t)
 			continue
@@ -508,4 +521,75 @@ func timeoutErr(t *task, exitErr *WorkerExitError) error {
 		return fmt.Errorf("%w: %w: %w", ErrTimeout, t.expireCause, exitErr)
 	}
 	return fmt.Errorf("%w after %v: %w", ErrTimeout, t.timeout, exitErr)
+}
+
+// sharedMin is the argument size from which a task's argument travels in
+// the worker's shared memory rather than down its pipe.
+const sharedMin = 64 << 10
+
+// sharedFrameLocked reserves room in w's shared memory for t's argument and
+// returns the short frame that refers to it, with the copy to make before
+// that frame is written. ok is false if the argument is small, the worker
+// has no shared memory, or there is no room: t's own frame then goes down
+// the pipe.
+func (p *Pool) sharedFrameLocked(w *worker, t *task) (frame, dst, src []byte, ok bool) {
+	start := wire.HeaderSize + 3 + len(t.fn) // header, flags, name length, name
+	n := len(t.frame) - start
+	if w.shm == nil || n < sharedMin {
+		return nil, nil, nil, false
+	}
+	off, ok := w.allocSharedLocked(n)
+	if !ok {
+		return nil, nil, nil, false
+	}
+	t.shmEnd = off + n
+	frame, fstart := wire.BeginFrame(make([]byte, 0, wire.HeaderSize+3+len(t.fn)+wire.SharedRefSize), wire.KindTask, t.id)
+	frame = append(frame, t.frame[wire.HeaderSize]|wire.FlagShared)
+	frame = append(frame, t.frame[wire.HeaderSize+1:start]...) // name length and name
+	frame = wire.AppendSharedRef(frame, uint64(off), uint64(n))
+	_ = wire.EndFrame(frame, fstart)
+	return frame, w.shm[off : off+n : off+n], t.frame[start:], true
+}
+
+// allocSharedLocked reserves n contiguous bytes of w's shared memory. Regions
+// are released in the order they were reserved (a worker answers in order),
+// so the segment is used as a ring.
+func (w *worker) allocSharedLocked(n int) (int, bool) {
+	size := len(w.shm)
+	if w.shmCount == 0 {
+		w.shmHead, w.shmTail = 0, 0
+	}
+	var off int
+	switch {
+	case n > size:
+		return 0, false
+	case w.shmCount == 0 || w.shmHead >= w.shmTail:
+		// In use: [tail, head). Free: [head, size) and [0, tail).
+		switch {
+		case w.shmHead+n <= size:
+			off = w.shmHead
+		case n < w.shmTail:
+			off = 0
+		default:
+			return 0, false
+		}
+	default:
+		// Wrapped. In use: [tail, size) and [0, head). Free: [head, tail).
+		if w.shmHead+n >= w.shmTail {
+			return 0, false
+		}
+		off = w.shmHead
+	}
+	w.shmHead = off + n
+	w.shmCount++
+	return off, true
+}
+
+// freeSharedLocked releases the oldest reserved region, which ends at end.
+func (w *worker) freeSharedLocked(end int) {
+	w.shmCount--
+	w.shmTail = end
+	if w.shmCount == 0 {
+		w.shmHead, w.shmTail = 0, 0
+	}
 }

@@ -2,7 +2,9 @@ package procpool_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"log/slog"
 	"math/rand/v2"
@@ -688,5 +690,48 @@ func TestBrokenPoolFailsRequeuedTasks(t *testing.T) {
 	}
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Large arguments in shared memory survive crashes: tasks behind a killed
+// worker are sent again (to another worker's segment) and arrive intact.
+func TestLargeArgumentsUnderKills(t *testing.T) {
+	ctx := testCtx(t)
+	p := newPool(t, procpool.WithProcesses(2), procpool.WithRetries(10), procpool.WithSharedMemory(2<<20))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(15 * time.Millisecond):
+			}
+			if ws := p.Stats().Workers; len(ws) == 2 {
+				syscall.Kill(ws[rand.IntN(2)].Pid, syscall.SIGKILL)
+			}
+		}
+	}()
+	var bufs [][]byte
+	var futs []*procpool.Future[[32]byte]
+	for i := range 300 {
+		b := bytes.Repeat([]byte{byte(i)}, 200<<10+i)
+		f, err := procpool.ApplyAsync(ctx, p, digest, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bufs, futs = append(bufs, b), append(futs, f)
+	}
+	for i, f := range futs {
+		if got, err := f.Get(ctx); err != nil || got != sha256.Sum256(bufs[i]) {
+			t.Fatalf("task %d: digest mismatch or %v", i, err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if n := p.Stats().WorkerExits[procpool.ReasonSignal]; n == 0 {
+		t.Fatal("no worker was killed: the test did not test anything")
 	}
 }

@@ -3,6 +3,7 @@ package procpool_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"os"
@@ -60,6 +61,9 @@ var (
 		wd, err := os.Getwd()
 		return [3]string{wd, os.Getenv(key), os.Getenv("PROCPOOL_WORKER")}, err
 	})
+
+	// digest returns the SHA-256 of its argument.
+	digest = procpool.Register("digest", func(_ context.Context, b []byte) ([32]byte, error) { return sha256.Sum256(b), nil })
 
 	// napUs sleeps for the given number of microseconds.
 	napUs = procpool.Register("napUs", func(ctx context.Context, us int) (int, error) {

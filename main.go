@@ -20,6 +20,7 @@ const (
 	envCodec    = "PROCPOOL_CODEC"     // the codec's name
 	envMaxFrame = "PROCPOOL_MAX_FRAME" // the frame size limit in bytes
 	envRlimits  = "PROCPOOL_RLIMITS"   // resource limits, see encodeRlimits
+	envShared   = "PROCPOOL_SHM"       // the shared-memory segment's size in bytes, on fd 5
 )
 
 // The worker's protocol descriptors: ExtraFiles[0] and [1] of the parent's
@@ -27,6 +28,7 @@ const (
 const (
 	fdTasks   = 3
 	fdResults = 4
+	fdShared  = 5 // the shared-memory segment, when PROCPOOL_SHM is set
 )
 
 // Main must be the first statement of main (and of TestMain) in any program
@@ -47,16 +49,19 @@ func Main() {
 
 // serveProcess runs the worker side and returns the exit code.
 func serveProcess() int {
-	codecName, maxFrame, limits := os.Getenv(envCodec), os.Getenv(envMaxFrame), os.Getenv(envRlimits)
+	codecName, maxFrame, limits, shared := os.Getenv(envCodec), os.Getenv(envMaxFrame), os.Getenv(envRlimits), os.Getenv(envShared)
 	// The marker must not reach processes the tasks start: they are not
 	// workers.
-	for _, k := range []string{envWorker, envCodec, envMaxFrame, envRlimits} {
+	for _, k := range []string{envWorker, envCodec, envMaxFrame, envRlimits, envShared} {
 		os.Unsetenv(k)
 	}
 	// Nor must the protocol pipes: a grandchild holding the result pipe
 	// would hide this worker's death from the parent.
 	syscall.CloseOnExec(fdTasks)
 	syscall.CloseOnExec(fdResults)
+	if shared != "" {
+		syscall.CloseOnExec(fdShared)
+	}
 
 	// Ctrl-C belongs to the parent. SIGTERM (from the pool, or the
 	// parent-death signal) takes down the whole process group, so that
@@ -95,6 +100,15 @@ func serveProcess() int {
 		return fail("protocol descriptors 3 and 4 are missing")
 	}
 	s := newServer(context.Background(), tasks, results, func() int { return supervise.Available(fdTasks) }, c, mf)
+	if shared != "" {
+		size, err := strconv.Atoi(shared)
+		if err != nil || size <= 0 {
+			return fail("bad %s=%q", envShared, shared)
+		}
+		if s.shm, err = supervise.MapShared(fdShared, size); err != nil {
+			return fail("shared memory: %v", err)
+		}
+	}
 	if err := s.hello(os.Getpid()); err != nil {
 		return fail("handshake: %v", err)
 	}

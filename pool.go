@@ -34,6 +34,7 @@ type Pool struct {
 	cb        callbackQueue
 	wg        sync.WaitGroup // every goroutine the pool starts
 	stats     counters
+	bigFrames sync.Pool // *[]byte: buffers of answered tasks' large frames
 
 	nextID      atomic.Uint64
 	pending     atomic.Int64 // accepted tasks that have not ended
@@ -150,6 +151,7 @@ func (p *Pool) runWorker(ready chan<- error) {
 			w.kill()
 			w.closeInput()
 			w.reap()
+			w.releaseShared()
 		}
 		p.trackStarting(w, false)
 	}
@@ -167,6 +169,7 @@ func (p *Pool) runWorker(ready chan<- error) {
 	if !inService {
 		w.closeInput()
 		w.reap()
+		w.releaseShared()
 		return
 	}
 	readErr := w.readLoop()
@@ -190,6 +193,7 @@ func (p *Pool) runWorker(ready chan<- error) {
 	})
 	w.reap()
 	grace.Stop()
+	w.releaseShared()
 	p.workerExited(w, readErr)
 }
 

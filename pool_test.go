@@ -2,7 +2,10 @@ package procpool_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -624,5 +627,47 @@ func TestTerminateDuringStart(t *testing.T) {
 	}
 	if _, err := f.Get(ctx); !errors.Is(err, procpool.ErrTerminated) {
 		t.Fatalf("queued task: %v", err)
+	}
+}
+
+// Large arguments travel in the worker's shared memory when they fit, down
+// the pipe when they do not or when shared memory is off; either way they
+// arrive intact, also many at once (the segment fills and wraps around).
+func TestLargeArguments(t *testing.T) {
+	for _, shm := range []int{16 << 20, 3 << 20, 0} {
+		t.Run(fmt.Sprintf("shared=%dMiB", shm>>20), func(t *testing.T) {
+			ctx := testCtx(t)
+			p := newPool(t, procpool.WithProcesses(2), procpool.WithSharedMemory(shm))
+			rng := rand.New(rand.NewPCG(1, uint64(shm)))
+			payload := func(n int) []byte {
+				b := make([]byte, n)
+				for i := range b {
+					b[i] = byte(rng.Uint32())
+				}
+				return b
+			}
+			for _, n := range []int{64<<10 - 1, 64 << 10, 1 << 20, 5 << 20, 20 << 20} {
+				b := payload(n)
+				got, err := procpool.Apply(ctx, p, digest, b)
+				if err != nil || got != sha256.Sum256(b) {
+					t.Fatalf("%d bytes: digest mismatch or %v", n, err)
+				}
+			}
+			var bufs [][]byte
+			var futs []*procpool.Future[[32]byte]
+			for i := range 40 {
+				b := payload(1<<20 + i)
+				f, err := procpool.ApplyAsync(ctx, p, digest, b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				bufs, futs = append(bufs, b), append(futs, f)
+			}
+			for i, f := range futs {
+				if got, err := f.Get(ctx); err != nil || got != sha256.Sum256(bufs[i]) {
+					t.Fatalf("async %d: digest mismatch or %v", i, err)
+				}
+			}
+		})
 	}
 }

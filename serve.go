@@ -33,6 +33,7 @@ type server struct {
 	cur   uint64        // the id of the task about to run, 0 if none
 	skip  bool          // a Cancel frame for cur arrived before it started
 	max   int           // the frame size limit
+	shm   []byte        // the shared-memory segment, read-only; nil if none
 	out   outBuffer
 	timer *time.Timer
 	frame []byte // scratch for one result frame
@@ -182,14 +183,23 @@ func (s *server) accept(f wire.Frame, own bool) error {
 		}
 		return nil
 	case wire.KindTask, wire.KindInit:
-		chunk, fn, payload, err := wire.ParseTask(f.Body)
+		flags, fn, payload, err := wire.ParseTaskHeader(f.Body)
 		if err != nil {
 			return err
 		}
-		if own {
+		switch {
+		case flags&wire.FlagShared != 0:
+			// The payload is in shared memory, where the parent leaves it
+			// until this task is answered: no copy needed.
+			off, n, err := wire.ParseSharedRef(payload, len(s.shm))
+			if err != nil {
+				return err
+			}
+			payload, own = s.shm[off:off+n:off+n], true
+		case own:
 			payload = append([]byte(nil), payload...)
 		}
-		t := pendingTask{id: f.ID, kind: f.Kind, chunk: chunk, payload: payload, owned: own}
+		t := pendingTask{id: f.ID, kind: f.Kind, chunk: flags&0x01 != 0, payload: payload, owned: own}
 		if t.h = lookupBytes(fn); t.h == nil {
 			t.unknown = string(fn)
 		}

@@ -25,11 +25,14 @@ type task struct {
 	stopWatch func() bool // undoes context.AfterFunc
 
 	// Guarded by Pool.mu.
-	w        *worker
-	attempts int         // how many times it was started on a worker
-	started  time.Time   // when it became the running task of its worker
-	timer    *time.Timer // fires at its deadline while it runs
-	expired  bool        // it ran past its deadline; its worker is being stopped
+	w         *worker
+	attempts  int         // how many times it was started on a worker
+	started   time.Time   // when it became the running task of its worker
+	sentBytes int         // the bytes of the frame sent to w
+	requeued  bool        // it went back to the queue once: a dead worker's queue may still refer to its frame
+	shmEnd    int         // end of its argument's region in w's shared memory; 0 if none
+	timer     *time.Timer // fires at its deadline while it runs
+	expired   bool        // it ran past its deadline; its worker is being stopped
 	// expireCause is the context error when the deadline was the caller's
 	// context rather than a timeout option.
 	expireCause error

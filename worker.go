@@ -34,8 +34,9 @@ type worker struct {
 
 	// Outgoing frames, batched: send appends, the writer goroutine writes.
 	outMu     sync.Mutex
-	out       []byte   // small frames, batched
-	big       [][]byte // large frames (and batches before them), in order, ahead of out
+	out       []byte     // small frames, batched
+	big       []outChunk // large frames (and batches before them), in order, ahead of out
+	shmGone   bool       // the shared-memory mapping is released: copy nothing into it
 	spare     []byte
 	writing   bool // a goroutine is writing a batch
 	outClosed bool
@@ -43,8 +44,12 @@ type worker struct {
 	broken    atomic.Bool // a write failed: the worker is gone
 
 	// Guarded by p.mu.
-	flushQueued bool // w is in p.toFlush
-	pipeBytes   int  // bytes of the frames of its unanswered tasks
+	flushQueued bool   // w is in p.toFlush
+	pipeBytes   int    // bytes of the frames of its unanswered tasks
+	shm         []byte // the shared-memory segment (parent's mapping); nil if none
+	shmHead     int    // next free offset in shm
+	shmTail     int    // start of the oldest region still in use (conservative)
+	shmCount    int    // regions in use
 	inflight    deque[*task]
 	ready       bool
 	sent        int // tasks given to this worker
@@ -123,12 +128,30 @@ func (p *Pool) launchProcess(w *worker) error {
 	cmd.Dir = p.cfg.dir
 	cmd.Stdout, cmd.Stderr = p.cfg.stdout, p.cfg.stderr
 	cmd.ExtraFiles = []*os.File{taskR, resW}
+	var shmFile *os.File
+	if p.cfg.sharedMem > 0 {
+		f, mem, err := supervise.SharedMemory(p.cfg.sharedMem)
+		if err == nil {
+			shmFile, w.shm = f, mem
+			cmd.ExtraFiles = append(cmd.ExtraFiles, f)
+			cmd.Env = append(cmd.Env, envShared+"="+strconv.Itoa(p.cfg.sharedMem))
+		} else {
+			p.logf("no shared memory; large arguments go through the pipe", "err", err)
+		}
+	}
 	cmd.SysProcAttr = supervise.SysProcAttr()
 	cmd.WaitDelay = time.Second
 	err = p.spawner.Start(cmd)
 	taskR.Close()
 	resW.Close()
+	if shmFile != nil {
+		shmFile.Close() // the worker has it now; the mapping stays
+	}
 	if err != nil {
+		if w.shm != nil {
+			_ = syscall.Munmap(w.shm)
+			w.shm = nil
+		}
 		taskW.Close()
 		resR.Close()
 		return &StartError{Reason: "running " + path, Err: err}
@@ -207,12 +230,35 @@ func (w *worker) enqueue(frame []byte) {
 	case w.outClosed:
 	case len(frame) >= bigFrame:
 		if len(w.out) > 0 {
-			w.big = append(w.big, w.out)
+			w.big = append(w.big, outChunk{b: w.out})
 			w.out = nil
 		}
-		w.big = append(w.big, frame)
+		w.big = append(w.big, outChunk{b: frame})
 	default:
 		w.out = append(w.out, frame...)
+	}
+	w.outMu.Unlock()
+}
+
+// outChunk is a piece of a worker's outgoing stream: bytes to write, and for
+// a task whose argument travels in shared memory, the copy into the segment
+// to make first.
+type outChunk struct {
+	b        []byte
+	dst, src []byte
+}
+
+// enqueueShared queues the frame of a task whose argument goes into shared
+// memory: whoever writes the frame copies src into dst first, outside the
+// pool's lock.
+func (w *worker) enqueueShared(frame, dst, src []byte) {
+	w.outMu.Lock()
+	if !w.outClosed {
+		if len(w.out) > 0 {
+			w.big = append(w.big, outChunk{b: w.out})
+			w.out = nil
+		}
+		w.big = append(w.big, outChunk{b: frame, dst: dst, src: src})
 	}
 	w.outMu.Unlock()
 }
@@ -247,9 +293,16 @@ func (w *worker) flush(mode flushMode) bool {
 		big, buf := w.big, w.out
 		w.big, w.out = nil, w.spare[:0]
 		w.spare = nil
+		gone := w.shmGone
 		w.outMu.Unlock()
-		for _, b := range big {
-			w.write(b)
+		for _, c := range big {
+			if c.dst != nil {
+				if gone {
+					continue // the worker is gone; its task was requeued
+				}
+				copy(c.dst, c.src)
+			}
+			w.write(c.b)
 		}
 		w.write(buf)
 		w.outMu.Lock()
@@ -314,6 +367,25 @@ func (w *worker) kill() {
 		return
 	}
 	supervise.Stop(w.pid, w.p.cfg.killGrace, w.exited)
+}
+
+// releaseShared unmaps the worker's shared memory once no goroutine can be
+// copying into it. Call it after the worker has exited.
+func (w *worker) releaseShared() {
+	if w.shm == nil {
+		return
+	}
+	w.outMu.Lock()
+	for w.writing {
+		// A writer is finishing a batch (its writes to the dead worker fail
+		// at once); wait for it, rarely and briefly.
+		w.outMu.Unlock()
+		time.Sleep(time.Millisecond)
+		w.outMu.Lock()
+	}
+	w.shmGone = true
+	w.outMu.Unlock()
+	_ = syscall.Munmap(w.shm)
 }
 
 // killNow kills the worker's process group with SIGKILL at once.

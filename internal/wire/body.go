@@ -10,8 +10,17 @@ import (
 )
 
 // flagChunk is bit 0 of a task's flags byte: the payload is a list of
-// arguments, one task per item. The other bits are reserved and must be 0.
+// arguments, one task per item. The other bits are reserved and must be 0,
+// except FlagShared.
 const flagChunk = 0x01
+
+// FlagShared is bit 1 of a task's flags byte: the payload is not in the
+// frame but in the worker's shared-memory segment, and the frame carries
+// only a reference to it (see AppendSharedRef).
+const FlagShared = 0x02
+
+// SharedRefSize is the size of a shared-memory reference: offset and length.
+const SharedRefSize = 16
 
 // MaxFuncName is the longest function name a task header can carry.
 const MaxFuncName = math.MaxUint16
@@ -90,6 +99,50 @@ func ParseTask(body []byte) (chunk bool, fn []byte, payload []byte, err error) {
 		return false, nil, nil, fmt.Errorf("%w: function name of %d bytes overruns a task body of %d", ErrMalformed, n, len(body))
 	}
 	return flags&flagChunk != 0, body[3 : 3+n : 3+n], body[3+n:], nil
+}
+
+// ParseTaskHeader is ParseTask for a worker that has a shared-memory segment:
+// it also accepts FlagShared, and returns the flags byte. With FlagShared the
+// payload is a reference of exactly SharedRefSize bytes (ParseSharedRef);
+// anything else wraps ErrMalformed.
+func ParseTaskHeader(body []byte) (flags byte, fn []byte, payload []byte, err error) {
+	if len(body) < 3 {
+		return 0, nil, nil, fmt.Errorf("%w: task body of %d bytes is shorter than 3", ErrMalformed, len(body))
+	}
+	flags = body[0]
+	if flags&^(flagChunk|FlagShared) != 0 {
+		return 0, nil, nil, fmt.Errorf("%w: task flags %#02x set reserved bits", ErrMalformed, flags)
+	}
+	n := int(binary.LittleEndian.Uint16(body[1:]))
+	if n == 0 || n > len(body)-3 {
+		return 0, nil, nil, fmt.Errorf("%w: function name of %d bytes in a task body of %d", ErrMalformed, n, len(body))
+	}
+	fn, payload = body[3:3+n:3+n], body[3+n:]
+	if flags&FlagShared != 0 && len(payload) != SharedRefSize {
+		return 0, nil, nil, fmt.Errorf("%w: shared-memory reference of %d bytes, want %d", ErrMalformed, len(payload), SharedRefSize)
+	}
+	return flags, fn, payload, nil
+}
+
+// AppendSharedRef appends a shared-memory reference: the payload's offset in
+// the segment and its length, each a uint64.
+func AppendSharedRef(dst []byte, off, n uint64) []byte {
+	dst = binary.LittleEndian.AppendUint64(dst, off)
+	return binary.LittleEndian.AppendUint64(dst, n)
+}
+
+// ParseSharedRef reads a reference and checks it against the segment's size:
+// an error wrapping ErrMalformed if it is not SharedRefSize bytes or points
+// outside [0, size).
+func ParseSharedRef(ref []byte, size int) (off, n int, err error) {
+	if len(ref) != SharedRefSize {
+		return 0, 0, fmt.Errorf("%w: shared-memory reference of %d bytes", ErrMalformed, len(ref))
+	}
+	o, l := binary.LittleEndian.Uint64(ref), binary.LittleEndian.Uint64(ref[8:])
+	if o > uint64(size) || l > uint64(size)-o {
+		return 0, 0, fmt.Errorf("%w: shared-memory reference [%d, +%d) outside a segment of %d bytes", ErrMalformed, o, l, size)
+	}
+	return int(o), int(l), nil
 }
 
 // AppendChunkResultHeader appends the error table of a chunk result body to

@@ -196,3 +196,32 @@ func TestParseHelloAndError(t *testing.T) {
 		}
 	}
 }
+
+func TestSharedTaskHeader(t *testing.T) {
+	body := AppendTaskHeader(nil, true, "square")
+	body[0] |= FlagShared
+	body = AppendSharedRef(body, 4096, 1<<20)
+	flags, fn, ref, err := ParseTaskHeader(body)
+	if err != nil || flags != flagChunk|FlagShared || string(fn) != "square" {
+		t.Fatalf("ParseTaskHeader: %#x %q %v", flags, fn, err)
+	}
+	off, n, err := ParseSharedRef(ref, 2<<20)
+	if err != nil || off != 4096 || n != 1<<20 {
+		t.Fatalf("ParseSharedRef: %d %d %v", off, n, err)
+	}
+	// A reference outside the segment, a short one, and ParseTask (which
+	// knows no shared memory) all refuse.
+	if _, _, err := ParseSharedRef(ref, 1<<20); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("reference past the segment: %v", err)
+	}
+	if _, _, _, err := ParseTaskHeader(body[:len(body)-1]); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("short reference: %v", err)
+	}
+	if _, _, _, err := ParseTask(body); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("ParseTask with FlagShared: %v", err)
+	}
+	big := AppendSharedRef(nil, 1<<63, 1<<63)
+	if _, _, err := ParseSharedRef(big, 1<<20); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("overflowing reference: %v", err)
+	}
+}

@@ -121,6 +121,13 @@ func FuzzReader(f *testing.F) {
 func checkFuzzBody(t *testing.T, fr Frame) {
 	switch fr.Kind {
 	case KindTask, KindInit:
+		if flags, _, ref, err := ParseTaskHeader(fr.Body); err == nil && flags&FlagShared != 0 {
+			if _, _, err := ParseSharedRef(ref, 1<<20); err != nil && !errors.Is(err, ErrMalformed) {
+				t.Fatalf("ParseSharedRef: %v", err)
+			}
+		} else if err != nil && !errors.Is(err, ErrMalformed) {
+			t.Fatalf("ParseTaskHeader: %v", err)
+		}
 		chunk, fn, payload, err := ParseTask(fr.Body)
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) {
