@@ -46,9 +46,6 @@ func (p *Pool) submit(t *task, block, wait bool) error {
 	}
 	p.pending.Add(1)
 	p.stats.submitted.Add(1)
-	if t.ctx.Done() != nil {
-		t.stopWatch = context.AfterFunc(t.ctx, func() { p.cancelTask(t, context.Cause(t.ctx)) })
-	}
 	p.queue.pushBack(t)
 	p.dispatchLocked()
 	var waiter *worker
@@ -56,6 +53,11 @@ func (p *Pool) submit(t *task, block, wait bool) error {
 		waiter = t.w
 	}
 	p.unlockAndFlush(waiter)
+	if t.ctx.Done() != nil {
+		// After the lock: a context already done cancels t at once, which
+		// takes the lock.
+		p.watch(t)
+	}
 	return nil
 }
 

@@ -35,6 +35,8 @@ type Pool struct {
 	wg        sync.WaitGroup // every goroutine the pool starts
 	stats     counters
 	bigFrames sync.Pool // *[]byte: buffers of answered tasks' large frames
+	watchMu   sync.Mutex
+	watches   map[context.Context]*ctxWatch // by the context of the tasks they watch
 
 	nextID      atomic.Uint64
 	pending     atomic.Int64 // accepted tasks that have not ended

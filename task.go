@@ -21,8 +21,10 @@ type task struct {
 	retries int           // how many more starts a crash or timeout may cost
 	sink    sink
 
-	done      atomic.Bool
-	stopWatch func() bool // undoes context.AfterFunc
+	done atomic.Bool
+	// Guarded by Pool.watchMu: what cancels t when its context ends.
+	watch   *ctxWatch
+	stopOwn func() bool
 
 	// Guarded by Pool.mu.
 	w         *worker
@@ -53,7 +55,7 @@ func (t *task) finishResult(p *Pool, f wire.Frame) bool {
 	if !t.done.CompareAndSwap(false, true) {
 		return false
 	}
-	t.release()
+	t.release(p)
 	t.sink.result(p, f.Body)
 	p.taskEnded()
 	return true
@@ -75,13 +77,13 @@ func (t *task) claim() bool { return t.done.CompareAndSwap(false, true) }
 
 // complete delivers the error of a task claimed with claim.
 func (t *task) complete(p *Pool, err error) {
-	t.release()
+	t.release(p)
 	t.sink.fail(p, err)
 	p.taskEnded()
 }
 
-func (t *task) release() {
-	if t.stopWatch != nil {
-		t.stopWatch()
+func (t *task) release(p *Pool) {
+	if t.ctx.Done() != nil {
+		p.unwatch(t)
 	}
 }
