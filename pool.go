@@ -37,6 +37,7 @@ type Pool struct {
 	bigFrames sync.Pool // *[]byte: buffers of answered tasks' large frames
 	watchMu   sync.Mutex
 	watches   map[context.Context]*ctxWatch // by the context of the tasks they watch
+	idleWatch *ctxWatch                     // a watch with no task, kept for the next call
 
 	nextID      atomic.Uint64
 	pending     atomic.Int64 // accepted tasks that have not ended
@@ -414,6 +415,7 @@ func (p *Pool) finalize() {
 	p.mu.Unlock()
 	p.cb.close()
 	p.wg.Wait()
+	p.dropWatches()
 	if first && p.spawner != nil {
 		p.spawner.Stop()
 	}

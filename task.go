@@ -23,8 +23,9 @@ type task struct {
 
 	done atomic.Bool
 	// Guarded by Pool.watchMu: what cancels t when its context ends.
-	watch   *ctxWatch
-	stopOwn func() bool
+	watch        *ctxWatch
+	wnext, wprev *task // in watch's list
+	stopOwn      func() bool
 
 	// Guarded by Pool.mu.
 	w         *worker

@@ -6,14 +6,15 @@ import (
 )
 
 // ctxWatch cancels the tasks submitted with one context when it ends. Tasks
-// that share a context (a burst of ApplyAsync, the chunks of a Map) share
-// one context.AfterFunc registration: registering one per task costs a
-// lock and a map entry in the context, which showed as a third of the
-// submission cost under load.
+// that share a context (a burst of ApplyAsync, the chunks of a Map, a loop
+// of Apply) share one context.AfterFunc registration: registering one per
+// task costs a lock and a map entry in the context, which showed as a third
+// of the submission cost under load.
 type ctxWatch struct {
 	ctx   context.Context
 	stop  func() bool
-	tasks map[*task]struct{}
+	head  *task // the tasks watched, linked through task.wnext/wprev
+	n     int
 	fired bool
 }
 
@@ -41,7 +42,7 @@ func (p *Pool) watch(t *task) {
 	}
 	w := p.watches[t.ctx]
 	if w == nil {
-		w = &ctxWatch{ctx: t.ctx, tasks: make(map[*task]struct{})}
+		w = &ctxWatch{ctx: t.ctx}
 		if p.watches == nil {
 			p.watches = make(map[context.Context]*ctxWatch)
 		}
@@ -50,23 +51,44 @@ func (p *Pool) watch(t *task) {
 		// which waits for watchMu.
 		w.stop = context.AfterFunc(t.ctx, func() { p.contextDone(w) })
 	}
-	w.tasks[t] = struct{}{}
+	if p.idleWatch == w {
+		p.idleWatch = nil
+	}
+	t.wnext, t.wprev = w.head, nil
+	if w.head != nil {
+		w.head.wprev = t
+	}
+	w.head = t
+	w.n++
 	t.watch = w
 	p.watchMu.Unlock()
 }
 
-// unwatch forgets t (it has ended); the registration goes when its last
-// task does.
+// unwatch forgets t (it has ended). A watch left with no task stays
+// registered while it is the most recent such one, so that a loop of calls
+// with one context registers once; the one it displaces is dropped.
 func (p *Pool) unwatch(t *task) {
 	p.watchMu.Lock()
 	w, own := t.watch, t.stopOwn
 	t.watch, t.stopOwn = nil, nil
 	var stop func() bool
 	if w != nil {
-		delete(w.tasks, t)
-		if len(w.tasks) == 0 && !w.fired {
-			delete(p.watches, w.ctx)
-			stop = w.stop
+		if t.wprev != nil {
+			t.wprev.wnext = t.wnext
+		} else {
+			w.head = t.wnext
+		}
+		if t.wnext != nil {
+			t.wnext.wprev = t.wprev
+		}
+		t.wnext, t.wprev = nil, nil
+		w.n--
+		if w.n == 0 && !w.fired && p.idleWatch != w {
+			if old := p.idleWatch; old != nil {
+				delete(p.watches, old.ctx)
+				stop = old.stop
+			}
+			p.idleWatch = w
 		}
 	}
 	p.watchMu.Unlock()
@@ -85,13 +107,31 @@ func (p *Pool) contextDone(w *ctxWatch) {
 	if p.watches[w.ctx] == w {
 		delete(p.watches, w.ctx)
 	}
-	tasks := make([]*task, 0, len(w.tasks))
-	for t := range w.tasks {
+	if p.idleWatch == w {
+		p.idleWatch = nil
+	}
+	tasks := make([]*task, 0, w.n)
+	for t := w.head; t != nil; t = t.wnext {
 		tasks = append(tasks, t)
 	}
 	p.watchMu.Unlock()
 	cause := context.Cause(w.ctx)
 	for _, t := range tasks {
 		p.cancelTask(t, cause)
+	}
+}
+
+// dropWatches releases the idle registration when the pool ends (every
+// task has ended, so no other is left).
+func (p *Pool) dropWatches() {
+	p.watchMu.Lock()
+	w := p.idleWatch
+	p.idleWatch = nil
+	if w != nil {
+		delete(p.watches, w.ctx)
+	}
+	p.watchMu.Unlock()
+	if w != nil {
+		w.stop()
 	}
 }

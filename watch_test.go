@@ -44,9 +44,23 @@ func TestContextWatchIsShared(t *testing.T) {
 	}
 	p.watchMu.Lock()
 	n = len(p.watches)
+	idle := p.idleWatch
 	p.watchMu.Unlock()
-	if n != 0 {
-		t.Fatalf("%d context registrations left after every task ended", n)
+	if n != 1 || idle == nil || idle.n != 0 {
+		t.Fatalf("after every task ended: %d registrations, idle %v; want the one kept idle", n, idle)
+	}
+	// Another context's tasks displace it: still one registration at most
+	// without tasks.
+	other, cancelOther := context.WithCancel(context.Background())
+	defer cancelOther()
+	if _, err := Apply(other, p, nap, 1); err != nil {
+		t.Fatal(err)
+	}
+	p.watchMu.Lock()
+	n, idle = len(p.watches), p.idleWatch
+	p.watchMu.Unlock()
+	if n != 1 || idle == nil || idle.ctx != other {
+		t.Fatalf("after a task of another context: %d registrations, idle %v", n, idle)
 	}
 
 	// Cancelling the context ends the tasks still queued.
@@ -64,5 +78,24 @@ func TestContextWatchIsShared(t *testing.T) {
 	}
 	if canceled < 4 { // the first may have finished, or be running
 		t.Fatalf("%d of 5 tasks ended with context.Canceled", canceled)
+	}
+}
+
+// Closing the pool releases the registration it kept.
+func TestContextWatchReleasedOnClose(t *testing.T) {
+	p, err := New(WithProcesses(1), WithInProcess())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := Apply(ctx, p, nap, 1); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	p.watchMu.Lock()
+	defer p.watchMu.Unlock()
+	if len(p.watches) != 0 || p.idleWatch != nil {
+		t.Fatalf("registrations left after Close: %d", len(p.watches))
 	}
 }
