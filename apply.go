@@ -16,6 +16,9 @@ func Apply[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], in In, op
 		var zero Out
 		return zero, err
 	}
+	if w := fut.t.callerReads; w != nil {
+		p.readAsCaller(w, fut.done)
+	}
 	<-fut.done
 	return fut.val, fut.err
 }

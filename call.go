@@ -149,10 +149,17 @@ func (p *Pool) frameBuffer(fn string, arg any) []byte {
 }
 
 // recycleFrame keeps the frame of an answered task for reuse, if it is large
-// and nothing else can still refer to it: it went to one worker only, whose
-// answer shows it has been written in full.
-func (p *Pool) recycleFrame(t *task) {
+// and nothing else can still refer to it: it went to one worker only, w,
+// whose answer shows it has been written in full, and w's writer is not
+// in a write (whose end would otherwise not be ordered before the reuse).
+func (p *Pool) recycleFrame(t *task, w *worker) {
 	if cap(t.frame) < sharedMin || t.requeued {
+		return
+	}
+	w.outMu.Lock()
+	writing := w.writing
+	w.outMu.Unlock()
+	if writing {
 		return
 	}
 	b := t.frame[:0]

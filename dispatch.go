@@ -51,6 +51,11 @@ func (p *Pool) submit(t *task, block, wait bool) error {
 	var waiter *worker
 	if wait {
 		waiter = t.w
+		if w := t.w; w != nil && w.kickPending && w.inflight.len() == 1 {
+			// t went to an idle worker: the caller reads the answer itself.
+			w.reader, w.kickPending = readCaller, false
+			t.callerReads = w
+		}
 	}
 	p.unlockAndFlush(waiter)
 	if t.ctx.Done() != nil {
@@ -137,6 +142,10 @@ func (p *Pool) assignLocked(w *worker, t *task) {
 		w.enqueue(t.frame)
 	}
 	w.pipeBytes += t.sentBytes
+	if w.reader == readNone {
+		w.reader = readGoroutine
+		w.kickPending = true
+	}
 	p.flushLater(w)
 	if p.cfg.maxTasks > 0 && w.sent >= p.cfg.maxTasks {
 		w.retiring = true
@@ -166,9 +175,17 @@ func (p *Pool) unlockAndFlush(waiter *worker) {
 	if len(p.toFlush) > len(local) {
 		ws = make([]*worker, 0, len(p.toFlush))
 	}
+	var kicks [4]bool
 	for i, w := range p.toFlush {
 		w.flushQueued = false
 		ws = append(ws, w)
+		kick := w.kickPending
+		w.kickPending = false
+		if i < len(kicks) {
+			kicks[i] = kick
+		} else if kick {
+			defer w.kickReader() // rare: more than 4 workers in one dispatch
+		}
 		if i < len(modes) {
 			switch {
 			case w == waiter:
@@ -191,6 +208,9 @@ func (p *Pool) unlockAndFlush(waiter *worker) {
 			mode = modes[i]
 		}
 		w.flush(mode)
+		if i < len(kicks) && kicks[i] {
+			w.kickReader()
+		}
 	}
 }
 
@@ -223,37 +243,129 @@ func (p *Pool) stopIfRunning(w *worker, t *task) {
 	}
 }
 
-// readLoop reads w's answers until the worker exits or breaks the protocol.
-// It returns nil on a clean end of stream.
+// Who reads a worker's result pipe. Exactly one goroutine may, at a time:
+// the worker's reader goroutine while tasks are in flight, or a caller of
+// Apply that sent the only task to an idle worker and reads its answer
+// itself, on its own thread (no hand-off from another thread, which on a
+// small machine costs more than the round trip). Guarded by Pool.mu.
+const (
+	readNone      = iota // nothing in flight: the reader goroutine waits for a kick
+	readGoroutine        // the reader goroutine reads
+	readCaller           // an Apply caller reads
+)
+
+// readLoop is the worker's reader goroutine: it reads w's answers while
+// tasks are in flight (or the worker has exited), and waits otherwise. It
+// returns nil at the end of the stream, or the protocol error that ended it.
 func (w *worker) readLoop() error {
 	p := w.p
 	for {
-		f, err := w.r.Next()
+		p.mu.Lock()
+		for w.reader != readGoroutine {
+			if w.reader == readNone && (w.inflight.len() > 0 || isClosed(w.exited)) {
+				w.reader = readGoroutine
+				break
+			}
+			onlyKick := w.reader == readCaller || isClosed(w.exited)
+			p.mu.Unlock()
+			if onlyKick {
+				<-w.kick // a caller hands over with a kick
+			} else {
+				select {
+				case <-w.kick:
+				case <-w.exited:
+				}
+			}
+			p.mu.Lock()
+		}
+		err := w.readErr
+		p.mu.Unlock()
 		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			if errors.Is(err, wire.ErrFrameTooLarge) || errors.Is(err, wire.ErrMalformed) {
-				return fmt.Errorf("%w: %w", ErrProtocol, err)
-			}
 			return err
 		}
-		// Answers that arrived together are handled together: the tasks
-		// their slots free are dispatched, and written, once for the batch.
-		last := w.r.Buffered() == 0
-		if err := p.onFrame(w, f, last); err != nil {
-			return err
-		}
-		if last {
+		for {
+			f, err := w.r.Next()
+			if err != nil {
+				return readError(err)
+			}
+			// Answers that arrived together are handled together: the
+			// tasks their slots free are dispatched, and written, once
+			// for the batch.
+			last := w.r.Buffered() == 0
+			if err := p.onFrame(w, f, last); err != nil {
+				return err
+			}
+			if !last {
+				continue
+			}
+			p.mu.Lock()
+			idle := w.inflight.len() == 0 && !isClosed(w.exited)
+			if idle {
+				w.reader = readNone
+			}
+			p.mu.Unlock()
+			if idle {
+				break
+			}
 			// About to block in read(2). Let the goroutine this answer
-			// woke (usually a caller waiting in Apply) run on this thread
-			// first, rather than wait for another thread to pick it up.
+			// woke (usually a caller waiting in ApplyAsync's future) run
+			// on this thread first, rather than wait for another thread
+			// to pick it up.
 			runtime.Gosched()
 		}
 	}
 }
 
-// onFrame matches an answer to the task at the head of w's pipeline.
+// readAsCaller reads w's answers on the calling goroutine until done is
+// closed (the caller's own task has ended), then hands the reading back: to
+// the reader goroutine if anything is left to read, else to nobody.
+func (p *Pool) readAsCaller(w *worker, done <-chan struct{}) {
+	var fail error
+	for !isClosed(done) {
+		f, err := w.r.Next()
+		if err != nil {
+			break // sticky: the reader goroutine meets it again and cleans up
+		}
+		if err := p.onFrame(w, f, w.r.Buffered() == 0); err != nil {
+			fail = err
+			break
+		}
+	}
+	p.mu.Lock()
+	if fail != nil {
+		w.readErr = fail
+	}
+	kick := w.inflight.len() > 0 || w.r.Buffered() > 0 || fail != nil || !isClosed(done) || isClosed(w.exited)
+	if kick {
+		w.reader = readGoroutine
+	} else {
+		w.reader = readNone
+	}
+	p.mu.Unlock()
+	if kick {
+		w.kickReader()
+	}
+}
+
+func readError(err error) error {
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	if errors.Is(err, wire.ErrFrameTooLarge) || errors.Is(err, wire.ErrMalformed) {
+		return fmt.Errorf("%w: %w", ErrProtocol, err)
+	}
+	return err
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
 // With dispatch false (more answers are buffered), the freed pipeline slots
 // are filled after the last answer of the batch.
 func (p *Pool) onFrame(w *worker, f wire.Frame, dispatch bool) error {
@@ -308,7 +420,7 @@ func (p *Pool) onFrame(w *worker, f wire.Frame, dispatch bool) error {
 	case wire.KindSkipped:
 		t.finish(p, context.Canceled)
 	}
-	p.recycleFrame(t)
+	p.recycleFrame(t, w)
 	if checkMemory {
 		p.checkMemory(w, nil)
 	}

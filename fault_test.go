@@ -47,8 +47,8 @@ func alive(pid int) bool {
 }
 
 // chaos runs at least n tasks while another goroutine SIGKILLs a random
-// worker as soon as the pool has all its workers again, until it has made
-// minKills kills, and checks that every task ends exactly once. The queue is
+// worker every 10 ms once the pool has all its workers again, until it has
+// made minKills kills, and checks that every task ends exactly once. The queue is
 // bounded, so the task stream lasts as long as the kills do.
 func chaos(t *testing.T, n int, minKills int64, opts ...procpool.Option) (ok, crashed int, kills int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -67,7 +67,7 @@ func chaos(t *testing.T, n int, minKills int64, opts ...procpool.Option) (ok, cr
 			select {
 			case <-stop:
 				return
-			case <-time.After(2 * time.Millisecond):
+			case <-time.After(10 * time.Millisecond):
 			}
 			ws := p.Stats().Workers
 			if len(ws) < 2 {

@@ -28,14 +28,15 @@ type task struct {
 	stopOwn      func() bool
 
 	// Guarded by Pool.mu.
-	w         *worker
-	attempts  int         // how many times it was started on a worker
-	started   time.Time   // when it became the running task of its worker
-	sentBytes int         // the bytes of the frame sent to w
-	requeued  bool        // it went back to the queue once: a dead worker's queue may still refer to its frame
-	shmEnd    int         // end of its argument's region in w's shared memory; 0 if none
-	timer     *time.Timer // fires at its deadline while it runs
-	expired   bool        // it ran past its deadline; its worker is being stopped
+	w           *worker
+	attempts    int         // how many times it was started on a worker
+	started     time.Time   // when it became the running task of its worker
+	sentBytes   int         // the bytes of the frame sent to w
+	callerReads *worker     // the worker whose answers Apply's caller reads itself (see readAsCaller)
+	requeued    bool        // it went back to the queue once: a dead worker's queue may still refer to its frame
+	shmEnd      int         // end of its argument's region in w's shared memory; 0 if none
+	timer       *time.Timer // fires at its deadline while it runs
+	expired     bool        // it ran past its deadline; its worker is being stopped
 	// expireCause is the context error when the deadline was the caller's
 	// context rather than a timeout option.
 	expireCause error

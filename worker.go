@@ -28,7 +28,8 @@ type worker struct {
 	tasks   io.WriteCloser
 	results io.ReadCloser
 	r       *wire.Reader
-	exited  chan struct{} // closed once the process has been reaped
+	exited  chan struct{} // closed once the process has been reaped (or, in-process, the goroutine has returned)
+	kick    chan struct{} // wakes the reader goroutine: it has reading to do
 	status  syscall.WaitStatus
 	inproc  struct{ tasks, results *memPipe }
 
@@ -46,6 +47,9 @@ type worker struct {
 	// Guarded by p.mu.
 	flushQueued bool   // w is in p.toFlush
 	pipeBytes   int    // bytes of the frames of its unanswered tasks
+	reader      int    // who reads its result pipe now: readNone, readGoroutine or readCaller
+	kickPending bool   // reader became readGoroutine: kick it after unlocking
+	readErr     error  // a protocol error a caller met while reading, for the reader goroutine
 	shm         []byte // the shared-memory segment (parent's mapping); nil if none
 	shmHead     int    // next free offset in shm
 	shmTail     int    // start of the oldest region still in use (conservative)
@@ -65,7 +69,7 @@ type worker struct {
 // launch starts a worker process (or goroutine) and its writer goroutine.
 // The handshake is not done yet.
 func (p *Pool) launch() (*worker, error) {
-	w := &worker{p: p, exited: make(chan struct{}), wake: make(chan struct{}, 1), svc: time.Second}
+	w := &worker{p: p, exited: make(chan struct{}), wake: make(chan struct{}, 1), kick: make(chan struct{}, 1), svc: time.Second}
 	if p.cfg.inProcess {
 		w.inproc.tasks, w.inproc.results = newMemPipe(), newMemPipe()
 		w.tasks, w.results = w.inproc.tasks, io.NopCloser(w.inproc.results)
@@ -158,6 +162,8 @@ func (p *Pool) launchProcess(w *worker) error {
 	}
 	w.cmd, w.pid = cmd, cmd.Process.Pid
 	w.tasks, w.results = taskW, resR
+	p.wg.Add(1)
+	go w.waitExit()
 	p.stats.workersStarted.Add(1)
 	p.logf("worker started", "pid", w.pid)
 	return nil
@@ -405,18 +411,35 @@ func (w *worker) reap() {
 	if w.cmd == nil {
 		return // a goroutine cannot be waited for: it may be stuck in a task
 	}
-	select {
-	case <-w.exited:
-		return
-	default:
-	}
+	<-w.exited
+	// Sweep whatever the worker left in its group.
+	_ = supervise.KillGroup(w.pid, syscall.SIGKILL)
+}
+
+// waitExit waits for the worker process to exit (wait4, on a goroutine of
+// its own, so that a death is seen at once even while nobody reads the
+// worker's pipe), records its status, takes it out of service and wakes its
+// reader to read the pipe to its end.
+func (w *worker) waitExit() {
+	defer w.p.wg.Done()
 	_ = w.cmd.Wait()
 	if ps := w.cmd.ProcessState; ps != nil {
 		w.status, _ = ps.Sys().(syscall.WaitStatus)
 	}
 	close(w.exited)
-	// Sweep whatever the worker left in its group.
-	_ = supervise.KillGroup(w.pid, syscall.SIGKILL)
+	p := w.p
+	p.mu.Lock()
+	w.ready, w.retiring = false, true
+	p.mu.Unlock()
+	w.kickReader()
+}
+
+// kickReader wakes the worker's reader goroutine.
+func (w *worker) kickReader() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
 }
 
 func exitText(ws syscall.WaitStatus) string {
