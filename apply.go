@@ -17,7 +17,7 @@ func Apply[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], in In, op
 		return zero, err
 	}
 	if w := fut.t.callerReads; w != nil {
-		p.readAsCaller(w, fut.done)
+		p.readAsCaller(w, fut.t)
 	}
 	<-fut.done
 	return fut.val, fut.err

@@ -57,7 +57,7 @@ func (p *Pool) submit(t *task, block, wait bool) error {
 			t.callerReads = w
 		}
 	}
-	p.unlockAndFlush(waiter)
+	p.unlockAndFlush(waiter, t.sentBytes)
 	if t.ctx.Done() != nil {
 		// After the lock: a context already done cancels t at once, which
 		// takes the lock.
@@ -164,7 +164,7 @@ func (p *Pool) flushLater(w *worker) {
 // queued: small batches on this goroutine, large ones by the writers. The
 // worker waiter, if any, gets everything written by this goroutine, which
 // is about to wait for that worker anyway (a synchronous Apply).
-func (p *Pool) unlockAndFlush(waiter *worker) {
+func (p *Pool) unlockAndFlush(waiter *worker, own int) {
 	if len(p.toFlush) == 0 {
 		p.mu.Unlock()
 		return
@@ -203,14 +203,16 @@ func (p *Pool) unlockAndFlush(waiter *worker) {
 	p.toFlush = p.toFlush[:0]
 	p.mu.Unlock()
 	for i, w := range ws {
+		if i < len(kicks) && kicks[i] {
+			w.kickReader()
+		}
+	}
+	for i, w := range ws {
 		mode := flushHandOver
 		if i < len(modes) {
 			mode = modes[i]
 		}
-		w.flush(mode)
-		if i < len(kicks) && kicks[i] {
-			w.kickReader()
-		}
+		w.flush(mode, own)
 	}
 }
 
@@ -266,7 +268,9 @@ func (w *worker) readLoop() error {
 				w.reader = readGoroutine
 				break
 			}
-			onlyKick := w.reader == readCaller || isClosed(w.exited)
+			// Once the worker has exited, only a kick (from a caller that
+			// reads and hands over) can change anything.
+			onlyKick := isClosed(w.exited)
 			p.mu.Unlock()
 			if onlyKick {
 				<-w.kick // a caller hands over with a kick
@@ -316,12 +320,12 @@ func (w *worker) readLoop() error {
 	}
 }
 
-// readAsCaller reads w's answers on the calling goroutine until done is
-// closed (the caller's own task has ended), then hands the reading back: to
-// the reader goroutine if anything is left to read, else to nobody.
-func (p *Pool) readAsCaller(w *worker, done <-chan struct{}) {
+// readAsCaller reads w's answers on the calling goroutine until t has
+// ended (its answer is in, or it ended otherwise), then hands the reading
+// back: to the reader goroutine if anything is left to read, else to nobody.
+func (p *Pool) readAsCaller(w *worker, t *task) {
 	var fail error
-	for !isClosed(done) {
+	for !t.done.Load() {
 		f, err := w.r.Next()
 		if err != nil {
 			break // sticky: the reader goroutine meets it again and cleans up
@@ -335,7 +339,7 @@ func (p *Pool) readAsCaller(w *worker, done <-chan struct{}) {
 	if fail != nil {
 		w.readErr = fail
 	}
-	kick := w.inflight.len() > 0 || w.r.Buffered() > 0 || fail != nil || !isClosed(done) || isClosed(w.exited)
+	kick := w.inflight.len() > 0 || w.r.Buffered() > 0 || fail != nil || !t.done.Load() || isClosed(w.exited)
 	if kick {
 		w.reader = readGoroutine
 	} else {
@@ -406,7 +410,7 @@ func (p *Pool) onFrame(w *worker, f wire.Frame, dispatch bool) error {
 		p.dispatchLocked()
 	}
 	checkMemory := p.cfg.maxMemory > 0 && !w.retiring && w.cmd != nil
-	p.unlockAndFlush(nil)
+	p.unlockAndFlush(nil, 0)
 
 	switch f.Kind {
 	case wire.KindResult:
@@ -467,7 +471,7 @@ func (p *Pool) cancelTask(t *task, cause error) {
 		w.enqueue(wire.AppendFrame(nil, wire.KindCancel, t.id, nil))
 		p.flushLater(w)
 	}
-	p.unlockAndFlush(nil)
+	p.unlockAndFlush(nil, 0)
 	if deadline {
 		t.complete(p, fmt.Errorf("%w: %w", ErrTimeout, cause))
 		p.stats.timedOut.Add(1)
@@ -567,6 +571,7 @@ func (p *Pool) workerExited(w *worker, readErr error) {
 	for i := len(tasks) - 1; i >= 0; i-- {
 		t := tasks[i]
 		t.w = nil
+		t.shmEnd = 0 // its region was in the dead worker's segment
 		if t.timer != nil {
 			t.timer.Stop()
 		}
@@ -607,7 +612,7 @@ func (p *Pool) workerExited(w *worker, readErr error) {
 		p.dispatchLocked()
 	}
 	p.maybeStoppedLocked()
-	p.unlockAndFlush(nil)
+	p.unlockAndFlush(nil, 0)
 	for i, t := range failed {
 		if t.finish(p, errs[i]) {
 			if errors.Is(errs[i], ErrTimeout) {
@@ -647,6 +652,7 @@ const sharedMin = 64 << 10
 // has no shared memory, or there is no room: t's own frame then goes down
 // the pipe.
 func (p *Pool) sharedFrameLocked(w *worker, t *task) (frame, dst, src []byte, ok bool) {
+	t.shmEnd = 0
 	start := wire.HeaderSize + 3 + len(t.fn) // header, flags, name length, name
 	n := len(t.frame) - start
 	if w.shm == nil || n < sharedMin {

@@ -230,7 +230,7 @@ func (p *Pool) workerReady(w *worker) bool {
 	w.lastUsed = time.Now()
 	p.workers = append(p.workers, w)
 	p.dispatchLocked()
-	p.unlockAndFlush(nil)
+	p.unlockAndFlush(nil, 0)
 	return true
 }
 

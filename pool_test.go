@@ -671,3 +671,21 @@ func TestLargeArguments(t *testing.T) {
 		})
 	}
 }
+
+// An Apply with callbacks whose task goes to an idle worker returns: the
+// caller reads its own answer, and its future is completed later, by the
+// callback goroutine.
+func TestApplyWithCallbackOnIdleWorker(t *testing.T) {
+	ctx := testCtx(t)
+	p := newPool(t, procpool.WithProcesses(1))
+	ran := 0
+	for i := range 5 {
+		v, err := procpool.Apply(ctx, p, square, i, procpool.Callback(func(int) { ran++ }))
+		if err != nil || v != i*i {
+			t.Fatalf("Apply(%d) with a callback: %d, %v", i, v, err)
+		}
+	}
+	if ran != 5 {
+		t.Fatalf("callbacks ran %d times, want 5", ran)
+	}
+}

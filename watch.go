@@ -22,7 +22,7 @@ type ctxWatch struct {
 // t may have ended already (it was submitted before): then nothing is
 // registered, since unwatch has run or will find nothing.
 func (p *Pool) watch(t *task) {
-	if !reflect.TypeOf(t.ctx).Comparable() {
+	if !reflect.ValueOf(t.ctx).Comparable() {
 		// A context that cannot be a map key: a registration of its own.
 		stop := context.AfterFunc(t.ctx, func() { p.cancelTask(t, context.Cause(t.ctx)) })
 		p.watchMu.Lock()

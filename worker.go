@@ -40,6 +40,7 @@ type worker struct {
 	shmGone   bool       // the shared-memory mapping is released: copy nothing into it
 	spare     []byte
 	writing   bool // a goroutine is writing a batch
+	queued    int  // bytes queued (out and big) since the last batch was taken
 	outClosed bool
 	wake      chan struct{}
 	broken    atomic.Bool // a write failed: the worker is gone
@@ -78,6 +79,7 @@ func (p *Pool) launch() (*worker, error) {
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
+			defer w.kickReader()
 			defer close(w.exited)
 			defer w.inproc.results.Close()
 			if s.hello(w.pid) == nil {
@@ -232,6 +234,9 @@ const bigFrame = 64 << 10
 // see flush. The frame must not change until it is written.
 func (w *worker) enqueue(frame []byte) {
 	w.outMu.Lock()
+	if !w.outClosed {
+		w.queued += len(frame)
+	}
 	switch {
 	case w.outClosed:
 	case len(frame) >= bigFrame:
@@ -260,6 +265,7 @@ type outChunk struct {
 func (w *worker) enqueueShared(frame, dst, src []byte) {
 	w.outMu.Lock()
 	if !w.outClosed {
+		w.queued += len(frame)
 		if len(w.out) > 0 {
 			w.big = append(w.big, outChunk{b: w.out})
 			w.out = nil
@@ -272,7 +278,7 @@ func (w *worker) enqueueShared(frame, dst, src []byte) {
 // send queues a frame and gets it written.
 func (w *worker) send(frame []byte) {
 	w.enqueue(frame)
-	w.flush(flushSmall)
+	w.flush(flushSmall, 0)
 }
 
 // How flush may write.
@@ -281,21 +287,33 @@ type flushMode int
 const (
 	flushByWriter flushMode = iota // the writer goroutine: anything, blocking if need be
 	flushSmall                     // a dispatching goroutine: small batches only, else hand over
-	flushAny                       // a goroutine that waits anyway (Apply): anything, blocking if need be
+	flushAny                       // Apply's caller, which waits anyway: its own frame alone, however large
 	flushHandOver                  // only wake the writer
 )
 
 // flush gets the outgoing batch written: by the calling goroutine when its
 // mode allows (one system call, no hand-off), else by the writer goroutine.
 // It reports whether the task pipe may now be closed.
-func (w *worker) flush(mode flushMode) bool {
+//
+// With flushAny, own is the size of the caller's frame: the caller writes
+// only when that frame is all there is to write, and only once. It may be
+// the one reading the worker's answers, so it must not block writing other
+// tasks' frames while the worker waits for it to read.
+func (w *worker) flush(mode flushMode, own int) bool {
 	w.outMu.Lock()
 	for !w.writing && (len(w.out) > 0 || len(w.big) > 0) {
+		if mode == flushAny && w.queued != own {
+			mode = flushHandOver
+		}
 		if mode == flushHandOver || (mode == flushSmall && (len(w.big) > 0 || len(w.out) > inlineMax)) {
 			w.wakeWriter()
 			break
 		}
+		if mode == flushAny {
+			mode = flushHandOver // one batch: anything queued meanwhile goes to the writer
+		}
 		w.writing = true
+		w.queued = 0
 		big, buf := w.big, w.out
 		w.big, w.out = nil, w.spare[:0]
 		w.spare = nil
@@ -358,7 +376,7 @@ func (w *worker) writeLoop() {
 	defer w.p.wg.Done()
 	defer w.tasks.Close()
 	for range w.wake {
-		if w.flush(flushByWriter) {
+		if w.flush(flushByWriter, 0) {
 			return
 		}
 	}
@@ -426,11 +444,11 @@ func (w *worker) waitExit() {
 	if ps := w.cmd.ProcessState; ps != nil {
 		w.status, _ = ps.Sys().(syscall.WaitStatus)
 	}
-	close(w.exited)
 	p := w.p
 	p.mu.Lock()
 	w.ready, w.retiring = false, true
 	p.mu.Unlock()
+	close(w.exited)
 	w.kickReader()
 }
 

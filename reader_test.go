@@ -1,0 +1,156 @@
+package procpool
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"os"
+	"testing"
+	"time"
+)
+
+// Functions for the tests of who reads and writes a worker's pipes.
+var (
+	echoBytes = Register("internal.echo", func(_ context.Context, b []byte) ([]byte, error) { return b, nil })
+
+	// bigTask: b[0] == 1 sleeps 300 ms, b[0] == 2 exits the worker after
+	// 50 ms; then it returns the argument's digest.
+	bigTask = Register("internal.big", func(_ context.Context, b []byte) ([32]byte, error) {
+		switch b[0] {
+		case 1:
+			time.Sleep(300 * time.Millisecond)
+		case 2:
+			time.Sleep(50 * time.Millisecond)
+			os.Exit(3)
+		}
+		return sha256.Sum256(b), nil
+	})
+)
+
+func hangCheck(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// An Apply caller that reads its worker's answers must not block writing
+// other tasks' frames meanwhile: the worker, blocked writing the caller's
+// large answer, would never read them.
+func TestReadingCallerWritesOnlyItsOwnFrame(t *testing.T) {
+	ctx := hangCheck(t)
+	p, err := New(WithProcesses(1), WithSharedMemory(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Terminate()
+	for range 100 { // short tasks: the worker pipelines
+		Apply(ctx, p, echoBytes, []byte{1})
+	}
+	p.mu.Lock()
+	w := p.workers[0]
+	p.mu.Unlock()
+	applied := make(chan error, 1)
+	go func() {
+		_, err := Apply(ctx, p, echoBytes, make([]byte, 4<<20))
+		applied <- err
+	}()
+	for { // the caller is writing its frame
+		w.outMu.Lock()
+		writing := w.writing
+		w.outMu.Unlock()
+		if writing {
+			break
+		}
+		time.Sleep(10 * time.Microsecond)
+	}
+	var futs []*Future[[]byte]
+	for range 15 {
+		f, err := ApplyAsync(ctx, p, echoBytes, make([]byte, 256<<10))
+		if err != nil {
+			t.Fatal(err)
+		}
+		futs = append(futs, f)
+	}
+	if err := <-applied; err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range futs {
+		if b, err := f.Get(ctx); err != nil || len(b) != 256<<10 {
+			t.Fatalf("%d bytes back, %v", len(b), err)
+		}
+	}
+}
+
+// Tasks requeued from a dead worker hold no claim on the shared memory of
+// the worker they go to next.
+func TestSharedRegionsAfterRequeue(t *testing.T) {
+	ctx := hangCheck(t)
+	p, err := New(WithProcesses(2), WithSharedMemory(256<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Terminate()
+	for range 10 { // short tasks on both workers: they pipeline
+		var futs []*Future[[32]byte]
+		for range 40 {
+			f, _ := ApplyAsync(ctx, p, bigTask, []byte{0})
+			futs = append(futs, f)
+		}
+		for _, f := range futs {
+			f.Get(ctx)
+		}
+	}
+	crash, _ := ApplyAsync(ctx, p, bigTask, []byte{2})
+	hold, _ := ApplyAsync(ctx, p, bigTask, []byte{1})
+	var futs []*Future[[32]byte]
+	var args [][]byte
+	for i := range 4 {
+		a := bytes.Repeat([]byte{byte(10 + i)}, 100_000)
+		f, err := ApplyAsync(ctx, p, bigTask, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		futs, args = append(futs, f), append(args, a)
+	}
+	crash.Get(ctx)
+	hold.Get(ctx)
+	for i, f := range futs {
+		if got, err := f.Get(ctx); err != nil || got != sha256.Sum256(args[i]) {
+			t.Fatalf("argument %d: %v, intact %v", i, err, got == sha256.Sum256(args[i]))
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, w := range p.workers {
+		if w.inflight.len() == 0 && w.shmCount != 0 {
+			t.Fatalf("worker %d: nothing in flight, %d shared regions in use", w.pid, w.shmCount)
+		}
+	}
+}
+
+// An in-process worker's reader goroutine sees the worker end even if a
+// stray kick reached it while an Apply caller was reading.
+func TestInProcessReaderSeesExitAfterStrayKick(t *testing.T) {
+	ctx := hangCheck(t)
+	p, err := New(WithInProcess(), WithProcesses(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	w := p.workers[0]
+	p.mu.Unlock()
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		w.kickReader()
+	}()
+	if _, err := Apply(ctx, p, nap, 100); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan struct{})
+	go func() { p.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-ctx.Done():
+		t.Fatal("Close hangs: the reader missed the worker's end")
+	}
+}
