@@ -46,6 +46,34 @@ func alive(pid int) bool {
 	return i < 0 || !strings.HasPrefix(string(b[i+1:]), " Z")
 }
 
+// killWorkers SIGKILLs a random worker of p every interval, whenever the
+// pool has all its n workers in service, until stop is called; killed
+// counts the kills.
+func killWorkers(p *procpool.Pool, n int, every time.Duration) (killed *atomic.Int64, stop func()) {
+	killed = new(atomic.Int64)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(every):
+			}
+			ws := p.Stats().Workers
+			if len(ws) < n {
+				continue // let the pool recover first
+			}
+			if syscall.Kill(ws[rand.IntN(len(ws))].Pid, syscall.SIGKILL) == nil {
+				killed.Add(1)
+			}
+		}
+	}()
+	return killed, func() { close(done); wg.Wait() }
+}
+
 // chaos runs at least n tasks while another goroutine SIGKILLs a random
 // worker every 10 ms once the pool has all its workers again, until it has
 // made minKills kills, and checks that every task ends exactly once. The queue is
@@ -55,29 +83,9 @@ func chaos(t *testing.T, n int, minKills int64, opts ...procpool.Option) (ok, cr
 	defer cancel()
 	p := newPool(t, append([]procpool.Option{procpool.WithProcesses(2), procpool.WithQueueSize(64)}, opts...)...)
 	var ends sync.Map // task index -> number of callbacks
-	var wg sync.WaitGroup
 	var futs []*procpool.Future[int]
 
-	stop := make(chan struct{})
-	var killed atomic.Int64
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
-			ws := p.Stats().Workers
-			if len(ws) < 2 {
-				continue // let the pool recover first
-			}
-			if syscall.Kill(ws[rand.IntN(len(ws))].Pid, syscall.SIGKILL) == nil {
-				killed.Add(1)
-			}
-		}
-	}()
+	killed, stopKilling := killWorkers(p, 2, 10*time.Millisecond)
 
 	for i := 0; i < n || killed.Load() < minKills; i++ {
 		f, err := procpool.ApplyAsync(ctx, p, napUs, 200,
@@ -88,8 +96,7 @@ func chaos(t *testing.T, n int, minKills int64, opts ...procpool.Option) (ok, cr
 		}
 		futs = append(futs, f)
 	}
-	close(stop)
-	wg.Wait()
+	stopKilling()
 	// The pool refills to its 2 live workers.
 	waitFor(t, "2 live workers after the chaos", func() bool {
 		ws := p.Stats().Workers
@@ -698,22 +705,7 @@ func TestBrokenPoolFailsRequeuedTasks(t *testing.T) {
 func TestLargeArgumentsUnderKills(t *testing.T) {
 	ctx := testCtx(t)
 	p := newPool(t, procpool.WithProcesses(2), procpool.WithRetries(10), procpool.WithSharedMemory(2<<20))
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(15 * time.Millisecond):
-			}
-			if ws := p.Stats().Workers; len(ws) == 2 {
-				syscall.Kill(ws[rand.IntN(2)].Pid, syscall.SIGKILL)
-			}
-		}
-	}()
+	_, stopKilling := killWorkers(p, 2, 15*time.Millisecond)
 	var bufs [][]byte
 	var futs []*procpool.Future[[32]byte]
 	for i := range 300 {
@@ -729,8 +721,7 @@ func TestLargeArgumentsUnderKills(t *testing.T) {
 			t.Fatalf("task %d: digest mismatch or %v", i, err)
 		}
 	}
-	close(stop)
-	wg.Wait()
+	stopKilling()
 	if n := p.Stats().WorkerExits[procpool.ReasonSignal]; n == 0 {
 		t.Fatal("no worker was killed: the test did not test anything")
 	}
