@@ -111,7 +111,7 @@ func (p *Pool) initTask(t *task, ctx context.Context, fn string, chunk bool, arg
 	if len(frame)-wire.HeaderSize > p.cfg.maxFrame {
 		return &CodecError{Op: "encode argument", Err: fmt.Errorf("%d bytes is over the frame limit of %d (WithMaxFrame)", len(frame), p.cfg.maxFrame)}
 	}
-	t.id, t.fn, t.frame, t.ctx, t.timeout, t.retries = id, fn, frame, ctx, cc.timeout, cc.retries
+	t.id, t.fn, t.chunk, t.frame, t.ctx, t.timeout, t.retries = id, fn, chunk, frame, ctx, cc.timeout, cc.retries
 	return nil
 }
 

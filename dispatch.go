@@ -75,8 +75,18 @@ func (p *Pool) hasFreeWorkerLocked() bool {
 	return false
 }
 
-func (p *Pool) canTakeLocked(w *worker) bool {
-	return w.ready && !w.retiring && w.inflight.len() < p.depthLocked(w) &&
+func (p *Pool) canTakeLocked(w *worker) bool { return p.canTakeTaskLocked(w, nil) }
+
+// canTakeTaskLocked reports whether w can take t now (any task if t is nil).
+// A chunk of a Map may wait behind one other task even when the worker's
+// tasks are long: a Map's chunks are alike, and one waiting in the pipe
+// saves the worker a round trip of idleness between chunks.
+func (p *Pool) canTakeTaskLocked(w *worker, t *task) bool {
+	depth := p.depthLocked(w)
+	if t != nil && t.chunk && depth < 2 && p.cfg.depth >= 2 {
+		depth = 2
+	}
+	return w.ready && !w.retiring && w.inflight.len() < depth &&
 		(p.cfg.maxTasks <= 0 || w.sent < p.cfg.maxTasks)
 }
 
@@ -100,9 +110,10 @@ func (p *Pool) depthLocked(w *worker) int {
 func (p *Pool) dispatchLocked() {
 	moved := false
 	for p.queue.len() > 0 {
+		next := p.queue.front()
 		var best *worker
 		for _, w := range p.workers {
-			if p.canTakeLocked(w) && (best == nil || w.inflight.len() < best.inflight.len()) {
+			if p.canTakeTaskLocked(w, next) && (best == nil || w.inflight.len() < best.inflight.len()) {
 				best = w
 				if w.inflight.len() == 0 {
 					break

@@ -181,8 +181,10 @@ func WithMaxTasksPerWorker(k int) Option { return func(c *config) { c.maxTasks =
 // are pipelined only while a worker's recent tasks have run for less than a
 // millisecond on average: short tasks then travel in batches and save round
 // trips, while long tasks go one at a time to whichever worker is free first.
-// A worker's waiting tasks never start elsewhere unless it dies. Depth 1
-// turns pipelining off.
+// A chunk of a Map or Imap may also wait behind one other task on a worker
+// whose tasks are long (a Map's chunks are alike; this saves the worker a
+// round trip of idleness between them). A worker's waiting tasks never start
+// elsewhere unless it dies. Depth 1 turns pipelining off.
 func WithPipelineDepth(n int) Option {
 	return func(c *config) {
 		if n < 1 {

@@ -15,6 +15,7 @@ import (
 type task struct {
 	id      uint64
 	fn      string // the function's registered name
+	chunk   bool   // a chunk of a Map or Imap
 	frame   []byte // the whole task frame, kept for a resend after a crash
 	ctx     context.Context
 	timeout time.Duration // run-time bound, counted from the start on a worker
