@@ -220,6 +220,7 @@ func perTaskExec(sz sizes) (time.Duration, error) {
 	if err := run(1); err != nil { // warm-up: the page cache, as for the pool
 		return 0, err
 	}
+	settle()
 	t0 := time.Now()
 	for i := range sz.perTaskN {
 		if err := run(i); err != nil {
