@@ -411,8 +411,12 @@ func TestCrashLoopBreaksPool(t *testing.T) {
 	if _, err := procpool.ApplyAsync(ctx, p, square, 3); !errors.Is(err, procpool.ErrPoolBroken) {
 		t.Fatalf("submit to a broken pool: %v", err)
 	}
-	if n := p.Stats().WorkersStarted; n > 1+4 {
-		t.Fatalf("%d workers started: the restart budget of 3 was not kept", n)
+	s := p.Stats()
+	if s.WorkersStarted > 1+4 {
+		t.Fatalf("%d workers started: the restart budget of 3 was not kept", s.WorkersStarted)
+	}
+	if n := s.WorkerExits[procpool.ReasonStart]; n < 4 {
+		t.Fatalf("%d failed starts counted, want 4 (3 within the budget, then the one that broke it)", n)
 	}
 }
 

@@ -238,6 +238,7 @@ func (p *Pool) workerReady(w *worker) bool {
 // another worker, or declares the pool broken.
 func (p *Pool) startFailed(err error) {
 	p.logf("worker failed to start", "err", err)
+	p.stats.exited(ReasonStart)
 	p.mu.Lock()
 	p.starting--
 	if !p.running || p.terminated || p.closed && p.queue.len() == 0 {
