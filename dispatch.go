@@ -1,6 +1,7 @@
 package procpool
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -44,8 +45,7 @@ func (p *Pool) submit(t *task, block, wait bool) error {
 		}
 		p.mu.Lock()
 	}
-	p.pending.Add(1)
-	p.stats.submitted.Add(1)
+	p.stats.accepted()
 	p.queue.pushBack(t)
 	p.dispatchLocked()
 	var waiter *worker
@@ -232,29 +232,35 @@ func (p *Pool) unlockAndFlush(waiter *worker, own int) {
 // pipe buffer Linux gives (64 KiB), so that such a write never blocks.
 const inlinePipeBytes = 32 << 10
 
-// startLocked marks t as the task now running on w and arms its deadline.
+// startLocked marks t as the task now running on w, as far as the parent
+// can tell (the worker has answered every task before it), and arms its
+// deadline.
 func (p *Pool) startLocked(w *worker, t *task, now time.Time) {
-	t.attempts++
 	t.started = now
 	switch {
 	case t.done.Load():
 		// Cancelled while it waited in the pipe. The worker skips it if the
 		// Cancel frame came in time; if it runs it anyway and does not
-		// answer within the grace period, stop the worker.
+		// answer within the grace period, stop it.
 		t.timer = time.AfterFunc(p.cfg.killGrace, func() { p.stopIfRunning(w, t) })
 	case t.timeout > 0:
 		t.timer = time.AfterFunc(t.timeout, func() { p.expire(w, t, nil) })
 	}
 }
 
-// stopIfRunning stops w if the cancelled task t is still its running task.
+// stopIfRunning stops the cancelled task t if it is still the oldest
+// unanswered task on w.
 func (p *Pool) stopIfRunning(w *worker, t *task) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	after := noop
 	if t.w == w && w.inflight.front() == t {
-		p.stopLocked(w, ReasonCancelled, nil)
+		after = p.stopTaskLocked(w, t, ReasonCancelled, nil)
 	}
+	p.mu.Unlock()
+	after()
 }
+
+func noop() {}
 
 // Who reads a worker's result pipe. Exactly one goroutine may, at a time:
 // the worker's reader goroutine while tasks are in flight, or a caller of
@@ -410,6 +416,10 @@ func (p *Pool) onFrame(w *worker, f wire.Frame, dispatch bool) error {
 	if t.timer != nil {
 		t.timer.Stop()
 	}
+	if w.stopTarget == t && !w.stopKilled {
+		// The stop found its task ended or not started: the worker lives on.
+		w.stopReason, w.stopErr, w.stopTarget = "", nil, nil
+	}
 	t.w = nil
 	if next := w.inflight.front(); next != nil {
 		p.startLocked(w, next, now)
@@ -425,15 +435,16 @@ func (p *Pool) onFrame(w *worker, f wire.Frame, dispatch bool) error {
 
 	switch f.Kind {
 	case wire.KindResult:
-		if t.finishResult(p, f) {
-			p.stats.succeeded.Add(1)
-		}
+		t.finishResult(p, f)
 	case wire.KindError:
-		if t.finish(p, remoteError(t.fn, f.Body)) {
-			p.stats.failed.Add(1)
-		}
+		t.finish(p, remoteError(t.fn, f.Body), failed)
 	case wire.KindSkipped:
-		t.finish(p, context.Canceled)
+		// Cancelled, or stopped before it started.
+		if t.expired {
+			t.finish(p, timeoutErr(t, nil), timedOut)
+		} else {
+			t.finish(p, context.Canceled, cancelled)
+		}
 	}
 	p.recycleFrame(t, w)
 	if checkMemory {
@@ -450,10 +461,11 @@ func expected(t *task) string {
 }
 
 // cancelTask ends t with cause: a queued task is removed, a task waiting in
-// a worker's pipe is skipped there, and a running task's worker is stopped.
-// A deadline (cause matches context.DeadlineExceeded) ends the task with
-// ErrTimeout; a running task then ends when its worker has exited, so that
-// the error can say how, or is retried.
+// a worker's pipe is skipped there, and a running task is stopped on its
+// worker. A deadline (cause matches context.DeadlineExceeded) ends the task
+// with ErrTimeout; a running task then ends when its worker has answered or
+// exited, so that the error can say how, or is retried. Like every ending,
+// it ends t only if it wins t's claim.
 func (p *Pool) cancelTask(t *task, cause error) {
 	deadline := errors.Is(cause, context.DeadlineExceeded)
 	p.mu.Lock()
@@ -462,58 +474,112 @@ func (p *Pool) cancelTask(t *task, cause error) {
 		return
 	}
 	w := t.w
-	if deadline && w != nil && w.inflight.front() == t {
-		p.expireLocked(w, t, cause)
+	running := w != nil && w.inflight.front() == t
+	if deadline && running {
+		after := p.expireLocked(w, t, cause)
 		p.mu.Unlock()
+		after()
 		return
 	}
 	// Claim it under the lock, so that a worker's death cannot put it back
-	// in the queue in between.
-	t.claim()
+	// in the queue in between. The claim fails if another ending (an
+	// answer, Terminate) got there first: that one ends t.
+	if !t.claim() {
+		p.mu.Unlock()
+		return
+	}
+	after := noop
 	switch {
 	case w == nil:
 		p.queue.remove(func(q *task) bool { return q == t })
 		if p.cfg.queueSize > 0 {
 			p.roomLocked()
 		}
-	case w.inflight.front() == t:
-		p.stopLocked(w, ReasonCancelled, nil)
+	case running:
+		after = p.stopTaskLocked(w, t, ReasonCancelled, nil)
 	default:
 		w.enqueue(wire.AppendFrame(nil, wire.KindCancel, t.id, nil))
 		p.flushLater(w)
 	}
 	p.unlockAndFlush(nil, 0)
+	after()
 	if deadline {
-		t.complete(p, fmt.Errorf("%w: %w", ErrTimeout, cause))
-		p.stats.timedOut.Add(1)
+		t.complete(p, fmt.Errorf("%w: %w", ErrTimeout, cause), timedOut)
 		return
 	}
-	t.complete(p, cause)
-	p.stats.cancelled.Add(1)
+	t.complete(p, cause, cancelled)
 }
 
-// expire handles a task that ran past its deadline on w: its worker is
-// stopped, and the task ends (or is retried) when the worker has exited.
+// expire handles a task that ran past its deadline on w: it is stopped on
+// its worker, and ends (or is retried) when the worker has answered or
+// exited.
 func (p *Pool) expire(w *worker, t *task, cause error) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.expireLocked(w, t, cause)
+	after := p.expireLocked(w, t, cause)
+	p.mu.Unlock()
+	after()
 }
 
-func (p *Pool) expireLocked(w *worker, t *task, cause error) {
+func (p *Pool) expireLocked(w *worker, t *task, cause error) (after func()) {
 	if t.done.Load() || t.w != w || w.inflight.front() != t {
-		return
+		return noop
 	}
 	t.expired = true
 	t.expireCause = cause
-	p.stopLocked(w, ReasonTimeout, nil)
+	return p.stopTaskLocked(w, t, ReasonTimeout, nil)
 }
 
-// stopLocked kills w with a reason that its exit will report.
-func (p *Pool) stopLocked(w *worker, reason string, err error) {
-	if w.stopReason == "" {
-		w.stopReason, w.stopErr = reason, err
+// stopTaskLocked stops t, the oldest unanswered task on w, for reason. It
+// returns what to do once p.mu is released.
+//
+// The stop names its task, and the worker decides against the task it runs
+// (under its own lock, see server.stop): it dies if t is running, skips t if
+// t has not started, and does nothing if t has ended. So a stop never hits
+// the next task, even when the worker has answered t and moved on while the
+// parent decided. Only if the worker has not ended t within the grace
+// period is its group killed (escalate); that kill, and the signal that
+// stops a worker without a control pipe, can still land on the next task:
+// that task is then the pool's victim and goes back to the queue (see
+// workerExited).
+func (p *Pool) stopTaskLocked(w *worker, t *task, reason string, err error) (after func()) {
+	if w.stopReason != "" {
+		return noop // already being stopped
 	}
+	w.stopReason, w.stopErr, w.stopTarget = reason, err, t
+	if !w.hasControl {
+		w.stopKilled = true
+		w.retiring = true
+		w.kill()
+		return noop
+	}
+	return func() {
+		w.sendStop(t.id)
+		if w.cmd != nil {
+			time.AfterFunc(p.cfg.killGrace, func() { p.escalate(w, t) })
+		}
+	}
+}
+
+// escalate kills w's group if the stop aimed at t has not ended t yet (the
+// worker did not act on it: it may be stuck where its watchdog cannot run).
+func (p *Pool) escalate(w *worker, t *task) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if w.stopTarget != t || w.inflight.front() != t || isClosed(w.exited) {
+		return
+	}
+	w.stopKilled = true
+	w.retiring = true
+	w.killNow()
+}
+
+// stopWorkerLocked kills w as a whole (not aimed at a task) with a reason
+// that its exit will report.
+func (p *Pool) stopWorkerLocked(w *worker, reason string, err error) {
+	if w.stopReason == "" || w.stopTarget != nil {
+		w.stopReason, w.stopErr, w.stopTarget = reason, err, nil
+	}
+	w.stopKilled = true
 	w.retiring = true
 	w.kill()
 }
@@ -526,17 +592,21 @@ func (p *Pool) checkMemory(w *worker, running *task) {
 		return
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	after := noop
+	defer func() {
+		p.mu.Unlock()
+		after()
+	}()
 	w.rss = rss
 	if rss <= p.cfg.maxMemory || w.retiring {
 		return
 	}
 	over := fmt.Errorf("resident memory %d MiB is over the limit of %d MiB", rss>>20, p.cfg.maxMemory>>20)
 	if running != nil {
-		// Sampled mid-task: stop the worker only if that task is still
-		// the one running.
+		// Sampled mid-task: stop that task, if it is still the oldest
+		// unanswered one; the worker checks that it is the one running.
 		if w.inflight.front() == running {
-			p.stopLocked(w, ReasonMemory, over)
+			after = p.stopTaskLocked(w, running, ReasonMemory, over)
 		}
 		return
 	}
@@ -552,7 +622,8 @@ func (p *Pool) checkMemory(w *worker, running *task) {
 
 // workerExited accounts for a worker that is gone: the task it was running
 // fails (or is retried), the tasks behind it go back to the queue, and a new
-// worker is started if the pool still needs one.
+// worker is started if the pool still needs one. The answers the worker
+// produced before it died have been read by now (recoverAnswers).
 func (p *Pool) workerExited(w *worker, readErr error) {
 	p.mu.Lock()
 	for i, x := range p.workers {
@@ -561,23 +632,33 @@ func (p *Pool) workerExited(w *worker, readErr error) {
 			break
 		}
 	}
-	reason, cause := w.stopReason, w.stopErr
-	if reason == "" {
-		reason = ReasonCrashed
-		if w.status.Signaled() {
-			reason = ReasonSignal
-		}
-		if errors.Is(readErr, ErrProtocol) {
-			reason, cause = ReasonProtocol, readErr
-		}
-	} else if readErr != nil && errors.Is(readErr, ErrProtocol) && cause == nil {
-		cause = readErr
+	running := p.runningAtExitLocked(w)
+	reason, cause := ReasonCrashed, error(nil)
+	if w.status.Signaled() {
+		reason = ReasonSignal
 	}
-	p.stats.exited(reason)
-	p.logf("worker exited", "pid", w.pid, "reason", reason, "status", exitText(w.status))
+	if errors.Is(readErr, ErrProtocol) {
+		reason, cause = ReasonProtocol, readErr
+	}
+	// A stop of the whole worker, or one that hit its target or killed the
+	// group, is why the worker exited. A stop the worker refused (its
+	// target was not running) is not: the worker then died by itself.
+	if w.stopReason != "" && (w.stopTarget == nil || w.stopTarget == running || w.stopKilled) {
+		if cause == nil {
+			cause = w.stopErr
+		}
+		reason = w.stopReason
+	}
+	// A kill the pool aimed at another task hit this one: it is the pool's
+	// victim, not a failure, and runs again whatever its retries say.
+	victim := running != nil && w.stopTarget != nil && w.stopTarget != running && w.stopKilled
 
-	var failed []*task
+	var ended []*task
 	var errs []error
+	var outcomes []outcome
+	fail := func(t *task, err error, o outcome) {
+		ended, errs, outcomes = append(ended, t), append(errs, err), append(outcomes, o)
+	}
 	tasks := w.inflight.drain()
 	for i := len(tasks) - 1; i >= 0; i-- {
 		t := tasks[i]
@@ -589,34 +670,37 @@ func (p *Pool) workerExited(w *worker, readErr error) {
 		if t.done.Load() {
 			continue
 		}
-		if i > 0 || p.terminated {
-			// Never started: back to the queue, unless the pool is going
-			// away or broken.
+		if t != running || victim || p.terminated {
+			// Not started (or a victim): back to the queue, unless the
+			// pool is going away or broken.
 			switch {
 			case p.terminated:
-				failed, errs = append(failed, t), append(errs, ErrTerminated)
+				fail(t, ErrTerminated, terminated)
 			case p.broken != nil:
-				failed, errs = append(failed, t), append(errs, p.broken)
+				fail(t, p.broken, failed)
 			default:
+				t.expired, t.expireCause = false, nil
 				t.requeued = true
 				p.queue.pushFront(t)
 			}
 			continue
 		}
+		t.attempts++
 		exitErr := p.exitError(w, reason, cause, t.attempts)
 		var err error = exitErr
+		o := failed
 		if t.expired {
-			err = timeoutErr(t, exitErr)
+			err, o = timeoutErr(t, exitErr), timedOut
 		}
 		if t.retries > 0 && reason != ReasonTerminated && p.broken == nil {
 			t.retries--
-			t.expired = false
+			t.expired, t.expireCause = false, nil
 			t.requeued = true
 			p.stats.retried.Add(1)
 			p.queue.pushFront(t)
 			continue
 		}
-		failed, errs = append(failed, t), append(errs, err)
+		fail(t, err, o)
 	}
 	if !p.terminated {
 		p.growLocked()
@@ -624,15 +708,57 @@ func (p *Pool) workerExited(w *worker, readErr error) {
 	}
 	p.maybeStoppedLocked()
 	p.unlockAndFlush(nil, 0)
-	for i, t := range failed {
-		if t.finish(p, errs[i]) {
-			if errors.Is(errs[i], ErrTimeout) {
-				p.stats.timedOut.Add(1)
-			} else {
-				p.stats.failed.Add(1)
-			}
+	p.stats.exited(reason)
+	p.logf("worker exited", "pid", w.pid, "reason", reason, "status", exitText(w.status))
+	for i, t := range ended {
+		t.finish(p, errs[i], outcomes[i])
+	}
+}
+
+// recoverAnswers reads a dead worker's journal once its pipe has been read
+// to the end: the answers it had not written to the pipe end their tasks as
+// if they had come through it (those that had are skipped: a worker's task
+// ids are unique, and only the oldest unanswered task's answer can come
+// next), and the id of the task it was running is kept for workerExited.
+// After a protocol error nothing more from the worker is trusted.
+func (p *Pool) recoverAnswers(w *worker, readErr error) {
+	running, frames := w.readJournal()
+	p.mu.Lock()
+	w.runningID = running
+	p.mu.Unlock()
+	if readErr != nil && !errors.Is(readErr, io.ErrUnexpectedEOF) {
+		return
+	}
+	r := wire.NewReader(bytes.NewReader(frames), len(frames)+1, p.cfg.maxFrame)
+	for {
+		f, err := r.Next()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		head := w.inflight.front()
+		next := head != nil && head.id == f.ID
+		p.mu.Unlock()
+		if next {
+			_ = p.onFrame(w, f, true)
 		}
 	}
+}
+
+// runningAtExitLocked returns the task w was running when it died, or nil if
+// it died between tasks. A worker with a journal recorded it; for one
+// without, it is taken to be the oldest unanswered task, which holds for a
+// worker that writes each answer before it starts the next task, except if
+// it died just before starting that task.
+func (p *Pool) runningAtExitLocked(w *worker) *task {
+	head := w.inflight.front()
+	if !w.hasJournal {
+		return head
+	}
+	if head != nil && head.id == w.runningID {
+		return head
+	}
+	return nil
 }
 
 func (p *Pool) exitError(w *worker, reason string, cause error, attempts int) *WorkerExitError {
@@ -646,7 +772,16 @@ func (p *Pool) exitError(w *worker, reason string, cause error, attempts int) *W
 	return e
 }
 
+// timeoutErr is the error of a task stopped at its deadline: with the exit
+// of the worker it was stopped on, or without (exitErr nil) when the worker
+// had not started it yet.
 func timeoutErr(t *task, exitErr *WorkerExitError) error {
+	if exitErr == nil {
+		if t.expireCause != nil {
+			return fmt.Errorf("%w: %w", ErrTimeout, t.expireCause)
+		}
+		return fmt.Errorf("%w after %v", ErrTimeout, t.timeout)
+	}
 	if t.expireCause != nil {
 		return fmt.Errorf("%w: %w: %w", ErrTimeout, t.expireCause, exitErr)
 	}

@@ -83,7 +83,7 @@ func (f *Future[T]) Cancel() {
 
 // result decodes the task's result (the future is the sink of ApplyAsync's
 // task).
-func (f *Future[T]) result(p *Pool, body []byte) {
+func (f *Future[T]) result(p *Pool, body []byte) bool {
 	// Decode in place: only this call writes f.val before the future is
 	// done (a task has one sink call), and readers wait for done.
 	var err error
@@ -93,6 +93,7 @@ func (f *Future[T]) result(p *Pool, body []byte) {
 		err = &CodecError{Op: "decode result", Err: derr}
 	}
 	deliver(p, f, f.cb, f.ecb, f.val, err)
+	return err == nil
 }
 
 func (f *Future[T]) fail(p *Pool, err error) {

@@ -21,6 +21,15 @@ const (
 	envMaxFrame = "PROCPOOL_MAX_FRAME" // the frame size limit in bytes
 	envRlimits  = "PROCPOOL_RLIMITS"   // resource limits, see encodeRlimits
 	envShared   = "PROCPOOL_SHM"       // the shared-memory segment's size in bytes, on fd 5
+	envJournal  = "PROCPOOL_JOURNAL"   // "FD:SIZE": the answer journal (see wire.JournalHeader)
+	envControl  = "PROCPOOL_CONTROL"   // "FD": the control pipe, read end (Stop frames; end of file: the parent is gone)
+)
+
+// Further descriptors, named to the worker by envJournal and envControl
+// (fds 3 to 5 keep their places for workers that know only those).
+const (
+	fdJournal = 6
+	fdControl = 7
 )
 
 // The worker's protocol descriptors: ExtraFiles[0] and [1] of the parent's
@@ -50,31 +59,31 @@ func Main() {
 // serveProcess runs the worker side and returns the exit code.
 func serveProcess() int {
 	codecName, maxFrame, limits, shared := os.Getenv(envCodec), os.Getenv(envMaxFrame), os.Getenv(envRlimits), os.Getenv(envShared)
+	journal, control := os.Getenv(envJournal), os.Getenv(envControl)
 	// The marker must not reach processes the tasks start: they are not
 	// workers.
-	for _, k := range []string{envWorker, envCodec, envMaxFrame, envRlimits, envShared} {
+	for _, k := range []string{envWorker, envCodec, envMaxFrame, envRlimits, envShared, envJournal, envControl} {
 		os.Unsetenv(k)
 	}
-	// Nor must the protocol pipes: a grandchild holding the result pipe
-	// would hide this worker's death from the parent.
-	syscall.CloseOnExec(fdTasks)
-	syscall.CloseOnExec(fdResults)
-	if shared != "" {
-		syscall.CloseOnExec(fdShared)
+	// Nor must the protocol descriptors: a grandchild holding the result
+	// pipe would hide this worker's death from the parent.
+	for _, fd := range []int{fdTasks, fdResults, fdShared, fdJournal, fdControl} {
+		syscall.CloseOnExec(fd)
 	}
+	ppid := os.Getppid()
 
-	// Ctrl-C belongs to the parent. SIGTERM (from the pool, or the
-	// parent-death signal) takes down the whole process group, so that
-	// nothing a task started outlives the worker.
+	// Ctrl-C belongs to the parent. SIGTERM (from the pool, or from outside)
+	// takes down everything the tasks started, then the worker.
 	signal.Ignore(os.Interrupt)
-	term := make(chan os.Signal, 1)
-	signal.Notify(term, syscall.SIGTERM)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, supervise.ParentDeathSignal)
 	go func() {
-		<-term
-		if syscall.Getpgrp() == os.Getpid() {
-			_ = syscall.Kill(0, syscall.SIGKILL)
+		for sig := range sigs {
+			if sig == supervise.ParentDeathSignal && os.Getppid() == ppid {
+				continue // not from the parent's death
+			}
+			exitSwept(143)
 		}
-		os.Exit(143)
 	}()
 
 	fail := func(format string, args ...any) int {
@@ -100,6 +109,7 @@ func serveProcess() int {
 		return fail("protocol descriptors 3 and 4 are missing")
 	}
 	s := newServer(context.Background(), tasks, results, func() int { return supervise.Available(fdTasks) }, c, mf)
+	s.die = func() { exitSwept(exitStopped) }
 	if shared != "" {
 		size, err := strconv.Atoi(shared)
 		if err != nil || size <= 0 {
@@ -109,6 +119,28 @@ func serveProcess() int {
 			return fail("shared memory: %v", err)
 		}
 	}
+	if journal != "" {
+		fdText, sizeText, _ := strings.Cut(journal, ":")
+		fd, err1 := strconv.Atoi(fdText)
+		size, err2 := strconv.Atoi(sizeText)
+		if err1 != nil || err2 != nil || size < wire.JournalHeader {
+			return fail("bad %s=%q", envJournal, journal)
+		}
+		mem, err := supervise.MapSharedWritable(fd, size)
+		if err != nil {
+			return fail("journal: %v", err)
+		}
+		s.out.j = wire.NewJournal(mem)
+	}
+	if control != "" {
+		fd, err := strconv.Atoi(control)
+		f := os.NewFile(uintptr(fd), "procpool-control")
+		if err != nil || f == nil {
+			return fail("bad %s=%q", envControl, control)
+		}
+		s.control = true
+		go watchdog(s, f)
+	}
 	if err := s.hello(os.Getpid()); err != nil {
 		return fail("handshake: %v", err)
 	}
@@ -117,13 +149,47 @@ func serveProcess() int {
 	// kernel closes a dying parent's pipes before it reparents its
 	// children, so getppid cannot tell the two apart yet). Either way,
 	// nothing the tasks started may outlive this worker.
-	if syscall.Getpgrp() == os.Getpid() {
-		supervise.KillGroupExceptSelf()
-	}
+	sweep()
 	if err != nil {
 		return fail("%v", err)
 	}
 	return 0
+}
+
+// exitStopped is the exit status of a worker that ended itself because the
+// parent stopped its running task (a timeout, a cancel, a memory limit).
+const exitStopped = 143
+
+// watchdog reads the control pipe on a goroutine of its own, independent of
+// the task that runs: Stop frames reach the server; the end of file means
+// the parent is gone (it holds the only write end), and the worker sweeps
+// what its tasks started and exits, whatever the task has done to its
+// signal handling.
+func watchdog(s *server, f *os.File) {
+	r := wire.NewReader(f, 4<<10, 1<<10)
+	for {
+		fr, err := r.Next()
+		if err != nil {
+			exitSwept(exitStopped)
+		}
+		if fr.Kind == wire.KindStop {
+			s.stop(fr.ID)
+		}
+	}
+}
+
+// exitSwept kills what the worker's tasks started, then exits.
+func exitSwept(code int) {
+	sweep()
+	os.Exit(code)
+}
+
+// sweep kills every process the worker's tasks started, in its process
+// group or not.
+func sweep() {
+	if syscall.Getpgrp() == os.Getpid() {
+		supervise.KillGroupExceptSelf()
+	}
 }
 
 // Rlimit is an operating-system resource limit applied to each worker

@@ -113,20 +113,21 @@ type mapSink[Out any] struct {
 	lo, hi int
 }
 
-func (s *mapSink[Out]) result(p *Pool, body []byte) {
+func (s *mapSink[Out]) result(p *Pool, body []byte) bool {
 	vals, itemErrs, err := decodeChunk[Out](p, body, s.agg.out[s.lo:s.hi:s.hi])
 	if err != nil {
 		s.agg.chunkDone(p, s.lo, err)
-		return
+		return false
 	}
 	if len(itemErrs) > 0 {
 		s.agg.chunkDone(p, s.lo+itemErrs[0].Index, remoteFromBody(s.agg.fn, itemErrs[0].Err))
-		return
+		return false
 	}
 	if len(vals) > 0 && &vals[0] != &s.agg.out[s.lo] {
 		copy(s.agg.out[s.lo:s.hi], vals)
 	}
 	s.agg.chunkDone(p, s.lo, nil)
+	return true
 }
 
 func (s *mapSink[Out]) fail(p *Pool, err error) { s.agg.chunkDone(p, s.lo, err) }
@@ -176,9 +177,10 @@ type imapChunk[Out any] struct {
 	ready    chan<- *imapChunk[Out] // ImapUnordered's completion channel
 }
 
-func (c *imapChunk[Out]) result(p *Pool, body []byte) {
+func (c *imapChunk[Out]) result(p *Pool, body []byte) bool {
 	c.vals, c.itemErrs, c.err = decodeChunk[Out](p, body, make([]Out, c.n))
 	c.end()
+	return c.err == nil && len(c.itemErrs) == 0
 }
 
 func (c *imapChunk[Out]) fail(p *Pool, err error) { c.err = err; c.end() }

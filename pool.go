@@ -40,10 +40,6 @@ type Pool struct {
 	idleWatch *ctxWatch                     // a watch with no task, kept for the next call
 
 	nextID      atomic.Uint64
-	pending     atomic.Int64 // accepted tasks that have not ended
-	closedFlag  atomic.Bool
-	drainedOnce sync.Once
-	drained     chan struct{} // closed once closed and nothing is pending
 	stopOnce    sync.Once
 	stopped     chan struct{} // closed once every worker is gone
 	monitorStop chan struct{}
@@ -89,12 +85,12 @@ func New(opts ...Option) (*Pool, error) {
 	p := &Pool{
 		cfg:         cfg,
 		codec:       cfg.codec,
-		drained:     make(chan struct{}),
 		stopped:     make(chan struct{}),
 		monitorStop: make(chan struct{}),
 		room:        make(chan struct{}),
 	}
 	p.handshaking = make(map[*worker]struct{})
+	p.stats.drained = make(chan struct{})
 	if cfg.initName != "" {
 		arg, err := cfg.initArg(p.codec)
 		if err != nil {
@@ -197,6 +193,8 @@ func (p *Pool) runWorker(ready chan<- error) {
 	w.reap()
 	grace.Stop()
 	w.releaseShared()
+	p.recoverAnswers(w, readErr)
+	w.closeFiles()
 	p.workerExited(w, readErr)
 }
 
@@ -257,12 +255,12 @@ func (p *Pool) startFailed(err error) {
 	p.startFails = recent
 	if len(recent) > p.cfg.restartN {
 		p.broken = fmt.Errorf("%w: %d failed starts within %v: %w", ErrPoolBroken, len(recent), p.cfg.restartPer, err)
-		failed := p.queue.drain()
+		lost := p.queue.drain()
 		p.roomLocked()
 		p.maybeStoppedLocked()
 		p.mu.Unlock()
-		for _, t := range failed {
-			t.finish(p, p.broken)
+		for _, t := range lost {
+			t.finish(p, p.broken, failed)
 		}
 		return
 	}
@@ -300,7 +298,7 @@ func (p *Pool) growLocked() {
 // them (it would wait for itself): start them on another goroutine.
 func (p *Pool) Close() error {
 	p.beginClose()
-	<-p.drained
+	<-p.stats.drained
 	p.stopWorkers()
 	<-p.stopped
 	p.finalize()
@@ -313,7 +311,7 @@ func (p *Pool) Close() error {
 func (p *Pool) Shutdown(ctx context.Context) error {
 	p.beginClose()
 	select {
-	case <-p.drained:
+	case <-p.stats.drained:
 	case <-ctx.Done():
 		_ = p.Terminate()
 		return ctx.Err()
@@ -343,10 +341,7 @@ func (p *Pool) Terminate() error {
 		for i := 0; i < w.inflight.len(); i++ {
 			running = append(running, w.inflight.at(i))
 		}
-		if w.stopReason == "" {
-			w.stopReason = ReasonTerminated
-		}
-		w.kill()
+		p.stopWorkerLocked(w, ReasonTerminated, nil)
 	}
 	for w := range p.handshaking {
 		w.kill()
@@ -355,7 +350,7 @@ func (p *Pool) Terminate() error {
 	p.maybeStoppedLocked()
 	p.mu.Unlock()
 	for _, t := range append(queued, running...) {
-		t.finish(p, ErrTerminated)
+		t.finish(p, ErrTerminated, terminated)
 	}
 	<-p.stopped
 	p.finalize()
@@ -366,20 +361,10 @@ func (p *Pool) beginClose() {
 	p.mu.Lock()
 	if !p.closed {
 		p.closed = true
-		p.closedFlag.Store(true)
 		p.roomLocked()
 	}
 	p.mu.Unlock()
-	if p.pending.Load() == 0 {
-		p.drainedOnce.Do(func() { close(p.drained) })
-	}
-}
-
-// taskEnded is called once for every accepted task, after its outcome.
-func (p *Pool) taskEnded() {
-	if p.pending.Add(-1) == 0 && p.closedFlag.Load() {
-		p.drainedOnce.Do(func() { close(p.drained) })
-	}
+	p.stats.close()
 }
 
 // stopWorkers closes every worker's task pipe: each finishes and exits.

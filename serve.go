@@ -17,9 +17,9 @@ import (
 )
 
 // flushDelay bounds how long a finished task's result may wait in the
-// worker's output buffer while the worker starts on the next task. Results
-// are written in batches when tasks arrive back to back; the delay keeps a
-// long next task from holding back the answer to a short one.
+// journal while the worker runs the next task. Results are written in
+// batches when tasks arrive back to back; the delay keeps a long next task
+// from holding back the answer to a short one.
 const flushDelay = 50 * time.Microsecond
 
 // server is the worker side of the protocol: it reads task frames, runs
@@ -37,6 +37,23 @@ type server struct {
 	out   outBuffer
 	timer *time.Timer
 	frame []byte // scratch for one result frame
+
+	// die ends the worker at once, because the parent stopped the task
+	// that runs now: a worker process sweeps what its tasks started and
+	// exits; an in-process worker cuts its pipes. It is called with runMu
+	// held and, in a process, does not return.
+	die     func()
+	control bool // the parent's Stop frames reach stop (a control pipe, or in-process calls)
+
+	// runMu guards which task runs and the stop the parent asked for. The
+	// serve loop takes it to start and to end each task; stop takes it to
+	// decide whether its target is the task running. So a stop never hits
+	// a task it was not aimed at: while stop holds runMu the loop cannot
+	// move on to the next task.
+	runMu   sync.Mutex
+	running uint64 // the id of the task running, 0 between tasks
+	stopFor uint64 // a stop that came before its task started: skip that task
+	dead    bool   // die was called (in-process): start nothing more; running stays what it was
 }
 
 type pendingTask struct {
@@ -50,30 +67,56 @@ type pendingTask struct {
 	skip    bool // a Cancel frame arrived for it before it started
 }
 
-// outBuffer collects result frames and writes them in one system call.
+// outBuffer holds the worker's answers until they are written to the result
+// pipe. With a journal, answers are batched in it (shared memory that the
+// parent reads if the worker dies, so an answer is never lost because a
+// later task killed the worker); without one, each answer is written as it
+// is produced, before the next task starts.
 type outBuffer struct {
 	mu  sync.Mutex
 	w   io.Writer
-	buf []byte
+	j   *wire.Journal // nil: write each answer at once
 	err error
 }
 
+// add records an answer frame. Without a journal it writes the frame now.
 func (o *outBuffer) add(frame []byte) {
 	o.mu.Lock()
-	o.buf = append(o.buf, frame...)
-	o.mu.Unlock()
+	defer o.mu.Unlock()
+	if o.j == nil {
+		o.writeLocked(frame)
+		return
+	}
+	if o.j.Append(frame) {
+		return
+	}
+	o.flushLocked()
+	if !o.j.Append(frame) {
+		o.writeLocked(frame) // larger than the journal: written before the next task starts
+	}
 }
 
+// batching reports whether answers may wait in the journal.
+func (o *outBuffer) batching() bool { return o.j != nil }
+
+func (o *outBuffer) writeLocked(b []byte) {
+	if o.err == nil && len(b) > 0 {
+		_, o.err = o.w.Write(b)
+	}
+}
+
+func (o *outBuffer) flushLocked() {
+	if o.j != nil && len(o.j.Pending()) > 0 {
+		o.writeLocked(o.j.Pending())
+		o.j.Reset()
+	}
+}
+
+// flush writes the journalled answers to the pipe.
 func (o *outBuffer) flush() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.err == nil && len(o.buf) > 0 {
-		_, o.err = o.w.Write(o.buf)
-	}
-	if cap(o.buf) > 1<<20 {
-		o.buf = nil // do not keep a large result's memory for the worker's life
-	}
-	o.buf = o.buf[:0]
+	o.flushLocked()
 	return o.err
 }
 
@@ -91,14 +134,72 @@ func newServer(ctx context.Context, r io.Reader, w io.Writer, avail func() int, 
 	return s
 }
 
+// begin marks task id as running, unless the parent has already asked to
+// stop it: then it reports false and the task is skipped.
+func (s *server) begin(id uint64, j *wire.Journal) bool {
+	s.runMu.Lock()
+	defer s.runMu.Unlock()
+	if s.dead {
+		return false
+	}
+	if s.stopFor == id {
+		s.stopFor = 0
+		return false
+	}
+	// A stop for any other task is stale: the parent aims a stop only at
+	// the oldest task it has no answer for, so a worker that starts
+	// another one has finished that one.
+	s.stopFor = 0
+	s.running = id
+	if j != nil {
+		j.SetRunning(id)
+	}
+	return true
+}
+
+// end marks that no task is running. The task's answer is already recorded.
+func (s *server) end(j *wire.Journal) {
+	s.runMu.Lock()
+	defer s.runMu.Unlock()
+	if s.dead {
+		return // the parent reads which task was running when it stopped
+	}
+	s.running = 0
+	if j != nil {
+		j.SetRunning(0)
+	}
+}
+
+// stop handles the parent's request to stop task id: if it is running, the
+// worker dies (die); if it has not started, it will be skipped; if it has
+// ended, nothing happens.
+func (s *server) stop(id uint64) {
+	s.runMu.Lock()
+	defer s.runMu.Unlock()
+	if id == 0 {
+		return
+	}
+	if s.dead {
+		return
+	}
+	if s.running == id {
+		s.dead = true
+		s.die()
+		return
+	}
+	s.stopFor = id
+}
+
 // hello writes the handshake frame.
 func (s *server) hello(pid int) error {
-	body, err := json.Marshal(wire.Hello{Protocol: wire.Version, Pid: pid, Codec: s.codec.Name(), Functions: registeredNames()})
+	body, err := json.Marshal(wire.Hello{Protocol: wire.Version, Pid: pid, Codec: s.codec.Name(), Functions: registeredNames(), Journal: s.out.j != nil, Control: s.control})
 	if err != nil {
 		return err
 	}
-	s.out.add(wire.AppendFrame(nil, wire.KindHello, 0, body))
-	return s.out.flush()
+	s.out.mu.Lock()
+	defer s.out.mu.Unlock()
+	s.out.writeLocked(wire.AppendFrame(nil, wire.KindHello, 0, body))
+	return s.out.err
 }
 
 // serve runs until the task stream ends (nil) or breaks (an error).
@@ -137,9 +238,17 @@ func (s *server) serve() error {
 			}
 		}
 		t.skip = t.skip || s.skip
+		began := false
+		if !t.skip && t.kind == wire.KindTask {
+			began = s.begin(t.id, s.out.j)
+			t.skip = !began
+		}
 		s.run(t)
+		if began {
+			s.end(s.out.j)
+		}
 		s.cur = 0
-		if len(s.ahead) == 0 && s.r.Buffered() == 0 && s.avail() == 0 {
+		if !s.out.batching() || len(s.ahead) == 0 && s.r.Buffered() == 0 && s.avail() == 0 {
 			s.timer.Stop()
 			if err := s.out.flush(); err != nil {
 				return err

@@ -46,43 +46,53 @@ type task struct {
 // sink receives a task's outcome. Exactly one method is called, once.
 type sink interface {
 	// result decodes a Result frame's body; the body is valid only during
-	// the call.
-	result(p *Pool, body []byte)
+	// the call. It reports false if the outcome is a failure after all: the
+	// body did not decode, or items of a chunk failed.
+	result(p *Pool, body []byte) bool
 	// fail ends the task with err.
 	fail(p *Pool, err error)
 }
 
+// Every ending of a task (an answer, a crash, a timeout, a cancel,
+// Terminate, a broken pool) goes through claim, and only the path whose
+// claim succeeds delivers an outcome: the others do nothing more with the
+// task. finishResult and finish claim and deliver in one step; a path that
+// must claim under Pool.mu (so that no other path requeues the task
+// meanwhile) calls claim there and complete after releasing the lock.
+
 // finishResult ends t with a Result frame. It reports false if t had already
 // ended.
 func (t *task) finishResult(p *Pool, f wire.Frame) bool {
-	if !t.done.CompareAndSwap(false, true) {
-		return false
-	}
-	t.release(p)
-	t.sink.result(p, f.Body)
-	p.taskEnded()
-	return true
-}
-
-// finish ends t with err. It reports false if t had already ended.
-func (t *task) finish(p *Pool, err error) bool {
 	if !t.claim() {
 		return false
 	}
-	t.complete(p, err)
+	t.release(p)
+	o := succeeded
+	if !t.sink.result(p, f.Body) {
+		o = failed
+	}
+	p.stats.end(o)
 	return true
 }
 
-// claim marks t as ended, reporting false if it already was. A path that
-// claims a task while holding Pool.mu (so that no other path requeues it
-// meanwhile) calls complete after releasing the lock.
+// finish ends t with err, counted as o. It reports false if t had already
+// ended.
+func (t *task) finish(p *Pool, err error, o outcome) bool {
+	if !t.claim() {
+		return false
+	}
+	t.complete(p, err, o)
+	return true
+}
+
+// claim marks t as ended, reporting false if it already was.
 func (t *task) claim() bool { return t.done.CompareAndSwap(false, true) }
 
 // complete delivers the error of a task claimed with claim.
-func (t *task) complete(p *Pool, err error) {
+func (t *task) complete(p *Pool, err error, o outcome) {
 	t.release(p)
 	t.sink.fail(p, err)
-	p.taskEnded()
+	p.stats.end(o)
 }
 
 func (t *task) release(p *Pool) {

@@ -31,7 +31,20 @@ type worker struct {
 	exited  chan struct{} // closed once the process has been reaped (or, in-process, the goroutine has returned)
 	kick    chan struct{} // wakes the reader goroutine: it has reading to do
 	status  syscall.WaitStatus
-	inproc  struct{ tasks, results *memPipe }
+	inproc  struct {
+		tasks, results *memPipe
+		srv            *server
+	}
+	journal *os.File // the answer journal, read once the worker has died; nil if none
+	ctlMu   sync.Mutex
+	ctl     *os.File // guarded by ctlMu: the control pipe's write end (Stop frames); nil if none or closed
+	// From the hello: the worker keeps a journal (so the parent knows which
+	// task it was running when it died, and gets the answers it had not
+	// written yet), and it stops a task on a Stop frame only while that task
+	// runs. Without them (a worker in another language may lack them), the
+	// oldest unanswered task is taken for the running one, and a stop is a
+	// signal to the worker's group.
+	hasJournal, hasControl bool
 
 	// Outgoing frames, batched: send appends, the writer goroutine writes.
 	outMu     sync.Mutex
@@ -60,8 +73,11 @@ type worker struct {
 	sent        int // tasks given to this worker
 	done        int // tasks it answered
 	retiring    bool
-	stopReason  string
+	stopReason  string // why the pool stopped the worker (its exit then reports this reason); "" if it did not
 	stopErr     error
+	stopTarget  *task  // the task a stop was aimed at; nil for a stop of the whole worker
+	stopKilled  bool   // the pool signalled the worker's group: not a stop the worker checked against its running task
+	runningID   uint64 // after the worker died: the id of the task it was running, 0 if none (see lastRunningLocked)
 	lastUsed    time.Time
 	svc         time.Duration // average run time of its recent tasks; starts high, so nothing is pipelined until tasks prove short
 	rss         int64
@@ -76,6 +92,15 @@ func (p *Pool) launch() (*worker, error) {
 		w.tasks, w.results = w.inproc.tasks, io.NopCloser(w.inproc.results)
 		w.pid = os.Getpid()
 		s := newServer(context.Background(), w.inproc.tasks, w.inproc.results, w.inproc.tasks.available, p.codec, p.cfg.maxFrame)
+		// Stopping the running task cuts the pipes: the parent reads the
+		// answers written so far, then the end; the goroutine, which cannot
+		// be killed, finds its pipes closed when the task returns.
+		s.die = func() {
+			w.inproc.results.Close()
+			w.inproc.tasks.breakPipe()
+		}
+		s.control = true
+		w.inproc.srv = s
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
@@ -133,31 +158,51 @@ func (p *Pool) launchProcess(w *worker) error {
 	}
 	cmd.Dir = p.cfg.dir
 	cmd.Stdout, cmd.Stderr = p.cfg.stdout, p.cfg.stderr
-	cmd.ExtraFiles = []*os.File{taskR, resW}
-	var shmFile *os.File
+	// Descriptors 3 to 7: tasks, results, shared memory, journal, control
+	// (a missing one is closed in the worker; the environment names those
+	// that are there).
+	cmd.ExtraFiles = []*os.File{taskR, resW, nil, nil, nil}
+	var shmFile, ctlR *os.File
 	if p.cfg.sharedMem > 0 {
 		f, mem, err := supervise.SharedMemory(p.cfg.sharedMem)
 		if err == nil {
 			shmFile, w.shm = f, mem
-			cmd.ExtraFiles = append(cmd.ExtraFiles, f)
+			cmd.ExtraFiles[fdShared-3] = f
 			cmd.Env = append(cmd.Env, envShared+"="+strconv.Itoa(p.cfg.sharedMem))
 		} else {
 			p.logf("no shared memory; large arguments go through the pipe", "err", err)
 		}
+	}
+	if f, err := supervise.MemFile("procpool-journal", journalSize); err == nil {
+		w.journal = f
+		cmd.ExtraFiles[fdJournal-3] = f
+		cmd.Env = append(cmd.Env, envJournal+"="+strconv.Itoa(fdJournal)+":"+strconv.Itoa(journalSize))
+	} else {
+		p.logf("no answer journal; the worker writes each answer at once", "err", err)
+	}
+	if r, wr, err := supervise.Pipe(); err == nil {
+		ctlR, w.ctl = r, wr // before the worker's goroutines start: no lock needed
+		cmd.ExtraFiles[fdControl-3] = r
+		cmd.Env = append(cmd.Env, envControl+"="+strconv.Itoa(fdControl))
+	} else {
+		p.logf("no control pipe; stops are signals", "err", err)
 	}
 	cmd.SysProcAttr = supervise.SysProcAttr()
 	cmd.WaitDelay = time.Second
 	err = p.spawner.Start(cmd)
 	taskR.Close()
 	resW.Close()
-	if shmFile != nil {
-		shmFile.Close() // the worker has it now; the mapping stays
+	for _, f := range []*os.File{shmFile, ctlR} {
+		if f != nil {
+			f.Close() // the worker has it now; a mapping stays
+		}
 	}
 	if err != nil {
 		if w.shm != nil {
 			_ = syscall.Munmap(w.shm)
 			w.shm = nil
 		}
+		w.closeFiles()
 		taskW.Close()
 		resR.Close()
 		return &StartError{Reason: "running " + path, Err: err}
@@ -201,6 +246,10 @@ func (w *worker) handshake() error {
 	if h.Codec != p.codec.Name() {
 		return &StartError{Pid: w.pid, Reason: fmt.Sprintf("the worker uses codec %q, this pool %q", h.Codec, p.codec.Name()), Err: ErrHandshake}
 	}
+	// In process, the parent reads the server's running task directly and
+	// answers are never held back.
+	w.hasJournal = w.cmd == nil || h.Journal && w.journal != nil
+	w.hasControl = w.cmd == nil || h.Control && w.ctl != nil
 	if p.initFrame == nil {
 		return nil
 	}
@@ -492,4 +541,62 @@ func hasEnv(env []string, key string) bool {
 		}
 	}
 	return false
+}
+
+// journalSize is the size of each worker's answer journal: room for many
+// small answers; a larger answer is written to the pipe before the worker
+// goes on. Pages cost memory only once touched.
+const journalSize = 256 << 10
+
+// closeFiles closes the journal and the control pipe once the worker is gone.
+func (w *worker) closeFiles() {
+	if w.journal != nil {
+		w.journal.Close()
+		w.journal = nil
+	}
+	w.ctlMu.Lock()
+	if w.ctl != nil {
+		w.ctl.Close()
+		w.ctl = nil
+	}
+	w.ctlMu.Unlock()
+}
+
+// sendStop asks the worker to stop task id if it is the one running, and to
+// skip it if it has not started. A failed write means the worker is gone,
+// which its exit reports.
+func (w *worker) sendStop(id uint64) {
+	if w.cmd == nil {
+		w.inproc.srv.stop(id)
+		return
+	}
+	var b [wire.HeaderSize]byte
+	w.ctlMu.Lock()
+	defer w.ctlMu.Unlock()
+	if w.ctl != nil {
+		_, _ = w.ctl.Write(wire.AppendFrame(b[:0], wire.KindStop, id, nil))
+	}
+}
+
+// readJournal reads a dead worker's journal: the id of the task it was
+// running and the answers it had not written to the pipe (some of which the
+// parent may have read already). Without a journal both are empty. In
+// process, the running task is the server's.
+func (w *worker) readJournal() (running uint64, frames []byte) {
+	if w.cmd == nil {
+		s := w.inproc.srv
+		s.runMu.Lock()
+		defer s.runMu.Unlock()
+		return s.running, nil
+	}
+	if !w.hasJournal || w.journal == nil {
+		return 0, nil
+	}
+	buf := make([]byte, journalSize)
+	n, _ := w.journal.ReadAt(buf, 0)
+	running, frames, err := wire.ReadJournal(buf[:n])
+	if err != nil {
+		return running, nil
+	}
+	return running, frames
 }

@@ -11,20 +11,11 @@ import (
 // pages cost memory only once touched. Close the file after the worker has
 // it, and Munmap the mapping when nothing writes to it any more.
 func SharedMemory(size int) (*os.File, []byte, error) {
-	if sysMemfdCreate == 0 {
-		return nil, nil, os.NewSyscallError("memfd_create", syscall.ENOSYS)
-	}
-	name := []byte("procpool-shm\x00")
-	fd, _, e := syscall.Syscall(sysMemfdCreate, uintptr(unsafe.Pointer(&name[0])), 1 /* MFD_CLOEXEC */, 0)
-	if e != 0 {
-		return nil, nil, os.NewSyscallError("memfd_create", e)
-	}
-	f := os.NewFile(fd, "procpool-shm")
-	if err := f.Truncate(int64(size)); err != nil {
-		f.Close()
+	f, err := MemFile("procpool-shm", size)
+	if err != nil {
 		return nil, nil, err
 	}
-	mem, err := syscall.Mmap(int(fd), 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	mem, err := syscall.Mmap(int(f.Fd()), 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
 	if err != nil {
 		f.Close()
 		return nil, nil, os.NewSyscallError("mmap", err)
@@ -39,4 +30,34 @@ func MapShared(fd, size int) ([]byte, error) {
 		return nil, os.NewSyscallError("mmap", err)
 	}
 	return mem, nil
+}
+
+// MapSharedWritable maps the shared-memory file at fd read-write, as a
+// worker maps its journal.
+func MapSharedWritable(fd, size int) ([]byte, error) {
+	mem, err := syscall.Mmap(fd, 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	if err != nil {
+		return nil, os.NewSyscallError("mmap", err)
+	}
+	return mem, nil
+}
+
+// MemFile creates an anonymous shared-memory file (memfd) of size bytes,
+// close-on-exec, without mapping it: the parent hands it to a worker and
+// reads it with ReadAt after the worker has died.
+func MemFile(name string, size int) (*os.File, error) {
+	if sysMemfdCreate == 0 {
+		return nil, os.NewSyscallError("memfd_create", syscall.ENOSYS)
+	}
+	b := append([]byte(name), 0)
+	fd, _, e := syscall.Syscall(sysMemfdCreate, uintptr(unsafe.Pointer(&b[0])), 1 /* MFD_CLOEXEC */, 0)
+	if e != 0 {
+		return nil, os.NewSyscallError("memfd_create", e)
+	}
+	f := os.NewFile(fd, name)
+	if err := f.Truncate(int64(size)); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }

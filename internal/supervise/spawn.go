@@ -92,9 +92,20 @@ func GrowPipe(f *os.File, size int) error {
 	return nil
 }
 
+// ParentDeathSignal is the signal a worker process gets when its parent
+// dies (Pdeathsig). Its default action is to do nothing, so a task that
+// resets or ignores its handling cannot turn it into a death that skips the
+// sweep of what the tasks started (with SIGTERM's default the worker would
+// die before it could sweep). The worker's watchdog, which sees the end of
+// file of its control pipe, is the first guard against outliving the
+// parent; this signal, handled by the same sweep, is the second. Workers
+// are never in a terminal's foreground process group, so no terminal sends
+// it to them.
+const ParentDeathSignal = syscall.SIGWINCH
+
 // SysProcAttr is the attribute set of every worker: its own process group
-// (so that a kill reaches whatever the task started) and a parent-death
-// signal. SIGTERM lets procpool.Main kill its whole group before it dies.
+// (so that a kill reaches whatever the task started) and the parent-death
+// signal.
 func SysProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: ParentDeathSignal}
 }

@@ -36,6 +36,12 @@ type Hello struct {
 	Pid       int      `json:"pid"`       // the worker's process id
 	Codec     string   `json:"codec"`     // codec the worker uses, e.g. "cbor"
 	Functions []string `json:"functions"` // names of the registered functions
+	// Journal is true when the worker keeps its answers and the id of its
+	// running task in the journal the parent passed it (PROCPOOL_JOURNAL).
+	Journal bool `json:"journal,omitempty"`
+	// Control is true when the worker reads Stop frames from the control
+	// pipe the parent passed it (PROCPOOL_CONTROL).
+	Control bool `json:"control,omitempty"`
 }
 
 // ErrorBody is the JSON body of a KindError frame and of each item error in a

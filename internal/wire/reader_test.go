@@ -67,7 +67,7 @@ func TestReaderMalformed(t *testing.T) {
 		{"length 8", header(8, KindTask, 1), ErrMalformed, "length field 8"},
 		{"length 0 without rest", []byte{0, 0, 0, 0}, ErrMalformed, "length field 0"},
 		{"kind 0", header(9, 0, 1), ErrMalformed, "unknown kind 0"},
-		{"kind 8", header(9, 8, 1), ErrMalformed, "unknown kind 8"},
+		{"kind 9", header(9, 9, 1), ErrMalformed, "unknown kind 9"},
 		{"kind 255", append(header(12, 255, 1), 1, 2, 3), ErrMalformed, "unknown kind 255"},
 		{"over max", header(1001, KindResult, 1), ErrFrameTooLarge, "1001 exceeds the maximum 1000"},
 		{"3 GiB, length only", binary.LittleEndian.AppendUint32(nil, 3<<30), ErrFrameTooLarge, "3221225472"},

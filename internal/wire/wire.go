@@ -61,6 +61,7 @@ const (
 	KindCancel  Kind = 5 // parent→worker; empty body
 	KindInit    Kind = 6 // parent→worker; id 0; body: task header (flags 0) + payload
 	KindSkipped Kind = 7 // worker→parent; empty body: cancelled before it started
+	KindStop    Kind = 8 // parent→worker, on the control pipe; empty body: stop the task with this id
 )
 
 // String returns the lower-case name of k ("hello", "task", ...), or
@@ -82,13 +83,15 @@ func (k Kind) String() string {
 		return "init"
 	case KindSkipped:
 		return "skipped"
+	case KindStop:
+		return "stop"
 	}
 	return "Kind(" + strconv.Itoa(int(k)) + ")"
 }
 
 // Valid reports whether k is one of the kinds defined by this protocol
 // version. It costs a comparison.
-func (k Kind) Valid() bool { return k >= KindHello && k <= KindSkipped }
+func (k Kind) Valid() bool { return k >= KindHello && k <= KindStop }
 
 // Frame is one decoded frame. Body holds exactly length-9 bytes.
 //

@@ -14,8 +14,8 @@ import (
 func TestKindString(t *testing.T) {
 	want := map[Kind]string{
 		KindHello: "hello", KindTask: "task", KindResult: "result", KindError: "error",
-		KindCancel: "cancel", KindInit: "init", KindSkipped: "skipped",
-		0: "Kind(0)", 8: "Kind(8)", 255: "Kind(255)",
+		KindCancel: "cancel", KindInit: "init", KindSkipped: "skipped", KindStop: "stop",
+		0: "Kind(0)", 9: "Kind(9)", 255: "Kind(255)",
 	}
 	for k, s := range want {
 		if got := k.String(); got != s {
