@@ -108,10 +108,20 @@ func (p *Pool) initTask(t *task, ctx context.Context, fn string, chunk bool, arg
 	if err := wire.EndFrame(frame, start); err != nil {
 		return &CodecError{Op: "encode argument", Err: err}
 	}
-	if len(frame)-wire.HeaderSize > p.cfg.maxFrame {
-		return &CodecError{Op: "encode argument", Err: fmt.Errorf("%d bytes is over the frame limit of %d (WithMaxFrame)", len(frame), p.cfg.maxFrame)}
+	if err := p.checkFrame(frame, start); err != nil {
+		return &CodecError{Op: "encode argument", Err: err}
 	}
 	t.id, t.fn, t.chunk, t.frame, t.ctx, t.timeout, t.retries = id, fn, chunk, frame, ctx, cc.timeout, cc.retries
+	return nil
+}
+
+// checkFrame returns an error wrapping wire.ErrFrameTooLarge if the frame
+// that starts at frame[start] is over the frame limit, which the worker
+// would refuse (and die of): the same check as the worker's reader.
+func (p *Pool) checkFrame(frame []byte, start int) error {
+	if n := wire.LengthOf(frame, start); !wire.Fits(n, p.cfg.maxFrame) {
+		return fmt.Errorf("%w: a frame of %d bytes (length field %d) is over the limit of %d set by WithMaxFrame", wire.ErrFrameTooLarge, len(frame)-start, n, p.cfg.maxFrame)
+	}
 	return nil
 }
 

@@ -102,6 +102,9 @@ func New(opts ...Option) (*Pool, error) {
 		}
 		frame := wire.AppendTaskHeader(nil, false, cfg.initName)
 		p.initFrame = wire.AppendFrame(nil, wire.KindInit, 0, append(frame, arg...))
+		if err := p.checkFrame(p.initFrame, 0); err != nil {
+			return nil, &CodecError{Op: "encode initializer argument", Err: err}
+		}
 	}
 	if !cfg.inProcess {
 		p.spawner = supervise.NewSpawner()
