@@ -41,7 +41,37 @@ var (
 	// is killed; the error reaches the task it was running through a
 	// *WorkerExitError.
 	ErrProtocol = errors.New("procpool: protocol error from worker")
+	// ErrInvalidOption is matched by the *OptionError that New returns for
+	// an Option, and a call for a CallOption, whose value means nothing (a
+	// negative size, a zero timeout where zero has no meaning). Nothing was
+	// started or submitted.
+	ErrInvalidOption = errors.New("procpool: invalid option")
+	// ErrZeroFunc is returned by every call given the zero Func (one not
+	// obtained from Register), and wrapped by New's *OptionError for
+	// WithInitializer with it. Nothing was submitted.
+	ErrZeroFunc = errors.New("procpool: " + zeroFuncReason)
 )
+
+// zeroFuncReason is what is wrong with the zero Func, in words that say
+// where a good one comes from.
+const zeroFuncReason = "the zero Func: get a Func from procpool.Register"
+
+// OptionError is returned by New for an Option, and by a call (Apply,
+// ApplyAsync, Map, Imap, ...) for a CallOption, whose value is invalid.
+// Nothing was started or submitted. errors.Is(err, ErrInvalidOption) is
+// true for it.
+type OptionError struct {
+	Option string // the option and its value as given, e.g. "WithMaxFrame(0)"
+	Reason string // what is wrong, and what would be accepted
+	Err    error  // the cause where there is one (ErrZeroFunc, a codec lookup error), else nil
+}
+
+func (e *OptionError) Error() string { return "procpool: " + e.Option + ": " + e.Reason }
+
+// Is makes errors.Is(err, ErrInvalidOption) true.
+func (e *OptionError) Is(target error) bool { return target == ErrInvalidOption }
+
+func (e *OptionError) Unwrap() error { return e.Err }
 
 // timeoutError is the type of ErrTimeout. It matches context.DeadlineExceeded
 // too, so callers who only know the context package still recognise it.

@@ -2,7 +2,6 @@ package procpool
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -68,6 +67,9 @@ type Pool struct {
 // worker plus the program's own start-up. If a worker cannot be started —
 // the binary does not run, does not call Main, or its initializer fails —
 // New stops the others and returns a *StartError; no process is left behind.
+// An option with a value that means nothing is an *OptionError
+// (ErrInvalidOption), and an initializer argument that cannot be encoded a
+// *CodecError; New then starts nothing.
 func New(opts ...Option) (*Pool, error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
@@ -77,12 +79,6 @@ func New(opts ...Option) (*Pool, error) {
 		return nil, cfg.err
 	}
 	cfg.serializeOutput()
-	if cfg.codec == nil {
-		return nil, errors.New("procpool: WithCodec(nil)")
-	}
-	if _, err := codec.ByName(cfg.codec.Name()); err != nil {
-		return nil, fmt.Errorf("procpool: WithCodec: workers can only use the codec package's built-in codecs: %w", err)
-	}
 	if !cfg.inProcess && isWorkerProcess() {
 		return nil, &StartError{Reason: "procpool.New called inside a worker process: the worker program's main (or TestMain) must call procpool.Main() first", Err: ErrHandshake}
 	}
