@@ -148,7 +148,7 @@ func (e *WorkerExitError) Error() string {
 	fmt.Fprintf(&b, "procpool: worker %d %s", e.Pid, e.Reason)
 	switch {
 	case e.Signal != 0:
-		fmt.Fprintf(&b, " (signal %s)", e.Signal)
+		fmt.Fprintf(&b, " (%s)", signalName(e.Signal))
 	case e.ExitCode >= 0:
 		fmt.Fprintf(&b, " (exit status %d)", e.ExitCode)
 	}
@@ -186,11 +186,20 @@ func (e *CodecError) Unwrap() error { return e.Err }
 
 // StartError is returned by New, and ends tasks once the pool is broken,
 // when a worker could not be started: the binary could not be run, it
-// failed the handshake, or its initializer failed.
+// failed the handshake, or its initializer failed. Signal is set when a
+// signal killed the worker during its start; one the pool did not send and
+// the program did not bring on itself (SIGKILL, SIGTERM from another
+// process) does not count against WithRestartLimit.
 type StartError struct {
-	Pid    int    // 0 if the process never started
-	Reason string // what went wrong, in words a user can act on
-	Err    error  // the cause: ErrHandshake, an exec error, a *RemoteError from the initializer
+	Pid    int            // 0 if the process never started
+	Reason string         // what went wrong, in words a user can act on
+	Signal syscall.Signal // the signal that killed the worker during its start, or 0
+	Err    error          // the cause: ErrHandshake, an exec error, a *RemoteError from the initializer
+
+	// external: a signal from another process killed the worker (the OOM
+	// killer, a kill from outside): not the program's fault, so the pool
+	// replaces it without counting against the restart budget.
+	external bool
 }
 
 func (e *StartError) Error() string {

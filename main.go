@@ -23,6 +23,10 @@ const (
 	envShared   = "PROCPOOL_SHM"       // the shared-memory segment's size in bytes, on fd 5
 )
 
+// exitSIGTERM is the status a worker exits with when SIGTERM stops it
+// (128 + the signal's number, the shell's convention).
+const exitSIGTERM = 128 + int(syscall.SIGTERM)
+
 // The worker's protocol descriptors: ExtraFiles[0] and [1] of the parent's
 // exec.Cmd.
 const (
@@ -74,7 +78,7 @@ func serveProcess() int {
 		if syscall.Getpgrp() == os.Getpid() {
 			_ = syscall.Kill(0, syscall.SIGKILL)
 		}
-		os.Exit(143)
+		os.Exit(exitSIGTERM)
 	}()
 
 	fail := func(format string, args ...any) int {
@@ -141,8 +145,8 @@ type Rlimit struct {
 //
 // RLIMIT_AS counts address space reserved, not memory used, and the Go
 // runtime reserves much more than it uses: an idle Go worker maps about
-// 1.25 GiB (1.9 GiB when built with -race), plus its shared-memory segment
-// (WithSharedMemory). Set the limit above that and what the tasks need; a
+// 1.25 GiB (about 1.9 GiB when built with -race), plus its shared-memory
+// segment (WithSharedMemory). Set the limit above that and what the tasks need; a
 // worker that cannot map what it needs at start-up exits with a message on
 // its standard error, and its start fails.
 //

@@ -2,6 +2,7 @@ package procpool
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -234,7 +235,8 @@ func (p *Pool) workerReady(w *worker) bool {
 }
 
 // startFailed counts a failed start against the restart budget and starts
-// another worker, or declares the pool broken.
+// another worker, or declares the pool broken. A worker killed from outside
+// during its start is replaced without counting.
 func (p *Pool) startFailed(err error) {
 	p.logf("worker failed to start", "err", err)
 	p.stats.exited(ReasonStart)
@@ -242,6 +244,13 @@ func (p *Pool) startFailed(err error) {
 	p.starting--
 	if !p.running || p.terminated || p.closed && p.queue.len() == 0 {
 		p.maybeStoppedLocked()
+		p.mu.Unlock()
+		return
+	}
+	if se := (*StartError)(nil); errors.As(err, &se) && se.external {
+		// Killed from outside while it started: the program is not at
+		// fault. Replace it without spending the restart budget.
+		p.growLocked()
 		p.mu.Unlock()
 		return
 	}
