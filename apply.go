@@ -8,7 +8,8 @@ import (
 // It blocks until the task ends; if ctx ends first, the task is cancelled
 // (its worker stopped if it was running) and Apply returns the context's
 // error. Errors: *RemoteError (f failed or panicked), *WorkerExitError (the
-// worker died), ErrTimeout, *CodecError, ErrClosed. The cost is one round
+// worker died), ErrTimeout, *CodecError, ErrClosed, and before anything is
+// submitted, ErrZeroFunc or an *OptionError for an invalid option. The cost is one round
 // trip on a pipe plus encoding: a few microseconds for small values.
 func Apply[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], in In, opts ...CallOption) (Out, error) {
 	fut, err := applyAsync(ctx, p, f, in, true, true, opts)
@@ -25,9 +26,9 @@ func Apply[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], in In, op
 
 // ApplyAsync submits f(in) and returns at once with a Future (Python's
 // apply_async). The error is about submission only: ErrClosed, a
-// *CodecError for an argument that cannot be encoded, a callback of the
-// wrong type, or ctx's error while it waits for room in a bounded queue
-// (WithQueueSize). The task's own outcome comes through the Future, and
+// *CodecError for an argument that cannot be encoded, ErrZeroFunc, an
+// *OptionError for an invalid option or a callback of the wrong type, or
+// ctx's error while it waits for room in a bounded queue (WithQueueSize). The task's own outcome comes through the Future, and
 // through Callback and ErrorCallback if given.
 //
 // ctx stays attached to the task after submission: if it is cancelled, the
@@ -49,7 +50,10 @@ func TryApplyAsync[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], i
 // wait: the caller waits for the result (Apply) and may write the task's
 // frame itself, however large.
 func applyAsync[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], in In, block, wait bool, opts []CallOption) (*Future[Out], error) {
-	cc := p.callConfig(opts)
+	cc, err := p.callConfig(f.name, opts)
+	if err != nil {
+		return nil, err
+	}
 	cb, err := typedCallback[Out](&cc)
 	if err != nil {
 		return nil, err

@@ -8,7 +8,10 @@ import (
 	"github.com/procpool/procpool/internal/wire"
 )
 
-// A CallOption configures one call (Apply, ApplyAsync, Map, Imap, ...).
+// A CallOption configures one call (Apply, ApplyAsync, Map, Imap, ...). A
+// call given an option whose value means nothing returns an *OptionError
+// (errors.Is(err, ErrInvalidOption)) and submits nothing; each option's
+// documentation says which values it accepts and what zero means.
 type CallOption func(*callConfig)
 
 type callConfig struct {
@@ -19,6 +22,13 @@ type callConfig struct {
 	retries     int
 	hasRetries  bool
 	window      int
+	err         error // the first invalid option
+}
+
+func (c *callConfig) invalid(option, reason string) {
+	if c.err == nil {
+		c.err = &OptionError{Option: option, Reason: reason}
+	}
 }
 
 // Callback runs f with the result of a successful task, in the parent, like
@@ -26,44 +36,100 @@ type callConfig struct {
 // goroutine of the pool, before the Future is ready. For MapAsync, f gets
 // the whole result slice. A panic in f is recovered and counted in Stats.
 // Passing a Callback whose type does not match the call's result type is an
-// error from the call. f should be quick: callbacks queue up behind a slow
-// one, without bound. It must not call Close, Shutdown or Terminate, which
-// wait for the callbacks to finish.
+// *OptionError from the call. f should be quick: callbacks queue up behind
+// a slow one, without bound. It must not call Close, Shutdown or Terminate,
+// which wait for the callbacks to finish. A nil f means no callback. Imap
+// and ImapUnordered yield their results and take no callbacks: passing one
+// is an *OptionError from them.
 func Callback[T any](f func(T)) CallOption {
-	return func(c *callConfig) { c.callback = f }
+	return func(c *callConfig) {
+		if f != nil {
+			c.callback = f
+		}
+	}
 }
 
 // ErrorCallback runs f with a task's error, in the parent, under the same
-// rules as Callback.
+// rules as Callback. A nil f means no error callback.
 func ErrorCallback(f func(error)) CallOption {
 	return func(c *callConfig) { c.errCallback = f }
 }
 
 // ChunkSize sets how many items of a Map or Imap travel to a worker as one
 // task. The default for Map and MapAsync is about len(items)/(4·processes),
-// as in Python; for Imap and ImapUnordered it is 1.
-func ChunkSize(k int) CallOption { return func(c *callConfig) { c.chunkSize = k } }
+// as in Python; for Imap and ImapUnordered it is 1. 0 means that default;
+// k < 0 is an error from the call.
+func ChunkSize(k int) CallOption {
+	return func(c *callConfig) {
+		if k < 0 {
+			c.invalid(fmt.Sprintf("ChunkSize(%d)", k), "need 0 (the default) or more")
+		}
+		c.chunkSize = k
+	}
+}
 
 // Timeout bounds this call's tasks' run time, counted from the moment each
-// starts on a worker, overriding WithTaskTimeout.
-func Timeout(d time.Duration) CallOption { return func(c *callConfig) { c.timeout = d } }
+// starts on a worker, overriding WithTaskTimeout. 0 means no limit for
+// this call's tasks, whatever WithTaskTimeout says; d < 0 is an error from
+// the call.
+func Timeout(d time.Duration) CallOption {
+	return func(c *callConfig) {
+		if d < 0 {
+			c.invalid(fmt.Sprintf("Timeout(%v)", d), "need 0 (no limit) or more")
+		}
+		c.timeout = d
+	}
+}
 
-// Retries overrides WithRetries for this call.
+// Retries overrides WithRetries for this call: 0 means no retries; n < 0 is
+// an error from the call.
 func Retries(n int) CallOption {
-	return func(c *callConfig) { c.retries, c.hasRetries = n, true }
+	return func(c *callConfig) {
+		if n < 0 {
+			c.invalid(fmt.Sprintf("Retries(%d)", n), "need 0 (no retries) or more")
+		}
+		c.retries, c.hasRetries = n, true
+	}
 }
 
 // Window bounds how many chunks Imap and ImapUnordered keep submitted ahead
 // of the consumer (default 4 per worker process). Memory use is bounded by
-// Window × ChunkSize items.
-func Window(n int) CallOption { return func(c *callConfig) { c.window = n } }
+// Window × ChunkSize items. 0 means the default; n < 0 is an error from the
+// call. Other calls ignore it.
+func Window(n int) CallOption {
+	return func(c *callConfig) {
+		if n < 0 {
+			c.invalid(fmt.Sprintf("Window(%d)", n), "need 0 (the default) or more")
+		}
+		c.window = n
+	}
+}
 
-func (p *Pool) callConfig(opts []CallOption) callConfig {
+// callConfig applies a call's options for a call of function fn. It returns
+// ErrZeroFunc for the zero Func, and the *OptionError of the first invalid
+// option.
+func (p *Pool) callConfig(fn string, opts []CallOption) (callConfig, error) {
 	cc := callConfig{timeout: p.cfg.taskTimeout, retries: p.cfg.retries}
+	if fn == "" {
+		return cc, ErrZeroFunc
+	}
 	for _, o := range opts {
 		o(&cc)
 	}
-	return cc
+	return cc, cc.err
+}
+
+// noCallbacks returns an *OptionError if the call has callbacks: for Imap,
+// which yields its results instead.
+func noCallbacks(cc *callConfig) error {
+	const reason = "Imap and ImapUnordered take no callbacks: they yield each result"
+	switch {
+	case cc.callback != nil:
+		return &OptionError{Option: "Callback", Reason: reason}
+	case cc.errCallback != nil:
+		return &OptionError{Option: "ErrorCallback", Reason: reason}
+	}
+	return nil
 }
 
 // typedCallback returns the callback as a func(T), or an error if its type
@@ -75,7 +141,7 @@ func typedCallback[T any](cc *callConfig) (func(T), error) {
 	f, ok := cc.callback.(func(T))
 	if !ok {
 		var zero T
-		return nil, fmt.Errorf("procpool: Callback takes %T, but this call's result is %T", cc.callback, zero)
+		return nil, &OptionError{Option: "Callback", Reason: fmt.Sprintf("it takes %T, but this call's result is %T", cc.callback, zero)}
 	}
 	return f, nil
 }
@@ -108,10 +174,20 @@ func (p *Pool) initTask(t *task, ctx context.Context, fn string, chunk bool, arg
 	if err := wire.EndFrame(frame, start); err != nil {
 		return &CodecError{Op: "encode argument", Err: err}
 	}
-	if len(frame)-wire.HeaderSize > p.cfg.maxFrame {
-		return &CodecError{Op: "encode argument", Err: fmt.Errorf("%d bytes is over the frame limit of %d (WithMaxFrame)", len(frame), p.cfg.maxFrame)}
+	if err := p.checkFrame(frame, start); err != nil {
+		return &CodecError{Op: "encode argument", Err: err}
 	}
 	t.id, t.fn, t.chunk, t.frame, t.ctx, t.timeout, t.retries = id, fn, chunk, frame, ctx, cc.timeout, cc.retries
+	return nil
+}
+
+// checkFrame returns an error wrapping wire.ErrFrameTooLarge if the frame
+// that starts at frame[start] is over the frame limit, which the worker
+// would refuse (and die of): the same check as the worker's reader.
+func (p *Pool) checkFrame(frame []byte, start int) error {
+	if n := wire.LengthOf(frame, start); !wire.Fits(n, p.cfg.maxFrame) {
+		return fmt.Errorf("%w: a frame of %d bytes (length field %d) is over the limit of %d set by WithMaxFrame", wire.ErrFrameTooLarge, len(frame)-start, n, p.cfg.maxFrame)
+	}
 	return nil
 }
 

@@ -41,7 +41,37 @@ var (
 	// is killed; the error reaches the task it was running through a
 	// *WorkerExitError.
 	ErrProtocol = errors.New("procpool: protocol error from worker")
+	// ErrInvalidOption is matched by the *OptionError that New returns for
+	// an Option, and a call for a CallOption, whose value means nothing (a
+	// negative size, a zero timeout where zero has no meaning). Nothing was
+	// started or submitted.
+	ErrInvalidOption = errors.New("procpool: invalid option")
+	// ErrZeroFunc is returned by every call given the zero Func (one not
+	// obtained from Register), and wrapped by New's *OptionError for
+	// WithInitializer with it. Nothing was submitted.
+	ErrZeroFunc = errors.New("procpool: " + zeroFuncReason)
 )
+
+// zeroFuncReason is what is wrong with the zero Func, in words that say
+// where a good one comes from.
+const zeroFuncReason = "the zero Func: get a Func from procpool.Register"
+
+// OptionError is returned by New for an Option, and by a call (Apply,
+// ApplyAsync, Map, Imap, ...) for a CallOption, whose value is invalid.
+// Nothing was started or submitted. errors.Is(err, ErrInvalidOption) is
+// true for it.
+type OptionError struct {
+	Option string // the option and its value as given, e.g. "WithMaxFrame(0)"
+	Reason string // what is wrong, and what would be accepted
+	Err    error  // the cause where there is one (ErrZeroFunc, a codec lookup error), else nil
+}
+
+func (e *OptionError) Error() string { return "procpool: " + e.Option + ": " + e.Reason }
+
+// Is makes errors.Is(err, ErrInvalidOption) true.
+func (e *OptionError) Is(target error) bool { return target == ErrInvalidOption }
+
+func (e *OptionError) Unwrap() error { return e.Err }
 
 // timeoutError is the type of ErrTimeout. It matches context.DeadlineExceeded
 // too, so callers who only know the context package still recognise it.
@@ -118,7 +148,7 @@ func (e *WorkerExitError) Error() string {
 	fmt.Fprintf(&b, "procpool: worker %d %s", e.Pid, e.Reason)
 	switch {
 	case e.Signal != 0:
-		fmt.Fprintf(&b, " (signal %s)", e.Signal)
+		fmt.Fprintf(&b, " (%s)", signalName(e.Signal))
 	case e.ExitCode >= 0:
 		fmt.Fprintf(&b, " (exit status %d)", e.ExitCode)
 	}
@@ -156,11 +186,20 @@ func (e *CodecError) Unwrap() error { return e.Err }
 
 // StartError is returned by New, and ends tasks once the pool is broken,
 // when a worker could not be started: the binary could not be run, it
-// failed the handshake, or its initializer failed.
+// failed the handshake, or its initializer failed. Signal is set when a
+// signal killed the worker during its start; one the pool did not send and
+// the program did not bring on itself (SIGKILL, SIGTERM from another
+// process) does not count against WithRestartLimit.
 type StartError struct {
-	Pid    int    // 0 if the process never started
-	Reason string // what went wrong, in words a user can act on
-	Err    error  // the cause: ErrHandshake, an exec error, a *RemoteError from the initializer
+	Pid    int            // 0 if the process never started
+	Reason string         // what went wrong, in words a user can act on
+	Signal syscall.Signal // the signal that killed the worker during its start, or 0
+	Err    error          // the cause: ErrHandshake, an exec error, a *RemoteError from the initializer
+
+	// external: a signal from another process killed the worker (the OOM
+	// killer, a kill from outside): not the program's fault, so the pool
+	// replaces it without counting against the restart budget.
+	external bool
 }
 
 func (e *StartError) Error() string {

@@ -32,6 +32,10 @@ const (
 	fdControl = 7
 )
 
+// exitSIGTERM is the status a worker exits with when SIGTERM stops it
+// (128 + the signal's number, the shell's convention).
+const exitSIGTERM = 128 + int(syscall.SIGTERM)
+
 // The worker's protocol descriptors: ExtraFiles[0] and [1] of the parent's
 // exec.Cmd.
 const (
@@ -82,7 +86,7 @@ func serveProcess() int {
 			if sig == supervise.ParentDeathSignal && os.Getppid() == ppid {
 				continue // not from the parent's death
 			}
-			exitSwept(143)
+			exitSwept(exitSIGTERM)
 		}
 	}()
 
@@ -157,8 +161,9 @@ func serveProcess() int {
 }
 
 // exitStopped is the exit status of a worker that ended itself because the
-// parent stopped its running task (a timeout, a cancel, a memory limit).
-const exitStopped = 143
+// parent stopped its running task (a timeout, a cancel, a memory limit) or
+// is gone: the status of a stop by SIGTERM, which it replaces.
+const exitStopped = exitSIGTERM
 
 // watchdog reads the control pipe on a goroutine of its own, independent of
 // the task that runs: Stop frames reach the server; the end of file means
@@ -201,13 +206,27 @@ type Rlimit struct {
 
 // WithRlimit applies an OS resource limit to every worker process, set by
 // the worker itself before it serves its first task. Useful resources:
-// syscall.RLIMIT_AS (address space in bytes: the Go runtime needs several
-// hundred MiB of it, so set it generously), syscall.RLIMIT_CPU (CPU seconds:
-// the worker gets SIGXCPU, then SIGKILL, and its task a *WorkerExitError)
-// and syscall.RLIMIT_NOFILE (open files). A limit the worker cannot set makes
-// it fail its start.
+// syscall.RLIMIT_AS (address space in bytes), syscall.RLIMIT_CPU (CPU
+// seconds: the worker gets SIGXCPU, then SIGKILL, and its task a
+// *WorkerExitError) and syscall.RLIMIT_NOFILE (open files).
+//
+// RLIMIT_AS counts address space reserved, not memory used, and the Go
+// runtime reserves much more than it uses: an idle Go worker maps about
+// 1.25 GiB (about 1.9 GiB when built with -race), plus its shared-memory
+// segment (WithSharedMemory). Set the limit above that and what the tasks need; a
+// worker that cannot map what it needs at start-up exits with a message on
+// its standard error, and its start fails.
+//
+// A limit the worker cannot set (a soft limit above the hard one, a hard
+// limit above the parent's) makes it fail its start. A negative resource,
+// or cur above max, is an error from New.
 func WithRlimit(resource int, cur, max uint64) Option {
-	return func(c *config) { c.rlimits = append(c.rlimits, Rlimit{resource, cur, max}) }
+	return func(c *config) {
+		if resource < 0 || cur > max {
+			c.invalid(fmt.Sprintf("WithRlimit(%d, %d, %d)", resource, cur, max), "need a resource number of 0 or more and a soft limit (cur) no higher than the hard one (max)")
+		}
+		c.rlimits = append(c.rlimits, Rlimit{resource, cur, max})
+	}
 }
 
 func encodeRlimits(ls []Rlimit) string {

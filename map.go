@@ -14,7 +14,8 @@ import (
 // returns a *MapError with the index of the first failed item in the input
 // (the lowest index, once every chunk has ended); a chunk whose worker died
 // fails all of its items. If ctx ends, the chunks still queued or running
-// are cancelled and Map returns the context's error.
+// are cancelled and Map returns the context's error. Before anything runs,
+// Map returns the submission errors of MapAsync.
 func Map[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], xs []In, opts ...CallOption) ([]Out, error) {
 	fut, err := MapAsync(ctx, p, f, xs, opts...)
 	if err != nil {
@@ -25,10 +26,16 @@ func Map[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], xs []In, op
 }
 
 // MapAsync is Map that returns at once with a Future of the result slice
-// (Python's map_async). The error is about submission only. A Callback gets
-// the whole []Out.
+// (Python's map_async). The error is about submission only: ErrClosed,
+// ErrZeroFunc, an *OptionError for an invalid option or a callback of the
+// wrong type, a *CodecError for a chunk that cannot be encoded, or ctx's
+// error; chunks already submitted are then cancelled. A Callback gets the
+// whole []Out.
 func MapAsync[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], xs []In, opts ...CallOption) (*Future[[]Out], error) {
-	cc := p.callConfig(opts)
+	cc, err := p.callConfig(f.name, opts)
+	if err != nil {
+		return nil, err
+	}
 	cb, err := typedCallback[[]Out](&cc)
 	if err != nil {
 		return nil, err
@@ -155,7 +162,10 @@ func decodeChunk[Out any](p *Pool, body []byte, dst []Out) ([]Out, []wire.ItemEr
 // flat for any length of input. Each item yields its result or its error;
 // a chunk whose worker died yields that error for each of its items.
 // Breaking out of the loop, or ctx ending, cancels the chunks still queued or
-// running and stops reading the input.
+// running and stops reading the input. A call that cannot start (ErrZeroFunc,
+// an *OptionError for an invalid option) yields that error once, without
+// reading the input; a submission error later (ErrClosed, a *CodecError)
+// is yielded once and ends the sequence.
 func Imap[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], seq iter.Seq[In], opts ...CallOption) iter.Seq2[Out, error] {
 	return imap(ctx, p, f, seq, true, opts)
 }
@@ -195,7 +205,14 @@ func (c *imapChunk[Out]) end() {
 func imap[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], seq iter.Seq[In], ordered bool, opts []CallOption) iter.Seq2[Out, error] {
 	return func(yield func(Out, error) bool) {
 		var zero Out
-		cc := p.callConfig(opts)
+		cc, err := p.callConfig(f.name, opts)
+		if err == nil {
+			err = noCallbacks(&cc)
+		}
+		if err != nil {
+			yield(zero, err) // ErrZeroFunc or an invalid option: nothing was submitted
+			return
+		}
 		chunk := max(cc.chunkSize, 1)
 		window := cc.window
 		if window <= 0 {

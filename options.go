@@ -6,13 +6,18 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/procpool/procpool/codec"
+	"github.com/procpool/procpool/internal/wire"
 )
 
-// An Option configures a Pool. Options are applied by New in order.
+// An Option configures a Pool. Options are applied by New in order. An
+// option given a value that means nothing makes New return an *OptionError
+// (errors.Is(err, ErrInvalidOption)); each option's documentation says
+// which values it accepts and what zero means.
 type Option func(*config)
 
 type config struct {
@@ -80,7 +85,7 @@ const defaultDepth = 16
 func WithProcesses(n int) Option {
 	return func(c *config) {
 		if n < 1 {
-			c.setErr(fmt.Errorf("procpool: WithProcesses(%d): need at least 1", n))
+			c.invalid(fmt.Sprintf("WithProcesses(%d)", n), "need at least 1 worker process")
 		}
 		c.processes = n
 	}
@@ -88,18 +93,33 @@ func WithProcesses(n int) Option {
 
 // WithCommand runs path with args as the worker program instead of
 // re-executing the current binary. That program's main must call
-// procpool.Main first and register the same functions.
+// procpool.Main first and register the same functions. An empty path is an
+// error from New (leave the option out to re-run the program's own binary).
 func WithCommand(path string, args ...string) Option {
-	return func(c *config) { c.command, c.args = path, args }
+	return func(c *config) {
+		if path == "" {
+			c.invalid(`WithCommand("")`, "the path is empty; leave WithCommand out to re-run the program's own binary")
+		}
+		c.command, c.args = path, args
+	}
 }
 
 // WithEnv adds environment variables ("KEY=value") to the workers' environment,
-// which otherwise is the parent's.
+// which otherwise is the parent's. An entry without a KEY= prefix is an
+// error from New.
 func WithEnv(env ...string) Option {
-	return func(c *config) { c.env = append(c.env, env...) }
+	return func(c *config) {
+		for _, kv := range env {
+			if i := strings.IndexByte(kv, '='); i < 1 {
+				c.invalid(fmt.Sprintf("WithEnv(%q)", kv), "an entry must have the form KEY=value")
+			}
+		}
+		c.env = append(c.env, env...)
+	}
 }
 
-// WithDir sets the workers' working directory (default: the parent's).
+// WithDir sets the workers' working directory. The default, and the
+// meaning of "", is the parent's.
 func WithDir(dir string) Option { return func(c *config) { c.dir = dir } }
 
 // WithStdout sets where the workers' standard output goes (default: the
@@ -108,11 +128,13 @@ func WithDir(dir string) Option { return func(c *config) { c.dir = dir } }
 // copying goroutine per worker; the pool serializes their writes, so w need
 // not be safe for concurrent use. Output travels apart from results: a line
 // a task printed may reach w after its Future is ready, but Close returns
-// only after it has.
+// only after it has. A nil w discards the workers' standard output.
+// In-process workers (WithInProcess) write to the parent's os.Stdout
+// whatever the setting.
 func WithStdout(w io.Writer) Option { return func(c *config) { c.stdout = w } }
 
 // WithStderr sets where the workers' standard error goes (default: the
-// parent's os.Stderr), under the same rules as WithStdout.
+// parent's os.Stderr), under the same rules as WithStdout; nil discards it.
 func WithStderr(w io.Writer) Option { return func(c *config) { c.stderr = w } }
 
 // lockedWriter serializes the writes of several workers' copying goroutines.
@@ -157,24 +179,48 @@ func WithInProcess() Option { return func(c *config) { c.inProcess = true } }
 
 // WithCodec sets the codec for arguments and results (default
 // codec.Default). Workers look it up by name, so it must be one of the codec
-// package's built-in codecs.
-func WithCodec(cd codec.Codec) Option { return func(c *config) { c.codec = cd } }
+// package's built-in codecs: nil, or another codec, is an error from New.
+func WithCodec(cd codec.Codec) Option {
+	return func(c *config) {
+		if cd == nil {
+			c.invalid("WithCodec(nil)", "need a codec: codec.Default, or another of the codec package's")
+			return
+		}
+		if _, err := codec.ByName(cd.Name()); err != nil {
+			c.setErr(&OptionError{Option: fmt.Sprintf("WithCodec(%q)", cd.Name()), Reason: "workers can only use the codec package's built-in codecs: " + err.Error(), Err: err})
+		}
+		c.codec = cd
+	}
+}
 
 // WithInitializer runs f(arg) once in each worker before its first task,
 // like Python's initializer and initargs; use it to set up per-process state
 // that tasks then read. If it fails in a worker started by New, New returns
 // its error; later, a failing initializer counts against WithRestartLimit.
+// The zero Func is an error from New (wrapping ErrZeroFunc), and so is an
+// argument whose encoding is over WithMaxFrame (a *CodecError).
 func WithInitializer[In, Out any](f Func[In, Out], arg In) Option {
 	return func(c *config) {
+		if f.name == "" {
+			c.setErr(&OptionError{Option: "WithInitializer", Reason: zeroFuncReason, Err: ErrZeroFunc})
+		}
 		c.initName = f.name
 		c.initArg = func(cd codec.Codec) ([]byte, error) { return cd.Append(nil, arg) }
 	}
 }
 
 // WithMaxTasksPerWorker retires a worker after it has run k tasks and starts
-// a fresh one in its place (Python's maxtasksperchild). 0 means no limit.
-// A chunk of a Map counts as one task.
-func WithMaxTasksPerWorker(k int) Option { return func(c *config) { c.maxTasks = k } }
+// a fresh one in its place (Python's maxtasksperchild). 0 (the default)
+// means no limit; k < 0 is an error from New. A chunk of a Map counts as
+// one task.
+func WithMaxTasksPerWorker(k int) Option {
+	return func(c *config) {
+		if k < 0 {
+			c.invalid(fmt.Sprintf("WithMaxTasksPerWorker(%d)", k), "need 0 (no limit) or more")
+		}
+		c.maxTasks = k
+	}
+}
 
 // WithPipelineDepth sets how many tasks may be in flight on one worker at a
 // time: the running one plus those waiting in its pipe (default 16). Tasks
@@ -184,11 +230,12 @@ func WithMaxTasksPerWorker(k int) Option { return func(c *config) { c.maxTasks =
 // A chunk of a Map or Imap may also wait behind one other task on a worker
 // whose tasks are long (a Map's chunks are alike; this saves the worker a
 // round trip of idleness between them). A worker's waiting tasks never start
-// elsewhere unless it dies. Depth 1 turns pipelining off.
+// elsewhere unless it dies. Depth 1 turns pipelining off; n < 1 is an
+// error from New.
 func WithPipelineDepth(n int) Option {
 	return func(c *config) {
 		if n < 1 {
-			c.setErr(fmt.Errorf("procpool: WithPipelineDepth(%d): need at least 1", n))
+			c.invalid(fmt.Sprintf("WithPipelineDepth(%d)", n), "need at least 1 (1 turns pipelining off)")
 		}
 		c.depth = n
 	}
@@ -197,21 +244,53 @@ func WithPipelineDepth(n int) Option {
 // WithQueueSize bounds the number of tasks waiting for a worker. When the
 // queue is full, ApplyAsync and the map family block until there is room or
 // their context ends, and TryApplyAsync returns ErrQueueFull. 0 (the
-// default) means no bound.
-func WithQueueSize(n int) Option { return func(c *config) { c.queueSize = n } }
+// default) means no bound; n < 0 is an error from New.
+func WithQueueSize(n int) Option {
+	return func(c *config) {
+		if n < 0 {
+			c.invalid(fmt.Sprintf("WithQueueSize(%d)", n), "need 0 (no bound) or more")
+		}
+		c.queueSize = n
+	}
+}
 
 // WithTaskTimeout bounds each task's run time, counted from the moment it
 // starts on a worker. A task that runs longer has its worker stopped and
-// ends with ErrTimeout. 0 (the default) means no limit.
-func WithTaskTimeout(d time.Duration) Option { return func(c *config) { c.taskTimeout = d } }
+// ends with ErrTimeout. 0 (the default) means no limit; d < 0 is an error
+// from New.
+func WithTaskTimeout(d time.Duration) Option {
+	return func(c *config) {
+		if d < 0 {
+			c.invalid(fmt.Sprintf("WithTaskTimeout(%v)", d), "need 0 (no limit) or more")
+		}
+		c.taskTimeout = d
+	}
+}
 
 // WithKillGrace sets how long a worker being stopped gets between SIGTERM
-// and SIGKILL (default 300ms).
-func WithKillGrace(d time.Duration) Option { return func(c *config) { c.killGrace = d } }
+// and SIGKILL (default 300ms). 0 means SIGKILL at once, without SIGTERM
+// (a task's own children are then not killed by the worker, but the pool
+// still kills the worker's process group); d < 0 is an error from New.
+func WithKillGrace(d time.Duration) Option {
+	return func(c *config) {
+		if d < 0 {
+			c.invalid(fmt.Sprintf("WithKillGrace(%v)", d), "need 0 (SIGKILL at once) or more")
+		}
+		c.killGrace = d
+	}
+}
 
 // WithStartTimeout bounds how long a new worker may take to answer the
-// handshake (default 10s).
-func WithStartTimeout(d time.Duration) Option { return func(c *config) { c.startTimeout = d } }
+// handshake (default 10s). d <= 0 is an error from New: no worker could
+// start.
+func WithStartTimeout(d time.Duration) Option {
+	return func(c *config) {
+		if d <= 0 {
+			c.invalid(fmt.Sprintf("WithStartTimeout(%v)", d), "need a positive duration")
+		}
+		c.startTimeout = d
+	}
+}
 
 // WithMaxWorkerMemory replaces a worker whose resident memory exceeds bytes.
 // The pool reads it from /proc after every task (a few microseconds) and
@@ -221,48 +300,111 @@ func WithStartTimeout(d time.Duration) Option { return func(c *config) { c.start
 // *WorkerExitError whose Reason is ReasonMemory. The limit is checked, not
 // enforced by the kernel: a short task may exceed it briefly. For a hard
 // ceiling, add WithRlimit(syscall.RLIMIT_AS, ...). In-process workers
-// (WithInProcess) have no memory of their own and are not checked.
-func WithMaxWorkerMemory(bytes int64) Option { return func(c *config) { c.maxMemory = bytes } }
+// (WithInProcess) have no memory of their own and are not checked. 0 (the
+// default) means no limit; bytes < 0 is an error from New.
+func WithMaxWorkerMemory(bytes int64) Option {
+	return func(c *config) {
+		if bytes < 0 {
+			c.invalid(fmt.Sprintf("WithMaxWorkerMemory(%d)", bytes), "need 0 (no limit) or more")
+		}
+		c.maxMemory = bytes
+	}
+}
 
 // WithIdleTimeout retires workers that have had no task for d, keeping at
-// least min workers alive; new work starts workers again up to
-// WithProcesses.
+// least min workers alive (all of them if min is WithProcesses or more);
+// new work starts workers again up to WithProcesses. d = 0 (the default)
+// means workers are never retired for idleness. d < 0 or min < 0 is an
+// error from New.
 func WithIdleTimeout(d time.Duration, min int) Option {
-	return func(c *config) { c.idleTimeout, c.minWorkers = d, min }
+	return func(c *config) {
+		if d < 0 || min < 0 {
+			c.invalid(fmt.Sprintf("WithIdleTimeout(%v, %d)", d, min), "need a duration of 0 (never) or more and a minimum of 0 or more")
+		}
+		c.idleTimeout, c.minWorkers = d, min
+	}
 }
 
 // WithRestartLimit stops the pool from restarting workers that fail to start
 // (they exit, fail the handshake or the initializer) more than n times
 // within per. Past that the pool is broken: every pending and later task
 // ends with an error wrapping ErrPoolBroken and the last cause. The default
-// is 5 failures within 10s.
+// is 5 failures within 10s. n = 0 means the first failed start of a
+// replacement worker breaks the pool; n < 0 or per <= 0 is an error from
+// New. A worker killed during its start by a signal the pool did not send
+// (SIGKILL from the OOM killer or another process, SIGTERM) is replaced
+// without counting: its binary is not at fault.
 func WithRestartLimit(n int, per time.Duration) Option {
-	return func(c *config) { c.restartN, c.restartPer = n, per }
+	return func(c *config) {
+		if n < 0 || per <= 0 {
+			c.invalid(fmt.Sprintf("WithRestartLimit(%d, %v)", n, per), "need a count of 0 or more and a positive period")
+		}
+		c.restartN, c.restartPer = n, per
+	}
 }
 
 // WithRetries runs a task again, up to n more times, when its worker died or
 // it timed out. A task that returned an error is never retried. The default
-// is 0, because a task may not be safe to run twice.
-func WithRetries(n int) Option { return func(c *config) { c.retries = n } }
+// is 0, because a task may not be safe to run twice; n < 0 is an error from
+// New.
+func WithRetries(n int) Option {
+	return func(c *config) {
+		if n < 0 {
+			c.invalid(fmt.Sprintf("WithRetries(%d)", n), "need 0 (no retries) or more")
+		}
+		c.retries = n
+	}
+}
 
-// WithMaxFrame bounds the size of one encoded argument or result (default
-// 64 MiB). A worker that sends a larger frame is killed.
-func WithMaxFrame(bytes int) Option { return func(c *config) { c.maxFrame = bytes } }
+// minMaxFrame is the smallest frame limit WithMaxFrame accepts.
+const minMaxFrame = 1 << 10
+
+// WithMaxFrame bounds the size of every frame between the pool and its
+// workers (default 64 MiB): the bytes of a frame after its 4-byte length
+// field, that is an encoded argument or result plus a few bytes of header
+// (9, and for a task 3 more plus the function's name). An argument over it
+// is refused by the call with a *CodecError; a result over it ends its task
+// with a *RemoteError; a worker that sends a larger frame anyway is killed.
+// Values below 1 KiB or above 4 GiB - 1 (what the length field can hold)
+// are an error from New: the protocol's own frames, such as the handshake
+// that lists the registered functions, need room.
+func WithMaxFrame(bytes int) Option {
+	return func(c *config) {
+		if bytes < minMaxFrame || uint64(bytes) > wire.MaxLength {
+			c.invalid(fmt.Sprintf("WithMaxFrame(%d)", bytes), fmt.Sprintf("need a limit from %d bytes to %d", minMaxFrame, uint64(wire.MaxLength)))
+		}
+		c.maxFrame = bytes
+	}
+}
 
 // WithSharedMemory sets the size of each worker's shared-memory segment
-// (default 16 MiB; 0 turns it off). An argument of 64 KiB or more is copied
-// into the segment of the worker that runs it instead of being written down
-// its pipe, which saves two copies through the kernel; the segment is
-// reused, and its pages cost memory only once touched. Arguments that do not
-// fit travel through the pipe.
-func WithSharedMemory(bytes int) Option { return func(c *config) { c.sharedMem = max(bytes, 0) } }
+// (default 16 MiB). An argument of 64 KiB or more is copied into the
+// segment of the worker that runs it instead of being written down its
+// pipe, which saves two copies through the kernel; the segment is reused,
+// and its pages cost memory only once touched. Arguments that do not fit
+// travel through the pipe, so a segment under 64 KiB is never used. 0
+// turns shared memory off; bytes < 0 is an error from New.
+func WithSharedMemory(bytes int) Option {
+	return func(c *config) {
+		if bytes < 0 {
+			c.invalid(fmt.Sprintf("WithSharedMemory(%d)", bytes), "need 0 (off) or more")
+		}
+		c.sharedMem = bytes
+	}
+}
 
 // WithLogger logs worker starts and exits, with their causes, to l. Logging
-// is off by default.
+// is off by default, and with a nil l.
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
 func (c *config) setErr(err error) {
 	if c.err == nil {
 		c.err = err
 	}
+}
+
+// invalid records an *OptionError for New to return: option is the option
+// as the caller wrote it, reason what it needs.
+func (c *config) invalid(option, reason string) {
+	c.setErr(&OptionError{Option: option, Reason: reason})
 }

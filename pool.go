@@ -64,6 +64,9 @@ type Pool struct {
 // worker plus the program's own start-up. If a worker cannot be started —
 // the binary does not run, does not call Main, or its initializer fails —
 // New stops the others and returns a *StartError; no process is left behind.
+// An option with a value that means nothing is an *OptionError
+// (ErrInvalidOption), and an initializer argument that cannot be encoded a
+// *CodecError; New then starts nothing.
 func New(opts ...Option) (*Pool, error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
@@ -73,12 +76,6 @@ func New(opts ...Option) (*Pool, error) {
 		return nil, cfg.err
 	}
 	cfg.serializeOutput()
-	if cfg.codec == nil {
-		return nil, errors.New("procpool: WithCodec(nil)")
-	}
-	if _, err := codec.ByName(cfg.codec.Name()); err != nil {
-		return nil, fmt.Errorf("procpool: WithCodec: workers can only use the codec package's built-in codecs: %w", err)
-	}
 	if !cfg.inProcess && isWorkerProcess() {
 		return nil, &StartError{Reason: "procpool.New called inside a worker process: the worker program's main (or TestMain) must call procpool.Main() first", Err: ErrHandshake}
 	}
@@ -98,6 +95,9 @@ func New(opts ...Option) (*Pool, error) {
 		}
 		frame := wire.AppendTaskHeader(nil, false, cfg.initName)
 		p.initFrame = wire.AppendFrame(nil, wire.KindInit, 0, append(frame, arg...))
+		if err := p.checkFrame(p.initFrame, 0); err != nil {
+			return nil, &CodecError{Op: "encode initializer argument", Err: err}
+		}
 	}
 	if !cfg.inProcess {
 		p.spawner = supervise.NewSpawner()
@@ -233,7 +233,8 @@ func (p *Pool) workerReady(w *worker) bool {
 }
 
 // startFailed counts a failed start against the restart budget and starts
-// another worker, or declares the pool broken.
+// another worker, or declares the pool broken. A worker killed from outside
+// during its start is replaced without counting.
 func (p *Pool) startFailed(err error) {
 	p.logf("worker failed to start", "err", err)
 	p.stats.exited(ReasonStart)
@@ -241,6 +242,13 @@ func (p *Pool) startFailed(err error) {
 	p.starting--
 	if !p.running || p.terminated || p.closed && p.queue.len() == 0 {
 		p.maybeStoppedLocked()
+		p.mu.Unlock()
+		return
+	}
+	if se := (*StartError)(nil); errors.As(err, &se) && se.external {
+		// Killed from outside while it started: the program is not at
+		// fault. Replace it without spending the restart budget.
+		p.growLocked()
 		p.mu.Unlock()
 		return
 	}

@@ -12,7 +12,8 @@ import (
 )
 
 // Func is a function registered with Register: a handle that names it in
-// the parent and in the workers. The zero Func is not usable.
+// the parent and in the workers. The zero Func is not usable: every call
+// given it returns ErrZeroFunc.
 type Func[In, Out any] struct {
 	name string
 	fn   func(context.Context, In) (Out, error)

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/procpool/procpool/codec"
 	"github.com/procpool/procpool/internal/wire"
@@ -196,9 +197,13 @@ func (s *server) hello(pid int) error {
 	if err != nil {
 		return err
 	}
+	frame := wire.AppendFrame(nil, wire.KindHello, 0, body)
+	if n := wire.LengthOf(frame, 0); !wire.Fits(n, s.max) {
+		return fmt.Errorf("the hello frame, which lists the %d registered functions, is %d bytes (length field %d), over the frame limit of %d set by WithMaxFrame", len(registeredNames()), len(frame), n, s.max)
+	}
 	s.out.mu.Lock()
 	defer s.out.mu.Unlock()
-	s.out.writeLocked(wire.AppendFrame(nil, wire.KindHello, 0, body))
+	s.out.writeLocked(frame)
 	return s.out.err
 }
 
@@ -342,8 +347,8 @@ func (s *server) run(t pendingTask) {
 	} else {
 		frame, err = h.call(s.ctx, s.codec, t.payload, frame)
 	}
-	if err == nil && len(frame)-start-4 > s.max {
-		err = &RemoteError{Func: h.name(), Code: "encode", Message: fmt.Sprintf("the result is %d bytes, over the frame limit of %d", len(frame)-start-4, s.max)}
+	if n := wire.LengthOf(frame, start); err == nil && !wire.Fits(n, s.max) {
+		err = &RemoteError{Func: h.name(), Code: "encode", Message: fmt.Sprintf("the result's frame is %d bytes (length field %d), over the frame limit of %d (WithMaxFrame)", len(frame)-start, n, s.max)}
 	}
 	if err == nil {
 		err = wire.EndFrame(frame, start)
@@ -379,8 +384,50 @@ func chunkWithErrors(frame []byte, start int, fails []itemFailure) ([]byte, erro
 }
 
 func (s *server) fail(id uint64, err error) {
-	body, _ := json.Marshal(errorBody(err))
-	s.out.add(wire.AppendFrame(nil, wire.KindError, id, body))
+	s.out.add(errorFrame(id, errorBody(err), s.max))
+}
+
+// errorFrame encodes an Error frame, shortening the stack, then the
+// message, then the type name until the frame fits the frame limit: the
+// parent would refuse a longer frame and kill the worker, and the task would
+// lose its error to a *WorkerExitError. A field is cut to the longest
+// prefix (on a character boundary) that fits, found by bisection: this runs
+// only for errors of kilobytes, and the JSON encoding of a character may
+// take up to six bytes.
+func errorFrame(id uint64, eb wire.ErrorBody, maxFrame int) []byte {
+	const mark = " [cut to fit the frame limit]"
+	encode := func() ([]byte, bool) {
+		body, _ := json.Marshal(eb)
+		frame := wire.AppendFrame(nil, wire.KindError, id, body)
+		return frame, wire.Fits(wire.LengthOf(frame, 0), maxFrame)
+	}
+	frame, ok := encode()
+	for _, f := range []*string{&eb.Stack, &eb.Message, &eb.Type} {
+		if ok {
+			break
+		}
+		full, best := *f, -1
+		for lo, hi := 0, len(full)-1; lo <= hi; {
+			mid := (lo + hi) / 2
+			n := mid
+			for n > 0 && !utf8.RuneStart(full[n]) {
+				n--
+			}
+			*f = full[:n] + mark
+			if _, fits := encode(); fits {
+				best, lo = n, mid+1
+			} else {
+				hi = n - 1
+			}
+		}
+		if best < 0 {
+			*f = ""
+		} else {
+			*f = full[:best] + mark
+		}
+		frame, ok = encode()
+	}
+	return frame
 }
 
 func errorBody(err error) wire.ErrorBody {

@@ -232,9 +232,9 @@ func (w *worker) handshake() error {
 			w.reap()
 		}
 		if timer.Stop() || !timedOut.Load() {
-			return &StartError{Pid: w.pid, Reason: "the worker exited before the handshake (" + exitText(w.status) + "); does its main function call procpool.Main() first?", Err: ErrHandshake}
+			return w.startExit("before the handshake")
 		}
-		return &StartError{Pid: w.pid, Reason: fmt.Sprintf("no handshake within %v: the worker program does not seem to call procpool.Main() at the start of main", p.cfg.startTimeout), Err: ErrHandshake}
+		return &StartError{Pid: w.pid, Reason: fmt.Sprintf("no handshake within %v (WithStartTimeout): does the worker program call procpool.Main() at the start of main?", p.cfg.startTimeout), Err: ErrHandshake}
 	}
 	var h wire.Hello
 	if f.Kind != wire.KindHello || json.Unmarshal(f.Body, &h) != nil {
@@ -260,7 +260,10 @@ func (w *worker) handshake() error {
 		if w.cmd != nil {
 			w.reap()
 		}
-		return &StartError{Pid: w.pid, Reason: "the worker died in the initializer (" + exitText(w.status) + ")", Err: ErrHandshake}
+		if timer.Stop() || !timedOut.Load() {
+			return w.startExit("in the initializer")
+		}
+		return &StartError{Pid: w.pid, Reason: fmt.Sprintf("the initializer did not finish within %v (WithStartTimeout)", p.cfg.startTimeout), Err: ErrHandshake}
 	case f.Kind == wire.KindResult && f.ID == 0:
 		return nil
 	case f.Kind == wire.KindError && f.ID == 0:
@@ -268,6 +271,76 @@ func (w *worker) handshake() error {
 	default:
 		return &StartError{Pid: w.pid, Reason: "unexpected " + f.Kind.String() + " frame in answer to the initializer", Err: ErrProtocol}
 	}
+}
+
+// startExit describes a worker that exited during its start (stage says
+// when) by itself or by a signal the pool did not send. A signal from
+// another process (the OOM killer, a kill(1), a chaos tool) says nothing
+// about the worker program: the StartError is marked to be replaced without
+// counting against the restart budget. The hint about procpool.Main is
+// given only where a missing call is the likely cause: a clean exit before
+// the handshake. A worker that fails its own set-up (an rlimit, the
+// shared-memory mapping) exits with status 2 and says why on its stderr.
+func (w *worker) startExit(stage string) *StartError {
+	ws := w.status
+	e := &StartError{Pid: w.pid, Err: ErrHandshake}
+	switch {
+	case w.cmd == nil:
+		e.Reason = "the in-process worker stopped " + stage
+	case ws.Signaled():
+		e.Signal = ws.Signal()
+		e.Reason = "killed by signal " + signalName(e.Signal) + " during start-up (" + stage + ")"
+		if selfInflicted(e.Signal) {
+			e.Reason += ": the worker program crashed"
+		} else {
+			e.Reason += ", not by the pool"
+			e.external = true
+		}
+	case ws.Exited() && ws.ExitStatus() == exitSIGTERM:
+		// The worker's SIGTERM handler exits with this status (when it
+		// does not lead its process group, which it then kills).
+		e.Signal, e.external = syscall.SIGTERM, true
+		e.Reason = "stopped by signal SIGTERM during start-up (" + stage + "), not by the pool"
+	case ws.Exited() && ws.ExitStatus() == 0 && stage == "before the handshake":
+		e.Reason = "the worker exited with status 0 before the handshake; does its main function call procpool.Main() first?"
+	case ws.Exited():
+		e.Reason = fmt.Sprintf("the worker exited with status %d %s (its standard error may say why)", ws.ExitStatus(), stage)
+	default:
+		e.Reason = "the worker stopped " + stage + " (" + exitText(ws) + ")"
+	}
+	return e
+}
+
+// selfInflicted reports whether sig is one a process gets from its own
+// faults or limits (a crash, an abort, a resource limit) rather than from
+// another process.
+func selfInflicted(sig syscall.Signal) bool {
+	switch sig {
+	case syscall.SIGSEGV, syscall.SIGBUS, syscall.SIGILL, syscall.SIGFPE, syscall.SIGABRT,
+		syscall.SIGSYS, syscall.SIGTRAP, syscall.SIGXCPU, syscall.SIGXFSZ:
+		return true
+	}
+	return false
+}
+
+// signalNames are the names of the signals a worker is likely to die of.
+var signalNames = map[syscall.Signal]string{
+	syscall.SIGABRT: "SIGABRT", syscall.SIGALRM: "SIGALRM", syscall.SIGBUS: "SIGBUS",
+	syscall.SIGFPE: "SIGFPE", syscall.SIGHUP: "SIGHUP", syscall.SIGILL: "SIGILL",
+	syscall.SIGINT: "SIGINT", syscall.SIGKILL: "SIGKILL", syscall.SIGPIPE: "SIGPIPE",
+	syscall.SIGQUIT: "SIGQUIT", syscall.SIGSEGV: "SIGSEGV", syscall.SIGSYS: "SIGSYS",
+	syscall.SIGTERM: "SIGTERM", syscall.SIGTRAP: "SIGTRAP", syscall.SIGUSR1: "SIGUSR1",
+	syscall.SIGUSR2: "SIGUSR2", syscall.SIGXCPU: "SIGXCPU", syscall.SIGXFSZ: "SIGXFSZ",
+}
+
+// signalName returns the conventional name of sig ("SIGKILL"), or "signal
+// N" for one without a name here. (syscall.Signal's String is a
+// description, "killed", which does not read well after "killed by".)
+func signalName(sig syscall.Signal) string {
+	if n, ok := signalNames[sig]; ok {
+		return n
+	}
+	return "signal " + strconv.Itoa(int(sig))
 }
 
 // inlineMax is the largest batch a submitting goroutine writes to a
@@ -512,7 +585,7 @@ func (w *worker) kickReader() {
 func exitText(ws syscall.WaitStatus) string {
 	switch {
 	case ws.Signaled():
-		return "killed by " + ws.Signal().String()
+		return "killed by signal " + signalName(ws.Signal())
 	case ws.Exited():
 		return "exit status " + strconv.Itoa(ws.ExitStatus())
 	default:

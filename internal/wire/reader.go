@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 )
 
 // minBufSize is the smallest read buffer a Reader uses.
@@ -56,21 +55,8 @@ func NewReader(r io.Reader, bufSize, maxFrame int) *Reader {
 	if bufSize < minBufSize {
 		bufSize = minBufSize
 	}
-	if maxFrame <= 0 {
-		maxFrame = DefaultMaxFrame
-	}
-	if maxFrame < minLength {
-		maxFrame = minLength
-	}
-	limit := uint64(math.MaxInt - 4) // so that 4+length never overflows an int
-	if limit > MaxLength {
-		limit = MaxLength
-	}
-	if uint64(maxFrame) > limit {
-		maxFrame = int(limit)
-	}
 	b := make([]byte, bufSize)
-	return &Reader{rd: r, buf: b, base: b, maxFrame: maxFrame}
+	return &Reader{rd: r, buf: b, base: b, maxFrame: effectiveMax(maxFrame)}
 }
 
 // Next reads and returns the next frame. The frame's Body aliases the
@@ -108,7 +94,7 @@ func (r *Reader) Next() (Frame, error) {
 	if length < minLength {
 		return r.fail(fmt.Errorf("%w: length field %d is below the minimum %d", ErrMalformed, length, minLength))
 	}
-	if uint64(length) > uint64(r.maxFrame) {
+	if !Fits(uint64(length), r.maxFrame) {
 		return r.fail(fmt.Errorf("%w: length field %d exceeds the maximum %d", ErrFrameTooLarge, length, r.maxFrame))
 	}
 	if err := r.fill(HeaderSize); err != nil {

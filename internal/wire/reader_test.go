@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"math"
 	"runtime"
 	"strings"
 	"testing"
@@ -312,5 +313,48 @@ func TestReaderMisbehavingReaders(t *testing.T) {
 	}
 	if _, err := NewReader(badCountReader{}, 0, 0).Next(); err == nil {
 		t.Fatal("reader returning too many bytes: no error")
+	}
+}
+
+// Fits is the reader's own check: for every frame size around the limit,
+// a writer that asks Fits sends exactly the frames the reader accepts.
+func TestFitsMatchesReader(t *testing.T) {
+	for _, maxFrame := range []int{1, 9, 10, 64, 4096} {
+		limit := max(maxFrame, 9)
+		for body := max(0, limit-9-12); body <= limit-9+12; body++ {
+			frame, start := BeginFrame(make([]byte, 0, 3), KindResult, 1) // start at 3: a frame inside a batch
+			frame = append(frame, make([]byte, body)...)
+			if err := EndFrame(frame, start); err != nil {
+				t.Fatal(err)
+			}
+			if got := LengthOf(frame, start); got != uint64(9+body) {
+				t.Fatalf("LengthOf = %d for a %d-byte body, want %d", got, body, 9+body)
+			}
+			fits := Fits(LengthOf(frame, start), maxFrame)
+			if want := 9+body <= limit; fits != want {
+				t.Fatalf("maxFrame %d, body %d: Fits = %v, want %v", maxFrame, body, fits, want)
+			}
+			_, err := NewReader(bytes.NewReader(frame[start:]), 0, maxFrame).Next()
+			switch {
+			case fits && err != nil:
+				t.Fatalf("maxFrame %d, body %d: Fits, but the reader says %v", maxFrame, body, err)
+			case !fits && !errors.Is(err, ErrFrameTooLarge):
+				t.Fatalf("maxFrame %d, body %d: does not fit, but the reader says %v", maxFrame, body, err)
+			}
+		}
+	}
+	// maxFrame <= 0 means the default, for Fits as for the reader (which
+	// refuses a length field alone, before its body arrives).
+	for _, maxFrame := range []int{-1, 0} {
+		if !Fits(DefaultMaxFrame, maxFrame) || Fits(DefaultMaxFrame+1, maxFrame) {
+			t.Fatalf("Fits with maxFrame %d does not mean the default limit", maxFrame)
+		}
+		_, err := NewReader(bytes.NewReader(header(DefaultMaxFrame+1, KindResult, 1)), 0, maxFrame).Next()
+		if !errors.Is(err, ErrFrameTooLarge) {
+			t.Fatalf("maxFrame %d, length DefaultMaxFrame+1: %v", maxFrame, err)
+		}
+	}
+	if !Fits(MaxLength, math.MaxInt) || Fits(uint64(MaxLength)+1, math.MaxInt) {
+		t.Fatal("Fits does not cap the limit at what the length field can hold")
 	}
 }

@@ -152,10 +152,44 @@ func EndFrame(dst []byte, start int) error {
 	if start < 0 || start > len(dst) || len(dst)-start < HeaderSize {
 		return fmt.Errorf("wire: EndFrame: start %d leaves no frame header in %d bytes", start, len(dst))
 	}
-	n := uint64(len(dst) - start - 4)
+	n := LengthOf(dst, start)
 	if n > MaxLength {
 		return fmt.Errorf("%w: length %d exceeds %d", ErrFrameTooLarge, n, uint64(MaxLength))
 	}
 	binary.LittleEndian.PutUint32(dst[start:], uint32(n))
 	return nil
+}
+
+// LengthOf returns the value of the length field of the frame that starts
+// at frame[start] and runs to the end of frame (a frame begun by
+// BeginFrame, header included): its size minus the 4 bytes of the field
+// itself. It reads nothing from frame and does not need the field filled
+// in. start must be in [0, len(frame)].
+func LengthOf(frame []byte, start int) uint64 { return uint64(len(frame)-start) - 4 }
+
+// Fits reports whether a frame whose length field is length is within the
+// frame-size limit maxFrame (see NewReader for how maxFrame is read:
+// <= 0 means DefaultMaxFrame, and values outside [9, MaxLength] are
+// brought into it). It is the one check of the limit: Reader.Next rejects
+// with ErrFrameTooLarge exactly the frames for which it is false, so a
+// writer that checks Fits(LengthOf(frame, start), maxFrame) before sending
+// never sends a frame its reader refuses. It costs a few comparisons.
+func Fits(length uint64, maxFrame int) bool { return length <= uint64(effectiveMax(maxFrame)) }
+
+// effectiveMax brings a maxFrame setting into the range a Reader enforces.
+func effectiveMax(maxFrame int) int {
+	if maxFrame <= 0 {
+		maxFrame = DefaultMaxFrame
+	}
+	if maxFrame < minLength {
+		maxFrame = minLength
+	}
+	limit := uint64(math.MaxInt - 4) // so that 4+length never overflows an int
+	if limit > MaxLength {
+		limit = MaxLength
+	}
+	if uint64(maxFrame) > limit {
+		maxFrame = int(limit)
+	}
+	return maxFrame
 }
