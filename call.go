@@ -178,6 +178,7 @@ func (p *Pool) initTask(t *task, ctx context.Context, fn string, chunk bool, arg
 		return &CodecError{Op: "encode argument", Err: err}
 	}
 	t.id, t.fn, t.chunk, t.frame, t.ctx, t.timeout, t.retries = id, fn, chunk, frame, ctx, cc.timeout, cc.retries
+	t.payloadAt = wire.HeaderSize + 3 + len(fn)
 	return nil
 }
 

@@ -659,6 +659,7 @@ func (p *Pool) workerExited(w *worker, readErr error) {
 	fail := func(t *task, err error, o outcome) {
 		ended, errs, outcomes = append(ended, t), append(errs, err), append(outcomes, o)
 	}
+	var pieces []*chunkPiece
 	tasks := w.inflight.drain()
 	for i := len(tasks) - 1; i >= 0; i-- {
 		t := tasks[i]
@@ -668,6 +669,10 @@ func (p *Pool) workerExited(w *worker, readErr error) {
 			t.timer.Stop()
 		}
 		if t.done.Load() {
+			continue
+		}
+		if t == running && !p.terminated && p.broken == nil && p.chunkProgressLocked(w, t) {
+			pieces = append(pieces, p.splitChunkLocked(t, victim, w, reason, cause))
 			continue
 		}
 		if t != running || victim || p.terminated {
@@ -710,9 +715,125 @@ func (p *Pool) workerExited(w *worker, readErr error) {
 	p.unlockAndFlush(nil, 0)
 	p.stats.exited(reason)
 	p.logf("worker exited", "pid", w.pid, "reason", reason, "status", exitText(w.status))
+	for _, pc := range pieces {
+		pc.deliver(p)
+	}
 	for i, t := range ended {
 		t.finish(p, errs[i], outcomes[i])
 	}
+}
+
+// chunkProgressLocked reports whether w, which died running chunk task t,
+// recorded its progress in t's items (a worker process with a journal, a
+// chunk of more than one item left, and its items started).
+func (p *Pool) chunkProgressLocked(w *worker, t *task) bool {
+	return t.chunk && w.cmd != nil && w.hasJournal && t.items-t.from >= 2 && w.death.finished >= 0
+}
+
+// chunkPiece is a run of items of a chunk task settled on their own after
+// its worker died, from index from on. ends is set when they were the
+// chunk's last items: the task ends with them (its claim won), counted as
+// outcome.
+type chunkPiece struct {
+	t       *task
+	from    int
+	items   itemPiece
+	ends    bool
+	outcome outcome
+}
+
+// deliver settles the piece's items, after Pool.mu is released (decoding
+// runs the codec, user code). Items settle once whatever the order of the
+// pieces and the task's own ending (itemSet).
+func (pc *chunkPiece) deliver(p *Pool) {
+	if pc.items.count > 0 {
+		pc.t.sink.(itemSink).settle(p, pc.from, &pc.items)
+	}
+	if pc.ends {
+		pc.t.release(p)
+		p.stats.end(pc.outcome)
+	}
+}
+
+// errResultLost is the error of an item that finished in a dead worker
+// whose journal had no room left to record its result.
+var errResultLost = errors.New("procpool: the worker died after this item finished, and its result was lost: the chunk's results outgrew the worker's journal (WithMaxFrame)")
+
+// splitChunkLocked settles the items of chunk task t that its dead worker
+// w finished, fails the item that was running (or, if retries allow or the
+// task was the pool's victim, runs it again), and puts the rest of the chunk
+// back in the queue as the same task, from its first item left. So a crash
+// fails one item, and no finished item runs twice.
+func (p *Pool) splitChunkLocked(t *task, victim bool, w *worker, reason string, cause error) *chunkPiece {
+	d := w.death
+	n := t.items - t.from
+	finished := min(d.finished, n)
+	pc := &chunkPiece{t: t, from: t.from}
+	pc.items = itemPiece{count: finished, listed: min(d.listed, finished), list: d.list, errs: map[int]error{}}
+	for i, body := range d.itemErrs {
+		if i < finished {
+			pc.items.errs[i] = remoteError(t.fn, body)
+		}
+	}
+	for i := pc.items.listed; i < finished; i++ {
+		pc.items.errs[i] = errResultLost // finished, but no room to record it
+	}
+	o := failed
+	if finished < n {
+		// The item after those was running when the worker died.
+		switch {
+		case victim:
+		case t.retries > 0 && reason != ReasonTerminated:
+			t.attempts++
+			t.retries--
+			p.stats.retried.Add(1)
+		default:
+			t.attempts++
+			exitErr := p.exitError(w, reason, cause, t.attempts)
+			var err error = exitErr
+			if t.expired {
+				err, o = timeoutErr(t, exitErr), timedOut
+			}
+			pc.items.errs[finished] = err
+			pc.items.count++
+			t.attempts = 0 // the next item has not been tried
+		}
+	}
+	t.expired, t.expireCause = false, nil
+	from := t.from + pc.items.count
+	if from >= t.items {
+		if len(pc.items.errs) == 0 {
+			o = succeeded
+		}
+		pc.ends, pc.outcome = t.claim(), o
+		return pc
+	}
+	frame := chunkFrameFrom(t, from)
+	if !wire.Fits(wire.LengthOf(frame, 0), p.cfg.maxFrame) {
+		// The rest cannot be asked for within the frame limit (the index
+		// adds 4 bytes to a frame at the limit): those items fail.
+		err := &CodecError{Op: "encode arguments", Err: fmt.Errorf("the rest of a chunk from item %d is over the frame limit of %d (WithMaxFrame)", from, p.cfg.maxFrame)}
+		for i := pc.items.count; i < n; i++ {
+			pc.items.errs[i] = err
+		}
+		pc.items.count = n
+		pc.ends, pc.outcome = t.claim(), failed
+		return pc
+	}
+	t.from, t.frame, t.payloadAt = from, frame, wire.HeaderSize+3+len(t.fn)+4
+	t.requeued = true
+	p.queue.pushFront(t)
+	return pc
+}
+
+// chunkFrameFrom rebuilds t's frame to ask for its items from index from on.
+func chunkFrameFrom(t *task, from int) []byte {
+	payload := t.frame[t.payloadAt:]
+	frame, start := wire.BeginFrame(make([]byte, 0, wire.HeaderSize+3+len(t.fn)+4+len(payload)), wire.KindTask, t.id)
+	frame = wire.AppendChunkHeaderFrom(frame, t.fn, from)
+	frame = append(frame, payload...)
+	_ = wire.EndFrame(frame, start)
+	return frame
 }
 
 // recoverAnswers reads a dead worker's journal once its pipe has been read
@@ -722,14 +843,14 @@ func (p *Pool) workerExited(w *worker, readErr error) {
 // next), and the id of the task it was running is kept for workerExited.
 // After a protocol error nothing more from the worker is trusted.
 func (p *Pool) recoverAnswers(w *worker, readErr error) {
-	running, frames := w.readJournal()
+	d := w.readJournal()
 	p.mu.Lock()
-	w.runningID = running
+	w.death = d
 	p.mu.Unlock()
 	if readErr != nil && !errors.Is(readErr, io.ErrUnexpectedEOF) {
 		return
 	}
-	r := wire.NewReader(bytes.NewReader(frames), len(frames)+1, p.cfg.maxFrame)
+	r := wire.NewReader(bytes.NewReader(d.answers), len(d.answers)+1, p.cfg.maxFrame)
 	for {
 		f, err := r.Next()
 		if err != nil {
@@ -755,7 +876,7 @@ func (p *Pool) runningAtExitLocked(w *worker) *task {
 	if !w.hasJournal {
 		return head
 	}
-	if head != nil && head.id == w.runningID {
+	if head != nil && head.id == w.death.running {
 		return head
 	}
 	return nil
@@ -799,7 +920,7 @@ const sharedMin = 64 << 10
 // the pipe.
 func (p *Pool) sharedFrameLocked(w *worker, t *task) (frame, dst, src []byte, ok bool) {
 	t.shmEnd = 0
-	start := wire.HeaderSize + 3 + len(t.fn) // header, flags, name length, name
+	start := t.payloadAt
 	n := len(t.frame) - start
 	if w.shm == nil || n < sharedMin {
 		return nil, nil, nil, false
@@ -809,9 +930,9 @@ func (p *Pool) sharedFrameLocked(w *worker, t *task) (frame, dst, src []byte, ok
 		return nil, nil, nil, false
 	}
 	t.shmEnd = off + n
-	frame, fstart := wire.BeginFrame(make([]byte, 0, wire.HeaderSize+3+len(t.fn)+wire.SharedRefSize), wire.KindTask, t.id)
+	frame, fstart := wire.BeginFrame(make([]byte, 0, start+wire.SharedRefSize), wire.KindTask, t.id)
 	frame = append(frame, t.frame[wire.HeaderSize]|wire.FlagShared)
-	frame = append(frame, t.frame[wire.HeaderSize+1:start]...) // name length and name
+	frame = append(frame, t.frame[wire.HeaderSize+1:start]...) // name length, name, and a chunk's first item
 	frame = wire.AppendSharedRef(frame, uint64(off), uint64(n))
 	_ = wire.EndFrame(frame, fstart)
 	return frame, w.shm[off : off+n : off+n], t.frame[start:], true

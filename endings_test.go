@@ -56,14 +56,18 @@ type crashArg struct {
 	Log   string
 	X     int
 	Crash int // the input that makes the worker exit with status 3
+	Fail  int // the input that returns an error
 }
 
 // doubleOrCrash logs its run, then returns 2·x, or exits the worker process
 // (as a cgo NULL dereference would) for the crashing input.
 var doubleOrCrash = procpool.Register("doubleOrCrash", func(_ context.Context, a crashArg) (int, error) {
 	logRun(a.Log, a.X)
-	if a.X == a.Crash {
+	switch a.X {
+	case a.Crash:
 		os.Exit(3)
+	case a.Fail:
+		return 0, errors.New("failed by design")
 	}
 	return 2 * a.X, nil
 })
@@ -115,6 +119,83 @@ func TestCrashFailsOnlyTheRunningTask(t *testing.T) {
 	}
 	if s := p.Stats(); s.Failed != 20 || s.Succeeded != 20*99 {
 		t.Fatalf("stats: %+v, want 20 failed and %d succeeded", s, 20*99)
+	}
+}
+
+// TestCrashInChunk: a chunk whose worker dies at one item keeps the results
+// (and errors) of the items before it, fails that item alone, and runs the
+// items after it elsewhere, each once; with a retry, the crashing item runs
+// once more and nothing else does.
+func TestCrashInChunk(t *testing.T) {
+	ctx := context.Background()
+	p := newPool(t, procpool.WithProcesses(2))
+	log := newRunLog(t)
+	in := make([]crashArg, 100)
+	for i := range in {
+		in[i] = crashArg{Log: string(log), X: i + 1, Crash: 13, Fail: 12}
+	}
+	seq := func(yield func(crashArg) bool) {
+		for _, a := range in {
+			if !yield(a) {
+				return
+			}
+		}
+	}
+	checkRuns := func(what string, crashRuns int) {
+		t.Helper()
+		counts := log.counts(t)
+		for x := 1; x <= 100; x++ {
+			want := 1
+			if x == 13 {
+				want = crashRuns
+			}
+			if counts[x] != want {
+				t.Fatalf("%s: input %d ran %d times, want %d", what, x, counts[x], want)
+			}
+		}
+	}
+	for trial := range 5 {
+		for _, chunk := range []int{3, 10, 50} {
+			log.reset(t)
+			_, err := procpool.Map(ctx, p, doubleOrCrash, in, procpool.ChunkSize(chunk))
+			var me *procpool.MapError
+			var re *procpool.RemoteError
+			if !errors.As(err, &me) || me.Index != 11 || !errors.As(err, &re) {
+				t.Fatalf("trial %d, chunk %d: Map: %v, want a *MapError at index 11 (the item that failed)", trial, chunk, err)
+			}
+			checkRuns("Map", 1)
+
+			for _, retries := range []int{0, 1} {
+				log.reset(t)
+				i := 0
+				for v, err := range procpool.Imap(ctx, p, doubleOrCrash, seq, procpool.ChunkSize(chunk), procpool.Retries(retries)) {
+					x := i + 1
+					i++
+					var we *procpool.WorkerExitError
+					switch x {
+					case 12:
+						if !errors.As(err, &re) || re.Message != "failed by design" {
+							t.Fatalf("trial %d, chunk %d: Imap: input 12: %v, want its own error", trial, chunk, err)
+						}
+					case 13:
+						if !errors.As(err, &we) || we.ExitCode != 3 || we.Attempts != retries+1 {
+							t.Fatalf("trial %d, chunk %d: Imap: input 13: %v, want the worker's exit after %d attempts", trial, chunk, err, retries+1)
+						}
+					default:
+						if err != nil || v != 2*x {
+							t.Fatalf("trial %d, chunk %d: Imap: input %d: %d, %v; want %d", trial, chunk, x, v, err, 2*x)
+						}
+					}
+				}
+				if i != 100 {
+					t.Fatalf("trial %d: Imap yielded %d items, want 100", trial, i)
+				}
+				checkRuns("Imap", retries+1)
+			}
+		}
+	}
+	if s := p.Stats(); s.Submitted != s.Succeeded+s.Failed {
+		t.Fatalf("stats do not add up: %+v", s)
 	}
 }
 

@@ -83,7 +83,7 @@ func (f *Future[T]) Cancel() {
 
 // result decodes the task's result (the future is the sink of ApplyAsync's
 // task).
-func (f *Future[T]) result(p *Pool, body []byte) bool {
+func (f *Future[T]) result(p *Pool, body []byte, _ int) bool {
 	// Decode in place: only this call writes f.val before the future is
 	// done (a task has one sink call), and readers wait for done.
 	var err error
@@ -96,7 +96,7 @@ func (f *Future[T]) result(p *Pool, body []byte) bool {
 	return err == nil
 }
 
-func (f *Future[T]) fail(p *Pool, err error) {
+func (f *Future[T]) fail(p *Pool, err error, _ int) {
 	var zero T
 	deliver(p, f, f.cb, f.ecb, zero, err)
 }

@@ -127,7 +127,7 @@ func serveProcess() int {
 		fdText, sizeText, _ := strings.Cut(journal, ":")
 		fd, err1 := strconv.Atoi(fdText)
 		size, err2 := strconv.Atoi(sizeText)
-		if err1 != nil || err2 != nil || size < wire.JournalHeader {
+		if err1 != nil || err2 != nil || size < wire.JournalMin+1<<20 {
 			return fail("bad %s=%q", envJournal, journal)
 		}
 		mem, err := supervise.MapSharedWritable(fd, size)
@@ -135,6 +135,7 @@ func serveProcess() int {
 			return fail("journal: %v", err)
 		}
 		s.out.j = wire.NewJournal(mem)
+		s.freePages = supervise.FreePages
 	}
 	if control != "" {
 		fd, err := strconv.Atoi(control)

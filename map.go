@@ -45,12 +45,11 @@ func MapAsync[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], xs []I
 		chunk = defaultChunk(len(xs), p.cfg.processes)
 	}
 	fut := newFuture[[]Out]()
-	agg := &mapAgg[Out]{fn: f.name, out: make([]Out, len(xs)), fut: fut, cb: cb, ecb: cc.errCallback, firstIdx: -1}
+	agg := &mapAgg[Out]{fn: f.name, out: make([]Out, len(xs)), left: len(xs), fut: fut, cb: cb, ecb: cc.errCallback, firstIdx: -1}
 	if len(xs) == 0 {
 		deliver(p, fut, cb, cc.errCallback, agg.out, nil)
 		return fut, nil
 	}
-	agg.remaining = (len(xs) + chunk - 1) / chunk
 	var tasks []*task
 	fut.cancel = func() {
 		for _, t := range tasks {
@@ -61,7 +60,9 @@ func MapAsync[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], xs []I
 		hi := min(lo+chunk, len(xs))
 		t, err := p.newTask(ctx, f.name, true, xs[lo:hi], &cc)
 		if err == nil {
-			t.sink = &mapSink[Out]{agg: agg, lo: lo, hi: hi}
+			ms := &mapSink[Out]{agg: agg, lo: lo, hi: hi}
+			ms.set.init(hi - lo)
+			t.sink, t.items = ms, hi-lo
 			err = p.submit(t, true, false)
 		}
 		if err != nil {
@@ -84,26 +85,28 @@ func defaultChunk(n, workers int) int {
 	return max(c, 1)
 }
 
-// mapAgg gathers the chunks of one MapAsync.
+// mapAgg gathers the items of one MapAsync, as their chunks settle them.
 type mapAgg[Out any] struct {
-	mu        sync.Mutex
-	fn        string
-	out       []Out
-	remaining int
-	firstIdx  int
-	firstErr  error
-	fut       *Future[[]Out]
-	cb        func([]Out)
-	ecb       func(error)
+	mu       sync.Mutex
+	fn       string
+	out      []Out
+	left     int // items not settled yet
+	firstIdx int
+	firstErr error
+	fut      *Future[[]Out]
+	cb       func([]Out)
+	ecb      func(error)
 }
 
-func (a *mapAgg[Out]) chunkDone(p *Pool, failIdx int, err error) {
+// settled counts n more items settled; err, if not nil, is the failure of
+// item failIdx (the lowest one failed among them).
+func (a *mapAgg[Out]) settled(p *Pool, n, failIdx int, err error) {
 	a.mu.Lock()
 	if err != nil && (a.firstIdx < 0 || failIdx < a.firstIdx) {
 		a.firstIdx, a.firstErr = failIdx, err
 	}
-	a.remaining--
-	last := a.remaining == 0
+	a.left -= n
+	last := n > 0 && a.left == 0
 	a.mu.Unlock()
 	if !last {
 		return
@@ -115,29 +118,64 @@ func (a *mapAgg[Out]) chunkDone(p *Pool, failIdx int, err error) {
 	deliver(p, a.fut, a.cb, a.ecb, a.out, nil)
 }
 
+// mapSink is the sink of one chunk of a MapAsync: items [lo, hi) of the
+// input.
 type mapSink[Out any] struct {
 	agg    *mapAgg[Out]
 	lo, hi int
+	set    itemSet
 }
 
-func (s *mapSink[Out]) result(p *Pool, body []byte) bool {
-	vals, itemErrs, err := decodeChunk[Out](p, body, s.agg.out[s.lo:s.hi:s.hi])
+func (s *mapSink[Out]) result(p *Pool, body []byte, from int) bool {
+	ranges, _ := s.set.claim(from, s.hi-s.lo)
+	if len(ranges) != 1 || ranges[0] != [2]int{from, s.hi - s.lo} {
+		return false // cannot happen: only the task's own ending settles its items from from on
+	}
+	vals, itemErrs, err := decodeChunk[Out](p, body, s.agg.out[s.lo+from:s.hi:s.hi])
+	n := s.hi - s.lo - from
 	if err != nil {
-		s.agg.chunkDone(p, s.lo, err)
+		s.agg.settled(p, n, s.lo+from, err)
 		return false
 	}
 	if len(itemErrs) > 0 {
-		s.agg.chunkDone(p, s.lo+itemErrs[0].Index, remoteFromBody(s.agg.fn, itemErrs[0].Err))
+		s.agg.settled(p, n, s.lo+from+itemErrs[0].Index, remoteFromBody(s.agg.fn, itemErrs[0].Err))
 		return false
 	}
-	if len(vals) > 0 && &vals[0] != &s.agg.out[s.lo] {
-		copy(s.agg.out[s.lo:s.hi], vals)
+	if len(vals) > 0 && &vals[0] != &s.agg.out[s.lo+from] {
+		copy(s.agg.out[s.lo+from:s.hi], vals)
 	}
-	s.agg.chunkDone(p, s.lo, nil)
+	s.agg.settled(p, n, 0, nil)
 	return true
 }
 
-func (s *mapSink[Out]) fail(p *Pool, err error) { s.agg.chunkDone(p, s.lo, err) }
+func (s *mapSink[Out]) fail(p *Pool, err error, from int) {
+	ranges, _ := s.set.claim(from, s.hi-s.lo)
+	n := 0
+	for _, r := range ranges {
+		n += r[1] - r[0]
+	}
+	if n > 0 {
+		s.agg.settled(p, n, s.lo+ranges[0][0], err)
+	}
+}
+
+func (s *mapSink[Out]) settle(p *Pool, from int, pc *itemPiece) {
+	ranges, _ := s.set.claim(from, from+pc.count)
+	vals, verr := decodePiece[Out](p, pc)
+	n, failIdx := 0, -1
+	var failErr error
+	for _, r := range ranges {
+		for i := r[0]; i < r[1]; i++ {
+			n++
+			v, err := pieceItem(pc, vals, verr, i-from)
+			s.agg.out[s.lo+i] = v
+			if err != nil && failIdx < 0 {
+				failIdx, failErr = s.lo+i, err
+			}
+		}
+	}
+	s.agg.settled(p, n, failIdx, failErr)
+}
 
 // decodeChunk splits a chunk's Result body into its per-item errors and its
 // results, decoded into dst when the codec can (dst's length is the chunk's).
@@ -176,24 +214,87 @@ func ImapUnordered[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], s
 	return imap(ctx, p, f, seq, false, opts)
 }
 
-// imapChunk is one chunk of an Imap in flight.
+// imapChunk is one chunk of an Imap in flight: each of its items gets a
+// value or an error, settled once.
 type imapChunk[Out any] struct {
-	fn       string
-	n        int
-	vals     []Out
-	itemErrs []wire.ItemError
-	err      error
-	done     chan struct{}
-	ready    chan<- *imapChunk[Out] // ImapUnordered's completion channel
+	fn    string
+	n     int
+	vals  []Out
+	errs  []error // per item, nil if none failed; guarded by set.mu while the chunk is in flight
+	set   itemSet
+	done  chan struct{}
+	ready chan<- *imapChunk[Out] // ImapUnordered's completion channel
 }
 
-func (c *imapChunk[Out]) result(p *Pool, body []byte) bool {
-	c.vals, c.itemErrs, c.err = decodeChunk[Out](p, body, make([]Out, c.n))
-	c.end()
-	return c.err == nil && len(c.itemErrs) == 0
+func newImapChunk[Out any](fn string, n int, ready chan<- *imapChunk[Out]) *imapChunk[Out] {
+	c := &imapChunk[Out]{fn: fn, n: n, vals: make([]Out, n), done: make(chan struct{}), ready: ready}
+	c.set.init(n)
+	return c
 }
 
-func (c *imapChunk[Out]) fail(p *Pool, err error) { c.err = err; c.end() }
+func (c *imapChunk[Out]) setErr(i int, err error) {
+	c.set.mu.Lock()
+	if c.errs == nil {
+		c.errs = make([]error, c.n)
+	}
+	c.errs[i] = err
+	c.set.mu.Unlock()
+}
+
+func (c *imapChunk[Out]) result(p *Pool, body []byte, from int) bool {
+	ranges, last := c.set.claim(from, c.n)
+	if len(ranges) != 1 || ranges[0] != [2]int{from, c.n} {
+		return false // cannot happen: only the task's own ending settles its items from from on
+	}
+	vals, itemErrs, err := decodeChunk[Out](p, body, c.vals[from:])
+	ok := err == nil && len(itemErrs) == 0
+	switch {
+	case err != nil:
+		for i := from; i < c.n; i++ {
+			c.setErr(i, err)
+		}
+	default:
+		if len(vals) > 0 && &vals[0] != &c.vals[from] {
+			copy(c.vals[from:], vals)
+		}
+		for _, ie := range itemErrs {
+			c.setErr(from+ie.Index, remoteFromBody(c.fn, ie.Err))
+		}
+	}
+	if last {
+		c.end()
+	}
+	return ok
+}
+
+func (c *imapChunk[Out]) fail(p *Pool, err error, from int) {
+	ranges, last := c.set.claim(from, c.n)
+	for _, r := range ranges {
+		for i := r[0]; i < r[1]; i++ {
+			c.setErr(i, err)
+		}
+	}
+	if last {
+		c.end()
+	}
+}
+
+func (c *imapChunk[Out]) settle(p *Pool, from int, pc *itemPiece) {
+	ranges, last := c.set.claim(from, from+pc.count)
+	vals, verr := decodePiece[Out](p, pc)
+	for _, r := range ranges {
+		for i := r[0]; i < r[1]; i++ {
+			v, err := pieceItem(pc, vals, verr, i-from)
+			c.vals[i] = v
+			if err != nil {
+				c.setErr(i, err)
+			}
+		}
+	}
+	if last {
+		c.end()
+	}
+}
 
 func (c *imapChunk[Out]) end() {
 	close(c.done)
@@ -249,12 +350,9 @@ func imap[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], seq iter.S
 					break
 				}
 				t, err := p.newTask(ctx, f.name, true, items, &cc)
-				c := &imapChunk[Out]{fn: f.name, n: len(items), done: make(chan struct{})}
+				c := newImapChunk[Out](f.name, len(items), ready)
 				if err == nil {
-					if ready != nil {
-						c.ready = ready
-					}
-					t.sink = c
+					t.sink, t.items = c, len(items)
 					err = p.submit(t, true, false)
 				}
 				if err != nil {
@@ -288,20 +386,9 @@ func imap[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], seq iter.S
 // stopped.
 func yieldChunk[Out any](c *imapChunk[Out], yield func(Out, error) bool) bool {
 	var zero Out
-	if c.err != nil {
-		for range c.n {
-			if !yield(zero, c.err) {
-				return false
-			}
-		}
-		return true
-	}
-	e := 0
 	for i, v := range c.vals {
-		if e < len(c.itemErrs) && c.itemErrs[e].Index == i {
-			eb := c.itemErrs[e].Err
-			e++
-			if !yield(zero, remoteFromBody(c.fn, eb)) {
+		if c.errs != nil && c.errs[i] != nil {
+			if !yield(zero, c.errs[i]) {
 				return false
 			}
 			continue

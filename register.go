@@ -2,6 +2,7 @@ package procpool
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"sort"
@@ -9,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/procpool/procpool/codec"
+	"github.com/procpool/procpool/internal/wire"
 )
 
 // Func is a function registered with Register: a handle that names it in
@@ -28,9 +30,11 @@ type handler interface {
 	// result to dst.
 	call(ctx context.Context, c codec.Codec, payload, dst []byte) ([]byte, error)
 	// callChunk decodes a list of arguments, runs the function on each in
-	// order and appends the encoded list of results to dst; failed items get
-	// a zero result and an entry in the returned errors.
-	callChunk(ctx context.Context, c codec.Codec, payload, dst []byte) ([]byte, []itemFailure, error)
+	// order from index from on and appends the encoded list of their
+	// results to dst; failed items get a zero result and an entry in the
+	// returned errors, indexed from from. With rec, each item's outcome is
+	// recorded as it ends (see wire.Journal).
+	callChunk(ctx context.Context, c codec.Codec, payload, dst []byte, from int, rec *wire.Journal) ([]byte, []itemFailure, error)
 	// name is the function's registered name.
 	name() string
 }
@@ -120,13 +124,42 @@ func (h typedHandler[In, Out]) call(ctx context.Context, c codec.Codec, payload,
 	return res, nil
 }
 
-func (h typedHandler[In, Out]) callChunk(ctx context.Context, c codec.Codec, payload, dst []byte) ([]byte, []itemFailure, error) {
+func (h typedHandler[In, Out]) callChunk(ctx context.Context, c codec.Codec, payload, dst []byte, from int, rec *wire.Journal) ([]byte, []itemFailure, error) {
 	var ins []In
 	if err := c.Unmarshal(payload, &ins); err != nil {
 		return dst, nil, &RemoteError{Func: h.fname, Code: "decode", Message: "decoding the arguments: " + err.Error(), Type: typeName(err)}
 	}
-	outs := make([]Out, len(ins))
+	if from < 0 || from > len(ins) {
+		return dst, nil, &RemoteError{Func: h.fname, Code: "decode", Message: fmt.Sprintf("first item %d of a chunk of %d", from, len(ins))}
+	}
+	ins = ins[from:]
 	var fails []itemFailure
+	if lc, ok := c.(codec.ListCodec); ok && rec != nil && len(ins) > 1 {
+		// Each result goes into the journal as its item finishes: a
+		// death in the middle of the chunk loses no finished item.
+		list := rec.StartItems()
+		var out Out // one variable for every item: encoding it boxes a pointer, once
+		for i, in := range ins {
+			var err error
+			if out, err = runProtected(ctx, h.fname, h.fn, in); err != nil {
+				fails = append(fails, itemFailure{i, err})
+				body, _ := json.Marshal(errorBody(err))
+				rec.ItemError(i, body)
+				var zero Out
+				out = zero
+			}
+			if i > 0 {
+				list = lc.AppendListSep(list)
+			}
+			if list, err = c.Append(list, &out); err != nil {
+				return dst, nil, &RemoteError{Func: h.fname, Code: "encode", Message: "encoding the results: " + err.Error(), Type: typeName(err)}
+			}
+			rec.Finished(list, i+1)
+		}
+		dst = lc.AppendListHead(dst, len(ins))
+		return lc.AppendListTail(append(dst, list...)), fails, nil
+	}
+	outs := make([]Out, len(ins))
 	for i, in := range ins {
 		out, err := runProtected(ctx, h.fname, h.fn, in)
 		if err != nil {

@@ -43,8 +43,9 @@ type server struct {
 	// that runs now: a worker process sweeps what its tasks started and
 	// exits; an in-process worker cuts its pipes. It is called with runMu
 	// held and, in a process, does not return.
-	die     func()
-	control bool // the parent's Stop frames reach stop (a control pipe, or in-process calls)
+	die       func()
+	freePages func([]byte) // gives back the pages of a region of the journal; nil in-process
+	control   bool         // the parent's Stop frames reach stop (a control pipe, or in-process calls)
 
 	// runMu guards which task runs and the stop the parent asked for. The
 	// serve loop takes it to start and to end each task; stop takes it to
@@ -61,6 +62,7 @@ type pendingTask struct {
 	id      uint64
 	kind    wire.Kind
 	chunk   bool
+	from    int     // a chunk's first item to run
 	h       handler // nil if the function is unknown
 	unknown string  // the unknown function's name
 	payload []byte
@@ -297,7 +299,7 @@ func (s *server) accept(f wire.Frame, own bool) error {
 		}
 		return nil
 	case wire.KindTask, wire.KindInit:
-		flags, fn, payload, err := wire.ParseTaskHeader(f.Body)
+		flags, fn, from, payload, err := wire.ParseTaskHeader(f.Body)
 		if err != nil {
 			return err
 		}
@@ -313,7 +315,7 @@ func (s *server) accept(f wire.Frame, own bool) error {
 		case own:
 			payload = append([]byte(nil), payload...)
 		}
-		t := pendingTask{id: f.ID, kind: f.Kind, chunk: flags&0x01 != 0, payload: payload, owned: own}
+		t := pendingTask{id: f.ID, kind: f.Kind, chunk: flags&0x01 != 0, from: from, payload: payload, owned: own}
 		if t.h = lookupBytes(fn); t.h == nil {
 			t.unknown = string(fn)
 		}
@@ -340,10 +342,11 @@ func (s *server) run(t pendingTask) {
 	if t.chunk {
 		var fails []itemFailure
 		frame, _ = wire.AppendChunkResultHeader(frame, nil)
-		frame, fails, err = h.callChunk(s.ctx, s.codec, t.payload, frame)
+		frame, fails, err = h.callChunk(s.ctx, s.codec, t.payload, frame, t.from, s.items())
 		if err == nil && len(fails) > 0 {
 			frame, err = chunkWithErrors(frame, start, fails)
 		}
+		s.releaseRecords()
 	} else {
 		frame, err = h.call(s.ctx, s.codec, t.payload, frame)
 	}
@@ -365,6 +368,21 @@ func (s *server) run(t pendingTask) {
 	s.out.add(frame)
 	if cap(frame) <= 64<<10 {
 		s.frame = frame[:0]
+	}
+}
+
+// items returns where a chunk records its finished items: the journal of a
+// worker process, nil without one (an in-process worker cannot die in the
+// middle of a chunk but by a stop, and then nothing of it counts).
+func (s *server) items() *wire.Journal { return s.out.j }
+
+// releaseRecords gives back the memory of a large chunk's results in the
+// journal, beyond the first MiB.
+func (s *server) releaseRecords() {
+	if s.out.j != nil && s.freePages != nil {
+		if used := s.out.j.ListUsed(); len(used) > 1<<20 {
+			s.freePages(used[1<<20:])
+		}
 	}
 }
 

@@ -18,6 +18,7 @@ type task struct {
 	chunk   bool   // a chunk of a Map or Imap
 	frame   []byte // the whole task frame, kept for a resend after a crash
 	ctx     context.Context
+	items   int           // a chunk's number of items
 	timeout time.Duration // run-time bound, counted from the start on a worker
 	retries int           // how many more starts a crash or timeout may cost
 	sink    sink
@@ -29,7 +30,14 @@ type task struct {
 	stopOwn      func() bool
 
 	// Guarded by Pool.mu.
-	w           *worker
+	w *worker
+	// from is a chunk's first item not settled yet: items before it were
+	// settled one by one after a worker died in the middle of the chunk,
+	// and frame then asks for the items from it on. It changes only while
+	// the task is off every worker, so the ending of a run reads the from
+	// that run was sent with.
+	from        int
+	payloadAt   int         // where the encoded argument starts in frame
 	attempts    int         // how many times it was started on a worker
 	started     time.Time   // when it became the running task of its worker
 	sentBytes   int         // the bytes of the frame sent to w
@@ -43,14 +51,16 @@ type task struct {
 	expireCause error
 }
 
-// sink receives a task's outcome. Exactly one method is called, once.
+// sink receives a task's outcome. Exactly one of result and fail is called,
+// once. For a chunk task, both concern its items from index from on (the
+// ones before were settled one by one, see itemSink); from is 0 otherwise.
 type sink interface {
 	// result decodes a Result frame's body; the body is valid only during
 	// the call. It reports false if the outcome is a failure after all: the
 	// body did not decode, or items of a chunk failed.
-	result(p *Pool, body []byte) bool
+	result(p *Pool, body []byte, from int) bool
 	// fail ends the task with err.
-	fail(p *Pool, err error)
+	fail(p *Pool, err error, from int)
 }
 
 // Every ending of a task (an answer, a crash, a timeout, a cancel,
@@ -68,7 +78,7 @@ func (t *task) finishResult(p *Pool, f wire.Frame) bool {
 	}
 	t.release(p)
 	o := succeeded
-	if !t.sink.result(p, f.Body) {
+	if !t.sink.result(p, f.Body, t.from) {
 		o = failed
 	}
 	p.stats.end(o)
@@ -91,7 +101,7 @@ func (t *task) claim() bool { return t.done.CompareAndSwap(false, true) }
 // complete delivers the error of a task claimed with claim.
 func (t *task) complete(p *Pool, err error, o outcome) {
 	t.release(p)
-	t.sink.fail(p, err)
+	t.sink.fail(p, err, t.from)
 	p.stats.end(o)
 }
 

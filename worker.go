@@ -75,9 +75,9 @@ type worker struct {
 	retiring    bool
 	stopReason  string // why the pool stopped the worker (its exit then reports this reason); "" if it did not
 	stopErr     error
-	stopTarget  *task  // the task a stop was aimed at; nil for a stop of the whole worker
-	stopKilled  bool   // the pool signalled the worker's group: not a stop the worker checked against its running task
-	runningID   uint64 // after the worker died: the id of the task it was running, 0 if none (see lastRunningLocked)
+	stopTarget  *task // the task a stop was aimed at; nil for a stop of the whole worker
+	stopKilled  bool  // the pool signalled the worker's group: not a stop the worker checked against its running task
+	death       death // after the worker died: what its journal tells (see recoverAnswers)
 	lastUsed    time.Time
 	svc         time.Duration // average run time of its recent tasks; starts high, so nothing is pipelined until tasks prove short
 	rss         int64
@@ -173,10 +173,10 @@ func (p *Pool) launchProcess(w *worker) error {
 			p.logf("no shared memory; large arguments go through the pipe", "err", err)
 		}
 	}
-	if f, err := supervise.MemFile("procpool-journal", journalSize); err == nil {
+	if f, err := supervise.MemFile("procpool-journal", p.journalSize()); err == nil {
 		w.journal = f
 		cmd.ExtraFiles[fdJournal-3] = f
-		cmd.Env = append(cmd.Env, envJournal+"="+strconv.Itoa(fdJournal)+":"+strconv.Itoa(journalSize))
+		cmd.Env = append(cmd.Env, envJournal+"="+strconv.Itoa(fdJournal)+":"+strconv.Itoa(p.journalSize()))
 	} else {
 		p.logf("no answer journal; the worker writes each answer at once", "err", err)
 	}
@@ -616,10 +616,13 @@ func hasEnv(env []string, key string) bool {
 	return false
 }
 
-// journalSize is the size of each worker's answer journal: room for many
-// small answers; a larger answer is written to the pipe before the worker
-// goes on. Pages cost memory only once touched.
-const journalSize = 256 << 10
+// journalSize is the size of each worker's journal (see wire.JournalHeader):
+// the answer and error areas, and a list area as large as the largest
+// frame, for the results of a chunk's items. The file is sparse: pages cost
+// memory only once touched.
+func (p *Pool) journalSize() int {
+	return wire.JournalMin + max(p.cfg.maxFrame, 1<<20)
+}
 
 // closeFiles closes the journal and the control pipe once the worker is gone.
 func (w *worker) closeFiles() {
@@ -651,25 +654,57 @@ func (w *worker) sendStop(id uint64) {
 	}
 }
 
-// readJournal reads a dead worker's journal: the id of the task it was
-// running and the answers it had not written to the pipe (some of which the
-// parent may have read already). Without a journal both are empty. In
+// death is what a dead worker's journal tells: the id of the task it was
+// running, the answers it had not written to the pipe (some of which the
+// parent may have read already), and for a chunk task, how many of its
+// items had finished, the encoded results of the first listed of them, and
+// the errors of those that failed (JSON ErrorBody by index).
+type death struct {
+	running  uint64
+	answers  []byte
+	finished int // -1: the chunk had not started its items
+	listed   int
+	list     []byte
+	itemErrs map[int][]byte
+}
+
+// readJournal reads a dead worker's journal. Without one it is empty; in
 // process, the running task is the server's.
-func (w *worker) readJournal() (running uint64, frames []byte) {
+func (w *worker) readJournal() death {
 	if w.cmd == nil {
 		s := w.inproc.srv
 		s.runMu.Lock()
 		defer s.runMu.Unlock()
-		return s.running, nil
+		return death{running: s.running, finished: -1}
 	}
 	if !w.hasJournal || w.journal == nil {
-		return 0, nil
+		return death{finished: -1}
 	}
-	buf := make([]byte, journalSize)
-	n, _ := w.journal.ReadAt(buf, 0)
-	running, frames, err := wire.ReadJournal(buf[:n])
+	var hdr [wire.JournalHeader]byte
+	if _, err := w.journal.ReadAt(hdr[:], 0); err != nil {
+		return death{finished: -1}
+	}
+	st, err := wire.ParseJournalHeader(hdr[:], w.p.journalSize())
 	if err != nil {
-		return running, nil
+		return death{finished: -1}
 	}
-	return running, frames
+	d := death{running: st.Running, finished: st.Finished}
+	read := func(n int, at int64) []byte {
+		if n == 0 {
+			return nil
+		}
+		b := make([]byte, n)
+		if _, err := w.journal.ReadAt(b, at); err != nil {
+			return nil
+		}
+		return b
+	}
+	d.answers = read(st.Answers, wire.JournalHeader)
+	if st.Finished >= 0 {
+		if d.list = read(st.List, wire.JournalListAt); d.list != nil {
+			d.listed = st.Listed
+		}
+		d.itemErrs, _ = wire.ParseItemErrors(read(st.Errors, wire.JournalErrorsAt))
+	}
+	return d
 }

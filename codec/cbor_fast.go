@@ -19,6 +19,12 @@ func appendCBORFast(dst []byte, v any) ([]byte, bool) {
 		return appendCBORInt(dst, int64(x)), true
 	case int64:
 		return appendCBORInt(dst, x), true
+	case *int: // a pointer encodes as what it points to (workers encode a chunk's items so)
+		return appendCBORInt(dst, int64(*x)), true
+	case *int64:
+		return appendCBORInt(dst, *x), true
+	case *float64:
+		return binary.BigEndian.AppendUint64(append(dst, 0xfb), math.Float64bits(*x)), true
 	case []int:
 		if x == nil {
 			return append(dst, 0xf6), true

@@ -245,3 +245,38 @@ func panicError(r any) error {
 	}
 	return fmt.Errorf("panic: %v", r)
 }
+
+// ListCodec is a Codec that can encode a list one element at a time:
+// AppendListHead with the number of elements, then each element with
+// Append, each but the first preceded by AppendListSep, then
+// AppendListTail. Unmarshal decodes the bytes into a slice like the
+// encoding of a whole slice. A worker encodes a chunk's results so, as each
+// item finishes, into memory its parent can read if the worker dies (see
+// docs/protocol.md). CBOR, MsgPack and JSON are ListCodecs; Gob is not.
+type ListCodec interface {
+	Codec
+	AppendListHead(dst []byte, n int) []byte
+	AppendListSep(dst []byte) []byte
+	AppendListTail(dst []byte) []byte
+}
+
+func (cborCodec) AppendListHead(dst []byte, n int) []byte { return appendCBORHead(dst, 4, uint64(n)) }
+func (cborCodec) AppendListSep(dst []byte) []byte         { return dst }
+func (cborCodec) AppendListTail(dst []byte) []byte        { return dst }
+
+func (msgpackCodec) AppendListHead(dst []byte, n int) []byte {
+	switch {
+	case n < 16:
+		return append(dst, 0x90|byte(n))
+	case n <= 0xffff:
+		return append(dst, 0xdc, byte(n>>8), byte(n))
+	default:
+		return append(dst, 0xdd, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+}
+func (msgpackCodec) AppendListSep(dst []byte) []byte  { return dst }
+func (msgpackCodec) AppendListTail(dst []byte) []byte { return dst }
+
+func (jsonCodec) AppendListHead(dst []byte, _ int) []byte { return append(dst, '[') }
+func (jsonCodec) AppendListSep(dst []byte) []byte         { return append(dst, ',') }
+func (jsonCodec) AppendListTail(dst []byte) []byte        { return append(dst, ']') }

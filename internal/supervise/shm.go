@@ -61,3 +61,18 @@ func MemFile(name string, size int) (*os.File, error) {
 	}
 	return f, nil
 }
+
+// FreePages gives the memory behind b, a region of a shared mapping, back
+// to the system (madvise MADV_REMOVE); reading it again gives zeros. Best
+// effort: an error is ignored.
+func FreePages(b []byte) {
+	const madvRemove = 9
+	page := os.Getpagesize()
+	start := uintptr(unsafe.Pointer(&b[0]))
+	first := (start + uintptr(page) - 1) &^ uintptr(page-1)
+	end := (start + uintptr(len(b))) &^ uintptr(page-1)
+	if end <= first {
+		return
+	}
+	_, _, _ = syscall.Syscall(syscall.SYS_MADVISE, first, end-first, madvRemove)
+}

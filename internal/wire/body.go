@@ -19,6 +19,13 @@ const flagChunk = 0x01
 // only a reference to it (see AppendSharedRef).
 const FlagShared = 0x02
 
+// FlagFrom is bit 2 of a chunk task's flags byte: a 4-byte index follows the
+// function name, and the worker runs only the items from that index on (the
+// parent settled the ones before it from a dead worker's journal). The chunk
+// result then lists those items only, and its item indexes count from that
+// index.
+const FlagFrom = 0x04
+
 // SharedRefSize is the size of a shared-memory reference: offset and length.
 const SharedRefSize = 16
 
@@ -107,27 +114,43 @@ func ParseTask(body []byte) (chunk bool, fn []byte, payload []byte, err error) {
 	return flags&flagChunk != 0, body[3 : 3+n : 3+n], body[3+n:], nil
 }
 
-// ParseTaskHeader is ParseTask for a worker that has a shared-memory segment:
-// it also accepts FlagShared, and returns the flags byte. With FlagShared the
-// payload is a reference of exactly SharedRefSize bytes (ParseSharedRef);
-// anything else wraps ErrMalformed.
-func ParseTaskHeader(body []byte) (flags byte, fn []byte, payload []byte, err error) {
+// AppendChunkHeaderFrom appends the header of a chunk task that runs its
+// items from index from on (FlagFrom), for the payload of the whole chunk.
+func AppendChunkHeaderFrom(dst []byte, fn string, from int) []byte {
+	dst = AppendTaskHeader(dst, true, fn)
+	dst[len(dst)-3-len(fn)] |= FlagFrom
+	return binary.LittleEndian.AppendUint32(dst, uint32(from))
+}
+
+// ParseTaskHeader is ParseTask for a worker: it also accepts FlagShared and
+// FlagFrom, and returns the flags byte and the index of the first item to
+// run (0 without FlagFrom). With FlagShared the payload is a reference of
+// exactly SharedRefSize bytes (ParseSharedRef); anything else wraps
+// ErrMalformed.
+func ParseTaskHeader(body []byte) (flags byte, fn []byte, from int, payload []byte, err error) {
 	if len(body) < 3 {
-		return 0, nil, nil, fmt.Errorf("%w: task body of %d bytes is shorter than 3", ErrMalformed, len(body))
+		return 0, nil, 0, nil, fmt.Errorf("%w: task body of %d bytes is shorter than 3", ErrMalformed, len(body))
 	}
 	flags = body[0]
-	if flags&^(flagChunk|FlagShared) != 0 {
-		return 0, nil, nil, fmt.Errorf("%w: task flags %#02x set reserved bits", ErrMalformed, flags)
+	if flags&^(flagChunk|FlagShared|FlagFrom) != 0 || flags&FlagFrom != 0 && flags&flagChunk == 0 {
+		return 0, nil, 0, nil, fmt.Errorf("%w: task flags %#02x set reserved bits", ErrMalformed, flags)
 	}
 	n := int(binary.LittleEndian.Uint16(body[1:]))
 	if n == 0 || n > len(body)-3 {
-		return 0, nil, nil, fmt.Errorf("%w: function name of %d bytes in a task body of %d", ErrMalformed, n, len(body))
+		return 0, nil, 0, nil, fmt.Errorf("%w: function name of %d bytes in a task body of %d", ErrMalformed, n, len(body))
 	}
 	fn, payload = body[3:3+n:3+n], body[3+n:]
-	if flags&FlagShared != 0 && len(payload) != SharedRefSize {
-		return 0, nil, nil, fmt.Errorf("%w: shared-memory reference of %d bytes, want %d", ErrMalformed, len(payload), SharedRefSize)
+	if flags&FlagFrom != 0 {
+		if len(payload) < 4 {
+			return 0, nil, 0, nil, fmt.Errorf("%w: chunk task's first item index is cut short", ErrMalformed)
+		}
+		from = int(binary.LittleEndian.Uint32(payload))
+		payload = payload[4:]
 	}
-	return flags, fn, payload, nil
+	if flags&FlagShared != 0 && len(payload) != SharedRefSize {
+		return 0, nil, 0, nil, fmt.Errorf("%w: shared-memory reference of %d bytes, want %d", ErrMalformed, len(payload), SharedRefSize)
+	}
+	return flags, fn, from, payload, nil
 }
 
 // AppendSharedRef appends a shared-memory reference: the payload's offset in

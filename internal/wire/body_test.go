@@ -201,7 +201,7 @@ func TestSharedTaskHeader(t *testing.T) {
 	body := AppendTaskHeader(nil, true, "square")
 	body[0] |= FlagShared
 	body = AppendSharedRef(body, 4096, 1<<20)
-	flags, fn, ref, err := ParseTaskHeader(body)
+	flags, fn, _, ref, err := ParseTaskHeader(body)
 	if err != nil || flags != flagChunk|FlagShared || string(fn) != "square" {
 		t.Fatalf("ParseTaskHeader: %#x %q %v", flags, fn, err)
 	}
@@ -214,7 +214,7 @@ func TestSharedTaskHeader(t *testing.T) {
 	if _, _, err := ParseSharedRef(ref, 1<<20); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("reference past the segment: %v", err)
 	}
-	if _, _, _, err := ParseTaskHeader(body[:len(body)-1]); !errors.Is(err, ErrMalformed) {
+	if _, _, _, _, err := ParseTaskHeader(body[:len(body)-1]); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("short reference: %v", err)
 	}
 	if _, _, _, err := ParseTask(body); !errors.Is(err, ErrMalformed) {

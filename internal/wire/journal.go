@@ -11,41 +11,68 @@ import (
 // only after the worker has died. It records what a death would otherwise
 // lose or blur:
 //
-//	offset size field
-//	0      8    running  uint64: id of the task the worker is running, 0 between tasks
-//	8      8    length   uint64: bytes of answer frames that follow
-//	16     n    frames   answer frames (result, error, skipped), in the order produced
+//	offset      size  field
+//	0           8     running   uint64: id of the task the worker is running, 0 between tasks
+//	8           8     answers   uint64: bytes of answer frames in the answer area
+//	16          8     items     uint64: 0 until the running chunk task starts its items; then
+//	                            bit 63 set, bits 32-62 the items encoded in the list area,
+//	                            bits 0-31 the list area's bytes
+//	24          8     errors    uint64: bytes of item errors in the error area
+//	32          8     finished  uint64: 0, or 1 + the items of the running chunk that finished,
+//	                            once the list area has no room for more
+//	40          256K  answer area: answer frames (result, error, skipped), in the order produced
+//	40+256K     64K   error area: per failed item, uint32 index, uint32 n, n bytes of JSON ErrorBody
+//	40+320K     rest  list area: the chunk's results, encoded one by one as a list without
+//	                  its head and tail (codec.ListCodec): the items finished, in order
 //
-// Integers are little-endian. The worker appends each answer to the journal
-// before it starts its next task and empties the journal after it has
-// written the journalled frames to the result pipe, so every answer it
-// produced is, at every moment, in the pipe, in the journal, or in both. A
-// frame counts only once the length covering it is stored: a worker that
-// dies while copying a frame has not produced it.
-const JournalHeader = 16
+// Integers are little-endian; item indexes count from the first item the
+// task runs.
+//
+// The worker appends each answer to the answer area before it starts its
+// next task, and empties the area once it has written the frames to the
+// result pipe, so every answer it produced is, at every moment, in the
+// pipe, in the journal, or in both. In a chunk task of more than one item,
+// the worker encodes each item's result into the list area as the item
+// finishes (a failed item's zero value, with its error in the error area),
+// so a death in the middle of a chunk loses no finished item, and the item
+// that was running is the one after those finished. A value counts only
+// once the field covering it is stored: a worker that dies while copying an
+// answer or encoding an item has not produced it. Setting running clears
+// the item fields, so they always belong to the running task.
+const (
+	JournalHeader  = 40
+	JournalAnswers = 256 << 10
+	journalErrors  = 64 << 10
+	// JournalMin is the smallest journal: header, answer and error areas.
+	JournalMin = JournalHeader + JournalAnswers + journalErrors
+)
 
 // Journal is the worker's side of a journal over its shared mapping. Its
 // methods are not safe for concurrent use; the worker serializes them.
 type Journal struct {
-	mem  []byte
-	used int
+	mem      []byte
+	answers  int // bytes used in the answer area
+	errs     int // bytes used in the error area
+	list     int // bytes used in the list area by the running chunk
+	overflow bool
 }
 
-// NewJournal returns a journal over mem, which must be at least
-// JournalHeader bytes and 8-byte aligned (a mapping is page-aligned). It
-// clears the header.
+// NewJournal returns a journal over mem, which must be at least JournalMin
+// bytes and 8-byte aligned (a mapping is page-aligned). It clears the
+// header.
 func NewJournal(mem []byte) *Journal {
-	if len(mem) < JournalHeader || uintptr(unsafe.Pointer(&mem[0]))%8 != 0 {
+	if len(mem) < JournalMin || uintptr(unsafe.Pointer(&mem[0]))%8 != 0 {
 		panic("wire: NewJournal: mapping too small or misaligned")
 	}
 	j := &Journal{mem: mem}
-	j.store(0, 0)
-	j.store(8, 0)
+	for off := 0; off < JournalHeader; off += 8 {
+		j.store(off, 0)
+	}
 	return j
 }
 
-// store writes v little-endian at off (0 or 8) with an atomic store, so that
-// the compiler keeps the frame bytes written before it ahead of it.
+// store writes v little-endian at off with an atomic store, so that the
+// compiler keeps the bytes written before it ahead of it.
 func (j *Journal) store(off int, v uint64) {
 	p := (*uint64)(unsafe.Pointer(&j.mem[off]))
 	if !littleEndian {
@@ -54,47 +81,150 @@ func (j *Journal) store(off int, v uint64) {
 	atomic.StoreUint64(p, v)
 }
 
-// SetRunning records that the task with this id is running (0: none).
-func (j *Journal) SetRunning(id uint64) { j.store(0, id) }
+// SetRunning records that the task with this id is running (0: none), with
+// no item started.
+func (j *Journal) SetRunning(id uint64) {
+	j.errs, j.list, j.overflow = 0, 0, false
+	j.store(16, 0)
+	j.store(24, 0)
+	j.store(32, 0)
+	j.store(0, id)
+}
 
-// Append copies frame after the journalled frames and publishes it. It
+// Append copies frame after the journalled answers and publishes it. It
 // reports false, copying nothing, if there is no room: the caller then
-// writes the journalled frames out, calls Reset and tries again, or writes
-// a frame larger than the journal straight to the pipe.
+// writes the journalled answers out, calls Reset and tries again, or writes
+// a frame larger than the area straight to the pipe.
 func (j *Journal) Append(frame []byte) bool {
-	if JournalHeader+j.used+len(frame) > len(j.mem) {
+	if j.answers+len(frame) > JournalAnswers {
 		return false
 	}
-	copy(j.mem[JournalHeader+j.used:], frame)
-	j.used += len(frame)
-	j.store(8, uint64(j.used))
+	copy(j.mem[JournalHeader+j.answers:], frame)
+	j.answers += len(frame)
+	j.store(8, uint64(j.answers))
 	return true
 }
 
-// Pending returns the journalled frames. They alias the mapping and stay
+// Pending returns the journalled answers. They alias the mapping and stay
 // valid until the next Append after a Reset.
-func (j *Journal) Pending() []byte { return j.mem[JournalHeader : JournalHeader+j.used] }
+func (j *Journal) Pending() []byte { return j.mem[JournalHeader : JournalHeader+j.answers] }
 
-// Reset empties the journal, once its frames have been written to the pipe.
+// Reset empties the answer area, once its frames have been written to the
+// pipe.
 func (j *Journal) Reset() {
-	j.used = 0
+	j.answers = 0
 	j.store(8, 0)
 }
 
-// ReadJournal decodes a dead worker's journal from its bytes (the header and
-// at most size-JournalHeader bytes after it): the running task's id and the
-// journalled frames. It returns an error wrapping ErrMalformed if the length
-// does not fit the journal's size.
-func ReadJournal(mem []byte) (running uint64, frames []byte, err error) {
-	if len(mem) < JournalHeader {
-		return 0, nil, fmt.Errorf("%w: journal of %d bytes", ErrMalformed, len(mem))
+const listBase = JournalMin
+
+// StartItems records that the running chunk task starts its first item and
+// returns the list area to encode the items' results into (length 0).
+func (j *Journal) StartItems() []byte {
+	j.store(16, 1<<63)
+	return j.mem[listBase:listBase:len(j.mem)]
+}
+
+// Finished publishes that n items have finished, their results encoded in
+// list (the slice StartItems returned, extended by appending). Once list has
+// outgrown the area (appending moved it elsewhere), only the count goes on.
+//
+// It is called once per item, so it stores without an atomic instruction:
+// the item's bytes were written by the codec's Append, a call the compiler
+// does not reorder stores across, and a process dies at an instruction, with
+// every store before it done.
+func (j *Journal) Finished(list []byte, n int) {
+	if !j.overflow && unsafe.SliceData(list) == &j.mem[listBase] && len(list) < 1<<32 {
+		j.list = len(list)
+		v := 1<<63 | uint64(n)<<32 | uint64(len(list))
+		if !littleEndian {
+			v = swap64(v)
+		}
+		*(*uint64)(unsafe.Pointer(&j.mem[16])) = v
+		return
 	}
-	running = binary.LittleEndian.Uint64(mem[0:])
-	n := binary.LittleEndian.Uint64(mem[8:])
-	if n > uint64(len(mem)-JournalHeader) {
-		return running, nil, fmt.Errorf("%w: journal length %d exceeds its %d bytes", ErrMalformed, n, len(mem)-JournalHeader)
+	j.overflow = true
+	j.store(32, uint64(n)+1)
+}
+
+// ItemError records the error of item i (a JSON ErrorBody), if the error
+// area has room; call it before Finished counts the item.
+func (j *Journal) ItemError(i int, body []byte) {
+	base := JournalHeader + JournalAnswers
+	if j.errs+8+len(body) > journalErrors {
+		return
 	}
-	return running, mem[JournalHeader : JournalHeader+int(n)], nil
+	rec := j.mem[base+j.errs:]
+	binary.LittleEndian.PutUint32(rec, uint32(i))
+	binary.LittleEndian.PutUint32(rec[4:], uint32(len(body)))
+	copy(rec[8:], body)
+	j.errs += 8 + len(body)
+	j.store(24, uint64(j.errs))
+}
+
+// ListUsed returns the part of the list area the running chunk used, so that
+// the worker can give back the memory of a large chunk's results.
+func (j *Journal) ListUsed() []byte { return j.mem[listBase : listBase+j.list] }
+
+// JournalState is what the parent reads from a dead worker's journal header.
+type JournalState struct {
+	Running uint64 // the task that was running, 0 if none
+	Answers int    // bytes of answer frames at JournalHeader
+	// Finished is -1 if the running chunk task had not started its items,
+	// else how many had finished.
+	Finished int
+	Listed   int // how many of them have their results in the list area
+	List     int // bytes of the list area in use
+	Errors   int // bytes of the error area in use
+}
+
+// Offsets of the areas a parent reads.
+const (
+	JournalErrorsAt = JournalHeader + JournalAnswers
+	JournalListAt   = listBase
+)
+
+// ParseJournalHeader decodes a journal header; size is the journal's size in
+// bytes. It returns an error wrapping ErrMalformed if a length does not fit
+// its area.
+func ParseJournalHeader(hdr []byte, size int) (JournalState, error) {
+	if len(hdr) < JournalHeader || size < JournalMin {
+		return JournalState{}, fmt.Errorf("%w: journal header of %d bytes, journal of %d", ErrMalformed, len(hdr), size)
+	}
+	u := binary.LittleEndian.Uint64
+	st := JournalState{Running: u(hdr[0:]), Finished: -1}
+	answers, items, errs, finished := u(hdr[8:]), u(hdr[16:]), u(hdr[24:]), u(hdr[32:])
+	if answers > JournalAnswers || errs > journalErrors {
+		return JournalState{}, fmt.Errorf("%w: journal lengths %d and %d exceed their areas", ErrMalformed, answers, errs)
+	}
+	st.Answers, st.Errors = int(answers), int(errs)
+	if items&(1<<63) != 0 {
+		st.Listed, st.List = int(items>>32&(1<<31-1)), int(items&(1<<32-1))
+		if st.List > size-listBase || st.Listed > MaxItemIndex {
+			return JournalState{}, fmt.Errorf("%w: journal list of %d bytes exceeds its area", ErrMalformed, st.List)
+		}
+		st.Finished = max(st.Listed, int(min(finished, MaxItemIndex))-1)
+	}
+	return st, nil
+}
+
+// ParseItemErrors decodes an error area: item index to JSON ErrorBody. The
+// bodies alias b. It returns an error wrapping ErrMalformed for an entry that
+// runs past the end.
+func ParseItemErrors(b []byte) (map[int][]byte, error) {
+	errs := map[int][]byte{}
+	for len(b) > 0 {
+		if len(b) < 8 {
+			return errs, fmt.Errorf("%w: item error cut short", ErrMalformed)
+		}
+		i, n := int(binary.LittleEndian.Uint32(b)), int(binary.LittleEndian.Uint32(b[4:]))
+		if n > len(b)-8 {
+			return errs, fmt.Errorf("%w: item error of %d bytes in %d", ErrMalformed, n, len(b))
+		}
+		errs[i] = b[8 : 8+n : 8+n]
+		b = b[8+n:]
+	}
+	return errs, nil
 }
 
 var littleEndian = func() bool {
