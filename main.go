@@ -63,14 +63,22 @@ func serveProcess() int {
 		syscall.CloseOnExec(fdShared)
 	}
 
+	// Whatever a task starts stays this worker's descendant, even once it
+	// leaves the process group and its own parent exits: orphans are
+	// reparented here, where the sweeps on the way out find them. Best
+	// effort: without it (Linux before 3.4) the sweeps reach only the
+	// group and the descendants whose parents are alive.
+	_ = supervise.SetSubreaper()
+
 	// Ctrl-C belongs to the parent. SIGTERM (from the pool, or the
-	// parent-death signal) takes down the whole process group, so that
-	// nothing a task started outlives the worker.
+	// parent-death signal) takes down every descendant and the whole
+	// process group, so that nothing a task started outlives the worker.
 	signal.Ignore(os.Interrupt)
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM)
 	go func() {
 		<-term
+		supervise.KillDescendants()
 		if syscall.Getpgrp() == os.Getpid() {
 			_ = syscall.Kill(0, syscall.SIGKILL)
 		}
@@ -117,6 +125,7 @@ func serveProcess() int {
 	// kernel closes a dying parent's pipes before it reparents its
 	// children, so getppid cannot tell the two apart yet). Either way,
 	// nothing the tasks started may outlive this worker.
+	supervise.KillDescendants()
 	if syscall.Getpgrp() == os.Getpid() {
 		supervise.KillGroupExceptSelf()
 	}
