@@ -840,3 +840,60 @@ func TestDetachedGrandchildrenDieWithWorker(t *testing.T) {
 		})
 	}
 }
+
+// A grandchild that holds the worker's result pipe and lives on in a session
+// of its own hangs neither the task nor the pool: once the worker has been
+// reaped its reading ends, the task fails with a *WorkerExitError, a new
+// worker takes over, and the grandchild is killed.
+func TestGrandchildHoldingResultPipe(t *testing.T) {
+	for _, how := range []string{"exit", "timeout", "terminate"} {
+		t.Run(how, func(t *testing.T) {
+			ctx := testCtx(t)
+			path := filepath.Join(t.TempDir(), "pid")
+			p := newPool(t, procpool.WithProcesses(1))
+			w, err := procpool.Apply(ctx, p, pid, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			arg, opts := detachArg{Path: path, Hold: true, Then: "hang"}, []procpool.CallOption(nil)
+			switch how {
+			case "exit":
+				arg.Then = "exit"
+			case "timeout":
+				opts = append(opts, procpool.Timeout(200*time.Millisecond))
+			}
+			f, err := procpool.ApplyAsync(ctx, p, detach, arg, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g := detached(t, path, w)
+			if how == "terminate" {
+				within(t, "Terminate", func() { p.Terminate() })
+			}
+			within(t, "the task", func() { _, err = f.Get(ctx) })
+			var we *procpool.WorkerExitError
+			switch {
+			case how == "terminate":
+				if !errors.Is(err, procpool.ErrTerminated) {
+					t.Fatalf("task of a terminated pool: %v", err)
+				}
+			case !errors.As(err, &we) || we.Pid != w:
+				t.Fatalf("task whose worker %d died: %v, want its *WorkerExitError", w, err)
+			case how == "exit" && we.ExitCode != 3:
+				t.Fatalf("task that exited with status 3: %v", err)
+			case how == "timeout" && !errors.Is(err, procpool.ErrTimeout):
+				t.Fatalf("task past its timeout: %v", err)
+			}
+			if how != "terminate" {
+				for i := range 3 {
+					v, err := procpool.Apply(ctx, p, squarePid, i)
+					if err != nil || v[0] != i*i || v[1] == w {
+						t.Fatalf("task %d after the worker died: %v, %v", i, v, err)
+					}
+				}
+				within(t, "Close", func() { p.Close() })
+			}
+			waitFor(t, "the grandchild holding the pipe to die", func() bool { return !alive(g) })
+		})
+	}
+}

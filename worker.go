@@ -28,7 +28,8 @@ type worker struct {
 	tasks   io.WriteCloser
 	results io.ReadCloser
 	r       *wire.Reader
-	exited  chan struct{} // closed once the process has been reaped (or, in-process, the goroutine has returned)
+	exited  chan struct{} // closed once the process has been reaped and its reading made to end (or, in-process, the goroutine has returned)
+	pipes   [2]uint64     // inode numbers of the result and task pipes, 0 if unknown
 	kick    chan struct{} // wakes the reader goroutine: it has reading to do
 	status  syscall.WaitStatus
 	inproc  struct{ tasks, results *memPipe }
@@ -90,6 +91,7 @@ func (p *Pool) launch() (*worker, error) {
 		return nil, err
 	}
 	w.r = wire.NewReader(w.results, 64<<10, p.cfg.maxFrame)
+	w.r.StopAtEnd() // see endReading
 	p.wg.Add(1)
 	go w.writeLoop()
 	return w, nil
@@ -163,7 +165,9 @@ func (p *Pool) launchProcess(w *worker) error {
 		return &StartError{Reason: "running " + path, Err: err}
 	}
 	w.cmd, w.pid = cmd, cmd.Process.Pid
-	w.tasks, w.results = taskW, resR
+	w.tasks, w.results = taskW, resultPipe{resR}
+	w.pipes[0], _ = supervise.PipeInode(resR)
+	w.pipes[1], _ = supervise.PipeInode(taskW)
 	p.wg.Add(1)
 	go w.waitExit()
 	p.stats.workersStarted.Add(1)
@@ -430,20 +434,22 @@ func (w *worker) reap() {
 		return // a goroutine cannot be waited for: it may be stuck in a task
 	}
 	<-w.exited
-	// Sweep whatever the worker left in its group.
-	_ = supervise.KillGroup(w.pid, syscall.SIGKILL)
 }
 
 // waitExit waits for the worker process to exit (wait4, on a goroutine of
 // its own, so that a death is seen at once even while nobody reads the
-// worker's pipe), records its status, takes it out of service and wakes its
-// reader to read the pipe to its end.
+// worker's pipe), records its status, sweeps its process group, makes the
+// reading of its pipe end, takes it out of service and wakes its reader to
+// read the pipe to its end.
 func (w *worker) waitExit() {
 	defer w.p.wg.Done()
 	_ = w.cmd.Wait()
 	if ps := w.cmd.ProcessState; ps != nil {
 		w.status, _ = ps.Sys().(syscall.WaitStatus)
 	}
+	// Sweep whatever the worker left in its group.
+	_ = supervise.KillGroup(w.pid, syscall.SIGKILL)
+	w.endReading()
 	p := w.p
 	p.mu.Lock()
 	w.ready, w.retiring = false, true
