@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -895,5 +897,58 @@ func TestGrandchildHoldingResultPipe(t *testing.T) {
 			}
 			waitFor(t, "the grandchild holding the pipe to die", func() bool { return !alive(g) })
 		})
+	}
+}
+
+// openFDs returns this process's open descriptors and what they refer to.
+func openFDs(t *testing.T) map[string]string {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fds := make(map[string]string, len(ents))
+	for _, e := range ents {
+		fds[e.Name()], _ = os.Readlink("/proc/self/fd/" + e.Name()) // "" for the directory's own, closed by now
+	}
+	return fds
+}
+
+// Every descriptor a worker needed is closed once it is gone, without help
+// from the garbage collector: after retirements, crashes and failed starts.
+func TestNoDescriptorLeak(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	ctx := testCtx(t)
+	before := openFDs(t)
+	p := newPool(t, procpool.WithProcesses(2), procpool.WithMaxTasksPerWorker(1))
+	if _, err := procpool.Map(ctx, p, square, make([]int, 400), procpool.ChunkSize(1)); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		if _, err := procpool.Apply(ctx, p, exitWith, 1); err == nil {
+			t.Fatal("a task that exits its worker succeeded")
+		}
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := p.Stats().WorkersStarted; n < 410 {
+		t.Fatalf("%d workers started, want at least 410", n)
+	}
+	for range 5 {
+		if _, err := procpool.New(procpool.WithProcesses(2), procpool.WithInitializer(failInit, 0)); err == nil {
+			t.Fatal("New with a failing initializer succeeded")
+		}
+	}
+	after := openFDs(t)
+	var leaked []string
+	for fd, what := range after {
+		if _, ok := before[fd]; !ok {
+			leaked = append(leaked, fd+" -> "+what)
+		}
+	}
+	if len(after) != len(before) {
+		slices.Sort(leaked)
+		t.Fatalf("%d descriptors open before the pool, %d after Close; new ones: %v", len(before), len(after), leaked)
 	}
 }

@@ -154,7 +154,7 @@ func (p *Pool) runWorker(ready chan<- error) {
 			w.kill()
 			w.closeInput()
 			w.reap()
-			w.releaseShared()
+			w.release()
 		}
 		p.trackStarting(w, false)
 	}
@@ -172,7 +172,7 @@ func (p *Pool) runWorker(ready chan<- error) {
 	if !inService {
 		w.closeInput()
 		w.reap()
-		w.releaseShared()
+		w.release()
 		return
 	}
 	readErr := w.readLoop()
@@ -196,7 +196,7 @@ func (p *Pool) runWorker(ready chan<- error) {
 	})
 	w.reap()
 	grace.Stop()
-	w.releaseShared()
+	w.release()
 	p.workerExited(w, readErr)
 }
 

@@ -62,3 +62,13 @@ func (w *worker) endReading() {
 		w.p.logf("cannot end the reading of a dead worker's result pipe", "pid", w.pid, "err", err)
 	}
 }
+
+// release frees what the worker held once it has exited and its reading is
+// over: its shared memory and the read end of its result pipe. (The task
+// pipe's write end is the writer goroutine's to close.)
+func (w *worker) release() {
+	w.releaseShared()
+	if w.cmd != nil {
+		_ = w.results.Close()
+	}
+}
