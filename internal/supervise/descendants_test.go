@@ -90,3 +90,34 @@ func TestKillDescendants(t *testing.T) {
 	}
 	storm.Wait()
 }
+
+// hasLiveChild sees a living child, and only a living one.
+func TestHasLiveChild(t *testing.T) {
+	reapAll()
+	if hasLiveChild() {
+		t.Fatal("a living child before any was started")
+	}
+	cmd := exec.Command("sleep", "1000")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	if !hasLiveChild() {
+		t.Fatal("no living child while sleep runs")
+	}
+	cmd.Process.Kill()
+	deadline := time.Now().Add(30 * time.Second) // only to catch hangs
+	for {
+		if st, ok := readStat(cmd.Process.Pid); ok && st.state == 'Z' {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the killed child did not become a zombie")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if hasLiveChild() {
+		t.Fatal("a zombie counted as a living child")
+	}
+}
