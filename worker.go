@@ -427,8 +427,8 @@ func (w *worker) killNow() {
 
 var errClosedEarly = errors.New("the worker closed its result pipe but did not exit")
 
-// reap waits for the process to exit and records its status. Safe to call
-// more than once; only the first waits.
+// reap waits until waitExit has reaped the process, recorded its status,
+// swept its group and made its reading end. Safe to call more than once.
 func (w *worker) reap() {
 	if w.cmd == nil {
 		return // a goroutine cannot be waited for: it may be stuck in a task
