@@ -159,7 +159,7 @@ func (p *Pool) assignLocked(w *worker, t *task) {
 	}
 	p.flushLater(w)
 	if p.cfg.maxTasks > 0 && w.sent >= p.cfg.maxTasks {
-		w.retiring = true
+		w.retireLocked(ReasonRecycled, nil)
 	}
 }
 
@@ -416,8 +416,13 @@ func (p *Pool) onFrame(w *worker, f wire.Frame, dispatch bool) error {
 	if t.timer != nil {
 		t.timer.Stop()
 	}
+	var skippedFor error // why a stop made the worker skip t, if not a cancel or timeout
 	if w.stopTarget == t && !w.stopKilled {
-		// The stop found its task ended or not started: the worker lives on.
+		// The stop found its task ended or not begun: the worker lives on.
+		if f.Kind == wire.KindSkipped && w.stopReason == ReasonMemory {
+			skippedFor = fmt.Errorf("procpool: stopped before it began: worker %d %w", w.pid, w.stopErr)
+			w.retireLocked(ReasonMemory, w.stopErr)
+		}
 		w.stopReason, w.stopErr, w.stopTarget = "", nil, nil
 	}
 	t.w = nil
@@ -440,9 +445,12 @@ func (p *Pool) onFrame(w *worker, f wire.Frame, dispatch bool) error {
 		t.finish(p, remoteError(t.fn, f.Body), failed)
 	case wire.KindSkipped:
 		// Cancelled, or stopped before it started.
-		if t.expired {
+		switch {
+		case t.expired:
 			t.finish(p, timeoutErr(t, nil), timedOut)
-		} else {
+		case skippedFor != nil:
+			t.finish(p, skippedFor, failed)
+		default:
 			t.finish(p, context.Canceled, cancelled)
 		}
 	}
@@ -542,8 +550,8 @@ func (p *Pool) expireLocked(w *worker, t *task, cause error) (after func()) {
 // that task is then the pool's victim and goes back to the queue (see
 // workerExited).
 func (p *Pool) stopTaskLocked(w *worker, t *task, reason string, err error) (after func()) {
-	if w.stopReason != "" {
-		return noop // already being stopped
+	if w.stopKilled || w.stopTarget == t {
+		return noop // the worker is being killed, or this stop is under way
 	}
 	w.stopReason, w.stopErr, w.stopTarget = reason, err, t
 	if !w.hasControl {
@@ -560,17 +568,37 @@ func (p *Pool) stopTaskLocked(w *worker, t *task, reason string, err error) (aft
 	}
 }
 
-// escalate kills w's group if the stop aimed at t has not ended t yet (the
-// worker did not act on it: it may be stuck where its watchdog cannot run).
+// escalate kills w's group if the stop aimed at t has not ended t yet and
+// t is running: the worker did not act on the stop (it may be stuck where
+// its watchdog cannot run). If t has not begun (the worker is still reading
+// its frame, say), the worker skips it when it gets there: no kill.
 func (p *Pool) escalate(w *worker, t *task) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if w.stopTarget != t || w.inflight.front() != t || isClosed(w.exited) {
 		return
 	}
+	if w.hasJournal && w.journalRunning() != t.id {
+		return
+	}
+	// A window remains: the worker may answer t and begin the next task
+	// between that check and the kill. The next task is then the pool's
+	// victim (see workerExited).
 	w.stopKilled = true
 	w.retiring = true
 	w.killNow()
+}
+
+// retireLocked makes w take no more tasks and exit once its in-flight ones
+// are answered; reason is what its exit reports if it then exits cleanly.
+func (w *worker) retireLocked(reason string, err error) {
+	if w.retireWhy == "" {
+		w.retireWhy, w.retireErr = reason, err
+	}
+	w.retiring = true
+	if w.inflight.len() == 0 {
+		w.closeInput()
+	}
 }
 
 // stopWorkerLocked kills w as a whole (not aimed at a task) with a reason
@@ -603,17 +631,23 @@ func (p *Pool) checkMemory(w *worker, running *task) {
 	}
 	over := fmt.Errorf("resident memory %d MiB is over the limit of %d MiB", rss>>20, p.cfg.maxMemory>>20)
 	if running != nil {
-		// Sampled mid-task: stop that task, if it is still the oldest
-		// unanswered one; the worker checks that it is the one running.
-		if w.inflight.front() == running {
+		// Sampled mid-task: stop that task if it is still the oldest
+		// unanswered one and has begun (the worker checks again). One that
+		// has not begun (the worker is still reading its argument, say)
+		// is not to blame: the worker retires instead. A retiring worker
+		// is not sampled: it is over the limit already, perhaps through an
+		// earlier task, and exits once its tasks are answered.
+		switch {
+		case w.inflight.front() != running:
+		case w.hasJournal && w.journalRunning() != running.id:
+			w.retireLocked(ReasonMemory, over)
+			p.growLocked()
+		default:
 			after = p.stopTaskLocked(w, running, ReasonMemory, over)
 		}
 		return
 	}
-	w.retiring = true
-	if w.stopReason == "" {
-		w.stopReason, w.stopErr = ReasonMemory, over
-	}
+	w.retireLocked(ReasonMemory, over)
 	if w.inflight.len() == 0 {
 		w.closeInput()
 	}
@@ -643,11 +677,15 @@ func (p *Pool) workerExited(w *worker, readErr error) {
 	// A stop of the whole worker, or one that hit its target or killed the
 	// group, is why the worker exited. A stop the worker refused (its
 	// target was not running) is not: the worker then died by itself.
-	if w.stopReason != "" && (w.stopTarget == nil || w.stopTarget == running || w.stopKilled) {
+	switch {
+	case w.stopReason != "" && (w.stopTarget == nil || w.stopTarget == running || w.stopKilled):
 		if cause == nil {
 			cause = w.stopErr
 		}
 		reason = w.stopReason
+	case readErr == nil && w.status.Exited() && w.status.ExitStatus() == 0 && w.retireWhy != "":
+		// It retired and exited cleanly.
+		reason, cause = w.retireWhy, w.retireErr
 	}
 	// A kill the pool aimed at another task hit this one: it is the pool's
 	// victim, not a failure, and runs again whatever its retries say.

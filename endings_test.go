@@ -194,7 +194,7 @@ func TestCrashInChunk(t *testing.T) {
 			}
 		}
 	}
-	if s := p.Stats(); s.Submitted != s.Succeeded+s.Failed {
+	if s := p.Stats(); s.Submitted != s.Succeeded+s.Failed+int64(s.Queued+s.Running) || s.Cancelled+s.TimedOut+s.Terminated != 0 {
 		t.Fatalf("stats do not add up: %+v", s)
 	}
 }
@@ -272,7 +272,7 @@ func TestCancelHitsOnlyItsTask(t *testing.T) {
 				futs := make([]*procpool.Future[int], burst)
 				for i := range futs {
 					x := b*burst + i
-					f, err := procpool.ApplyAsync(ctx, p, doubleOrCrash, crashArg{Log: string(log), X: x, Crash: -1})
+					f, err := procpool.ApplyAsync(ctx, p, doubleOrCrash, crashArg{Log: string(log), X: x, Crash: -1, Fail: -1})
 					if err != nil {
 						t.Fatal(err)
 					}

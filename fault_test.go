@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -531,9 +533,16 @@ func TestOrphansAfterParentKilled(t *testing.T) {
 		n, _ := strconv.Atoi(f)
 		pids = append(pids, n)
 	}
-	if len(pids) != 4 {
-		t.Fatalf("helper parent reported %v, want 2 workers and 2 grandchildren", pids)
+	if len(pids) != 6 {
+		t.Fatalf("helper parent reported %v, want 2 workers, 2 grandchildren and 2 detached ones", pids)
 	}
+	t.Cleanup(func() { // after a failure: leave nothing behind
+		for _, pid := range pids {
+			if alive(pid) {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
 	for _, pid := range pids {
 		if !alive(pid) {
 			t.Fatalf("process %d of the helper's pool is not alive before the kill", pid)
@@ -728,5 +737,218 @@ func TestLargeArgumentsUnderKills(t *testing.T) {
 	stopKilling()
 	if n := p.Stats().WorkerExits[procpool.ReasonSignal]; n == 0 {
 		t.Fatal("no worker was killed: the test did not test anything")
+	}
+}
+
+// within runs f and fails the test if it has not returned after a generous
+// time (only to catch hangs).
+func within(t *testing.T, what string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s hangs", what)
+	}
+}
+
+// statField returns field n (1-based, as in proc(5)) of /proc/PID/stat, or
+// "" if the process is gone.
+func statField(pid, n int) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return ""
+	}
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:])) // from field 3 on
+	if i < 0 || n < 3 || n-3 >= len(f) {
+		return ""
+	}
+	return f[n-3]
+}
+
+// detached waits for the pid that a detach task writes to path, makes sure
+// the process does not outlive the test, and checks that it left the
+// session of the worker w: no process-group kill can reach it.
+func detached(t *testing.T, path string, w int) int {
+	t.Helper()
+	var g int
+	waitFor(t, "the detached grandchild's pid", func() bool {
+		b, _ := os.ReadFile(path)
+		g, _ = strconv.Atoi(string(b))
+		return g > 0
+	})
+	t.Cleanup(func() {
+		if alive(g) {
+			syscall.Kill(g, syscall.SIGKILL)
+		}
+	})
+	if s := statField(g, 6); s != strconv.Itoa(g) || s == statField(w, 6) {
+		t.Fatalf("grandchild %d is in session %s, worker %d in %s: it did not leave the worker's session", g, s, w, statField(w, 6))
+	}
+	return g
+}
+
+// Descendants of a task that left the worker's process group (setsid) and
+// whose own parent has exited die with their worker however it ends: Close,
+// a timeout, a cancel, Terminate. (The parent's death is in
+// TestOrphansAfterParentKilled.)
+func TestDetachedGrandchildrenDieWithWorker(t *testing.T) {
+	for _, how := range []string{"close", "timeout", "cancel", "terminate"} {
+		t.Run(how, func(t *testing.T) {
+			ctx := testCtx(t)
+			path := filepath.Join(t.TempDir(), "pid")
+			p := newPool(t, procpool.WithProcesses(1), procpool.WithKillGrace(2*time.Second))
+			w, err := procpool.Apply(ctx, p, pid, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			arg, opts := detachArg{Path: path, Then: "hang"}, []procpool.CallOption(nil)
+			switch how {
+			case "close":
+				arg.Then = ""
+			case "timeout":
+				opts = append(opts, procpool.Timeout(200*time.Millisecond))
+			}
+			f, err := procpool.ApplyAsync(ctx, p, detach, arg, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g := detached(t, path, w)
+			switch how {
+			case "close":
+				if _, err := f.Get(ctx); err != nil {
+					t.Fatal(err)
+				}
+				within(t, "Close", func() { p.Close() })
+			case "timeout":
+				if _, err := f.Get(ctx); !errors.Is(err, procpool.ErrTimeout) {
+					t.Fatalf("task past its timeout: %v", err)
+				}
+			case "cancel":
+				f.Cancel()
+				if _, err := f.Get(ctx); !errors.Is(err, context.Canceled) {
+					t.Fatalf("cancelled task: %v", err)
+				}
+			case "terminate":
+				within(t, "Terminate", func() { p.Terminate() })
+			}
+			waitFor(t, "the worker to exit", func() bool { return !alive(w) })
+			waitFor(t, "the detached grandchild to die", func() bool { return !alive(g) })
+		})
+	}
+}
+
+// A grandchild that holds the worker's result pipe and lives on in a session
+// of its own hangs neither the task nor the pool: once the worker has been
+// reaped its reading ends, the task fails with a *WorkerExitError, a new
+// worker takes over, and the grandchild is killed.
+func TestGrandchildHoldingResultPipe(t *testing.T) {
+	for _, how := range []string{"exit", "timeout", "terminate"} {
+		t.Run(how, func(t *testing.T) {
+			ctx := testCtx(t)
+			path := filepath.Join(t.TempDir(), "pid")
+			p := newPool(t, procpool.WithProcesses(1))
+			w, err := procpool.Apply(ctx, p, pid, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			arg, opts := detachArg{Path: path, Hold: true, Then: "hang"}, []procpool.CallOption(nil)
+			switch how {
+			case "exit":
+				arg.Then = "exit"
+			case "timeout":
+				opts = append(opts, procpool.Timeout(200*time.Millisecond))
+			}
+			f, err := procpool.ApplyAsync(ctx, p, detach, arg, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g := detached(t, path, w)
+			if how == "terminate" {
+				within(t, "Terminate", func() { p.Terminate() })
+			}
+			within(t, "the task", func() { _, err = f.Get(ctx) })
+			var we *procpool.WorkerExitError
+			switch {
+			case how == "terminate":
+				if !errors.Is(err, procpool.ErrTerminated) {
+					t.Fatalf("task of a terminated pool: %v", err)
+				}
+			case !errors.As(err, &we) || we.Pid != w:
+				t.Fatalf("task whose worker %d died: %v, want its *WorkerExitError", w, err)
+			case how == "exit" && we.ExitCode != 3:
+				t.Fatalf("task that exited with status 3: %v", err)
+			case how == "timeout" && !errors.Is(err, procpool.ErrTimeout):
+				t.Fatalf("task past its timeout: %v", err)
+			}
+			if how != "terminate" {
+				for i := range 3 {
+					v, err := procpool.Apply(ctx, p, squarePid, i)
+					if err != nil || v[0] != i*i || v[1] == w {
+						t.Fatalf("task %d after the worker died: %v, %v", i, v, err)
+					}
+				}
+				within(t, "Close", func() { p.Close() })
+			}
+			waitFor(t, "the grandchild holding the pipe to die", func() bool { return !alive(g) })
+		})
+	}
+}
+
+// openFDs returns this process's open descriptors and what they refer to.
+func openFDs(t *testing.T) map[string]string {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fds := make(map[string]string, len(ents))
+	for _, e := range ents {
+		fds[e.Name()], _ = os.Readlink("/proc/self/fd/" + e.Name()) // "" for the directory's own, closed by now
+	}
+	return fds
+}
+
+// Every descriptor a worker needed is closed once it is gone, without help
+// from the garbage collector: after retirements, crashes and failed starts.
+func TestNoDescriptorLeak(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	ctx := testCtx(t)
+	before := openFDs(t)
+	p := newPool(t, procpool.WithProcesses(2), procpool.WithMaxTasksPerWorker(1))
+	if _, err := procpool.Map(ctx, p, square, make([]int, 400), procpool.ChunkSize(1)); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		if _, err := procpool.Apply(ctx, p, exitWith, 1); err == nil {
+			t.Fatal("a task that exits its worker succeeded")
+		}
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := p.Stats().WorkersStarted; n < 410 {
+		t.Fatalf("%d workers started, want at least 410", n)
+	}
+	for range 5 {
+		if _, err := procpool.New(procpool.WithProcesses(2), procpool.WithInitializer(failInit, 0)); err == nil {
+			t.Fatal("New with a failing initializer succeeded")
+		}
+	}
+	after := openFDs(t)
+	var leaked []string
+	for fd, what := range after {
+		if _, ok := before[fd]; !ok {
+			leaked = append(leaked, fd+" -> "+what)
+		}
+	}
+	if len(after) != len(before) {
+		slices.Sort(leaked)
+		t.Fatalf("%d descriptors open before the pool, %d after Close; new ones: %v", len(before), len(after), leaked)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -204,3 +205,46 @@ type runArg struct {
 	Path string
 	Then string // "", "exit" or "fail"
 }
+
+// detachArg tells detach what to do.
+type detachArg struct {
+	Path string // where to write the grandchild's pid, if not empty
+	Hold bool   // hand the worker's result pipe (fd 4) to the grandchild
+	Then string // "" returns the pid, "exit" exits the worker with status 3, "hang" sleeps an hour
+}
+
+// detach starts a grandchild that leaves the worker's process group and
+// session (setsid) and is orphaned at once (its parent, a shell, exits),
+// and returns its pid. See detachArg.
+var detach = procpool.Register("detach", func(_ context.Context, a detachArg) (int, error) {
+	cmd := exec.Command("sh", "-c", "setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo $!")
+	if a.Hold {
+		fd, err := syscall.Dup(4) // not fd 4 itself: its *os.File would close it
+		if err != nil {
+			return 0, err
+		}
+		f := os.NewFile(uintptr(fd), "results")
+		defer f.Close()
+		cmd.ExtraFiles = []*os.File{f} // the grandchild's fd 3
+	}
+	out, err := cmd.Output()
+	if err != nil {
+		return 0, err
+	}
+	g, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil {
+		return 0, err
+	}
+	if a.Path != "" {
+		if err := os.WriteFile(a.Path, []byte(strconv.Itoa(g)), 0o600); err != nil {
+			return 0, err
+		}
+	}
+	switch a.Then {
+	case "exit":
+		os.Exit(3)
+	case "hang":
+		time.Sleep(time.Hour)
+	}
+	return g, nil
+})

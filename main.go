@@ -76,6 +76,13 @@ func serveProcess() int {
 	}
 	ppid := os.Getppid()
 
+	// Whatever a task starts stays this worker's descendant, even once it
+	// leaves the process group and its own parent exits: orphans are
+	// reparented here, where the sweeps on the way out find them. Best
+	// effort: without it (Linux before 3.4) the sweeps reach only the
+	// group and the descendants whose parents are alive.
+	_ = supervise.SetSubreaper()
+
 	// Ctrl-C belongs to the parent. SIGTERM (from the pool, or from outside)
 	// takes down everything the tasks started, then the worker.
 	signal.Ignore(os.Interrupt)
@@ -193,6 +200,7 @@ func exitSwept(code int) {
 // sweep kills every process the worker's tasks started, in its process
 // group or not.
 func sweep() {
+	supervise.KillDescendants()
 	if syscall.Getpgrp() == os.Getpid() {
 		supervise.KillGroupExceptSelf()
 	}

@@ -104,7 +104,8 @@ func noOrphans(t *testing.T) {
 }
 
 // orphanParent plays a program that starts a pool whose tasks start
-// grandchildren, prints every pid, and waits to be killed.
+// grandchildren (in the workers' process groups, and detached into
+// sessions of their own), prints every pid, and waits to be killed.
 func orphanParent() {
 	p, err := procpool.New(procpool.WithProcesses(2))
 	if err != nil {
@@ -118,6 +119,14 @@ func orphanParent() {
 	}
 	for range 2 {
 		g, err := procpool.Apply(ctx, p, spawnSleeper, 0)
+		if err != nil {
+			fmt.Println("ERR", err)
+			os.Exit(1)
+		}
+		pids = append(pids, strconv.Itoa(g))
+	}
+	for range 2 { // grandchildren that left the workers' groups and sessions
+		g, err := procpool.Apply(ctx, p, detach, detachArg{})
 		if err != nil {
 			fmt.Println("ERR", err)
 			os.Exit(1)

@@ -43,8 +43,7 @@ func (p *Pool) monitor() {
 			}
 			if p.cfg.idleTimeout > 0 && w.inflight.len() == 0 && !w.retiring &&
 				live > p.cfg.minWorkers && p.queue.len() == 0 && time.Since(w.lastUsed) >= p.cfg.idleTimeout {
-				w.retiring = true
-				w.stopReason = ReasonRecycled
+				w.retireLocked(ReasonRecycled, nil)
 				w.closeInput()
 				live--
 			}

@@ -150,7 +150,7 @@ func (p *Pool) runWorker(ready chan<- error) {
 			w.kill()
 			w.closeInput()
 			w.reap()
-			w.releaseShared()
+			w.release()
 		}
 		p.trackStarting(w, false)
 	}
@@ -168,7 +168,7 @@ func (p *Pool) runWorker(ready chan<- error) {
 	if !inService {
 		w.closeInput()
 		w.reap()
-		w.releaseShared()
+		w.release()
 		return
 	}
 	readErr := w.readLoop()
@@ -192,9 +192,8 @@ func (p *Pool) runWorker(ready chan<- error) {
 	})
 	w.reap()
 	grace.Stop()
-	w.releaseShared()
 	p.recoverAnswers(w, readErr)
-	w.closeFiles()
+	w.release()
 	p.workerExited(w, readErr)
 }
 
@@ -380,10 +379,7 @@ func (p *Pool) stopWorkers() {
 	p.mu.Lock()
 	p.stopping = true
 	for _, w := range p.workers {
-		w.retiring = true
-		if w.stopReason == "" {
-			w.stopReason = ReasonRecycled
-		}
+		w.retireLocked(ReasonRecycled, nil)
 		w.closeInput()
 	}
 	p.maybeStoppedLocked()

@@ -160,16 +160,19 @@ func (s *server) begin(id uint64, j *wire.Journal) bool {
 	return true
 }
 
-// end marks that no task is running. The task's answer is already recorded.
-func (s *server) end(j *wire.Journal) {
+// answer records the answer to the task that ran (or was skipped) and, in
+// the same step under runMu, marks that no task runs: a stop that comes
+// once the answer is recorded finds its task ended, and one that comes
+// before finds it running with no answer.
+func (s *server) answer(frame []byte) {
 	s.runMu.Lock()
 	defer s.runMu.Unlock()
-	if s.dead {
-		return // the parent reads which task was running when it stopped
-	}
-	s.running = 0
-	if j != nil {
-		j.SetRunning(0)
+	s.out.add(frame)
+	if s.running != 0 && !s.dead { // once dead, the parent reads which task was running
+		s.running = 0
+		if s.out.j != nil {
+			s.out.j.SetRunning(0)
+		}
 	}
 }
 
@@ -245,15 +248,10 @@ func (s *server) serve() error {
 			}
 		}
 		t.skip = t.skip || s.skip
-		began := false
 		if !t.skip && t.kind == wire.KindTask {
-			began = s.begin(t.id, s.out.j)
-			t.skip = !began
+			t.skip = !s.begin(t.id, s.out.j)
 		}
 		s.run(t)
-		if began {
-			s.end(s.out.j)
-		}
 		s.cur = 0
 		if !s.out.batching() || len(s.ahead) == 0 && s.r.Buffered() == 0 && s.avail() == 0 {
 			s.timer.Stop()
@@ -329,7 +327,7 @@ func (s *server) accept(f wire.Frame, own bool) error {
 // run executes one task and queues its answer.
 func (s *server) run(t pendingTask) {
 	if t.skip {
-		s.out.add(wire.AppendFrame(s.frame[:0], wire.KindSkipped, t.id, nil))
+		s.answer(wire.AppendFrame(s.frame[:0], wire.KindSkipped, t.id, nil))
 		return
 	}
 	h := t.h
@@ -365,7 +363,7 @@ func (s *server) run(t pendingTask) {
 		s.fail(t.id, err)
 		return
 	}
-	s.out.add(frame)
+	s.answer(frame)
 	if cap(frame) <= 64<<10 {
 		s.frame = frame[:0]
 	}
@@ -402,7 +400,7 @@ func chunkWithErrors(frame []byte, start int, fails []itemFailure) ([]byte, erro
 }
 
 func (s *server) fail(id uint64, err error) {
-	s.out.add(errorFrame(id, errorBody(err), s.max))
+	s.answer(errorFrame(id, errorBody(err), s.max))
 }
 
 // errorFrame encodes an Error frame, shortening the stack, then the

@@ -2,6 +2,7 @@ package procpool
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,16 +29,19 @@ type worker struct {
 	tasks   io.WriteCloser
 	results io.ReadCloser
 	r       *wire.Reader
-	exited  chan struct{} // closed once the process has been reaped (or, in-process, the goroutine has returned)
+	exited  chan struct{} // closed once the process has been reaped and its reading made to end (or, in-process, the goroutine has returned)
+	pipes   [2]uint64     // inode numbers of the result and task pipes, 0 if unknown
 	kick    chan struct{} // wakes the reader goroutine: it has reading to do
 	status  syscall.WaitStatus
 	inproc  struct {
 		tasks, results *memPipe
 		srv            *server
 	}
-	journal *os.File // the answer journal, read once the worker has died; nil if none
-	ctlMu   sync.Mutex
-	ctl     *os.File // guarded by ctlMu: the control pipe's write end (Stop frames); nil if none or closed
+	journal *os.File // the journal (see wire.JournalHeader); nil if none or closed
+	// filesMu guards journal and ctl against their closing (closeFiles)
+	// while a stop or an escalation uses them.
+	filesMu sync.Mutex
+	ctl     *os.File // the control pipe's write end (Stop frames); nil if none or closed
 	// From the hello: the worker keeps a journal (so the parent knows which
 	// task it was running when it died, and gets the answers it had not
 	// written yet), and it stops a task on a Stop frame only while that task
@@ -73,6 +77,8 @@ type worker struct {
 	sent        int // tasks given to this worker
 	done        int // tasks it answered
 	retiring    bool
+	retireWhy   string // why it retires (ReasonRecycled, ReasonMemory), reported if it then exits by itself with status 0
+	retireErr   error
 	stopReason  string // why the pool stopped the worker (its exit then reports this reason); "" if it did not
 	stopErr     error
 	stopTarget  *task // the task a stop was aimed at; nil for a stop of the whole worker
@@ -115,6 +121,7 @@ func (p *Pool) launch() (*worker, error) {
 		return nil, err
 	}
 	w.r = wire.NewReader(w.results, 64<<10, p.cfg.maxFrame)
+	w.r.StopAtEnd() // see endReading
 	p.wg.Add(1)
 	go w.writeLoop()
 	return w, nil
@@ -208,7 +215,9 @@ func (p *Pool) launchProcess(w *worker) error {
 		return &StartError{Reason: "running " + path, Err: err}
 	}
 	w.cmd, w.pid = cmd, cmd.Process.Pid
-	w.tasks, w.results = taskW, resR
+	w.tasks, w.results = taskW, resultPipe{resR}
+	w.pipes[0], _ = supervise.PipeInode(resR)
+	w.pipes[1], _ = supervise.PipeInode(taskW)
 	p.wg.Add(1)
 	go w.waitExit()
 	p.stats.workersStarted.Add(1)
@@ -545,27 +554,29 @@ func (w *worker) killNow() {
 
 var errClosedEarly = errors.New("the worker closed its result pipe but did not exit")
 
-// reap waits for the process to exit and records its status. Safe to call
-// more than once; only the first waits.
+// reap waits until waitExit has reaped the process, recorded its status,
+// swept its group and made its reading end. Safe to call more than once.
 func (w *worker) reap() {
 	if w.cmd == nil {
 		return // a goroutine cannot be waited for: it may be stuck in a task
 	}
 	<-w.exited
-	// Sweep whatever the worker left in its group.
-	_ = supervise.KillGroup(w.pid, syscall.SIGKILL)
 }
 
 // waitExit waits for the worker process to exit (wait4, on a goroutine of
 // its own, so that a death is seen at once even while nobody reads the
-// worker's pipe), records its status, takes it out of service and wakes its
-// reader to read the pipe to its end.
+// worker's pipe), records its status, sweeps its process group, makes the
+// reading of its pipe end, takes it out of service and wakes its reader to
+// read the pipe to its end.
 func (w *worker) waitExit() {
 	defer w.p.wg.Done()
 	_ = w.cmd.Wait()
 	if ps := w.cmd.ProcessState; ps != nil {
 		w.status, _ = ps.Sys().(syscall.WaitStatus)
 	}
+	// Sweep whatever the worker left in its group.
+	_ = supervise.KillGroup(w.pid, syscall.SIGKILL)
+	w.endReading()
 	p := w.p
 	p.mu.Lock()
 	w.ready, w.retiring = false, true
@@ -626,16 +637,16 @@ func (p *Pool) journalSize() int {
 
 // closeFiles closes the journal and the control pipe once the worker is gone.
 func (w *worker) closeFiles() {
+	w.filesMu.Lock()
+	defer w.filesMu.Unlock()
 	if w.journal != nil {
 		w.journal.Close()
 		w.journal = nil
 	}
-	w.ctlMu.Lock()
 	if w.ctl != nil {
 		w.ctl.Close()
 		w.ctl = nil
 	}
-	w.ctlMu.Unlock()
 }
 
 // sendStop asks the worker to stop task id if it is the one running, and to
@@ -647,8 +658,8 @@ func (w *worker) sendStop(id uint64) {
 		return
 	}
 	var b [wire.HeaderSize]byte
-	w.ctlMu.Lock()
-	defer w.ctlMu.Unlock()
+	w.filesMu.Lock()
+	defer w.filesMu.Unlock()
 	if w.ctl != nil {
 		_, _ = w.ctl.Write(wire.AppendFrame(b[:0], wire.KindStop, id, nil))
 	}
@@ -707,4 +718,20 @@ func (w *worker) readJournal() death {
 		d.itemErrs, _ = wire.ParseItemErrors(read(st.Errors, wire.JournalErrorsAt))
 	}
 	return d
+}
+
+// journalRunning reads the id of the task the worker is running now from its
+// journal (one pread). It is a moment's view of a live worker, for the
+// decision to kill it.
+func (w *worker) journalRunning() uint64 {
+	var b [8]byte
+	w.filesMu.Lock()
+	defer w.filesMu.Unlock()
+	if w.journal == nil {
+		return 0
+	}
+	if _, err := w.journal.ReadAt(b[:], 0); err != nil {
+		return 0
+	}
+	return binary.LittleEndian.Uint64(b[:])
 }

@@ -1,7 +1,6 @@
 package supervise
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"strconv"
@@ -72,21 +71,12 @@ func KillGroupExceptSelf() {
 	}
 }
 
-// processGroup reads the process group of pid from /proc/PID/stat.
+// processGroup reads the process group of pid from /proc/PID/stat; a
+// zombie has none.
 func processGroup(pid int) (int, bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
+	st, ok := readStat(pid)
+	if !ok || st.state == 'Z' {
 		return 0, false
 	}
-	// pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := bytes.Fields(b[i+1:])
-	if len(f) < 3 || string(f[0]) == "Z" {
-		return 0, false
-	}
-	g, err := strconv.Atoi(string(f[2]))
-	return g, err == nil
+	return st.pgrp, true
 }

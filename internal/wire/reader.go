@@ -38,6 +38,7 @@ type Reader struct {
 	maxFrame int
 	rerr     error // error from rd, reported once buffered bytes run out
 	err      error // sticky error returned by Next
+	stopEnd  bool  // an End frame ends the input (StopAtEnd)
 }
 
 // NewReader returns a Reader that reads frames from r through a buffer of
@@ -64,7 +65,8 @@ func NewReader(r io.Reader, bufSize, maxFrame int) *Reader {
 //
 // Next checks the length field (9 <= length <= maxFrame) and that the kind is
 // known; it does not look inside the body. Errors:
-//   - io.EOF when the input ends cleanly at a frame boundary;
+//   - io.EOF when the input ends cleanly at a frame boundary, or, after
+//     StopAtEnd, at an End frame (what follows it is never read);
 //   - io.ErrUnexpectedEOF when it ends inside a frame;
 //   - an error wrapping ErrFrameTooLarge when the length field exceeds
 //     maxFrame (detected from the 4-byte length alone, before anything is
@@ -101,6 +103,11 @@ func (r *Reader) Next() (Frame, error) {
 		return r.fail(err)
 	}
 	k := Kind(r.buf[r.r+4])
+	if k == KindEnd && r.stopEnd && length == minLength {
+		r.r += HeaderSize
+		r.err = io.EOF
+		return Frame{}, io.EOF
+	}
 	if !k.Valid() {
 		return r.fail(fmt.Errorf("%w: unknown kind %d", ErrMalformed, uint8(k)))
 	}
@@ -170,6 +177,12 @@ func (r *Reader) fill(n int) error {
 	}
 	return nil
 }
+
+// StopAtEnd makes an End frame (kind KindEnd, length 9) the end of the
+// input: Next returns io.EOF there and for ever after, as at the end of the
+// underlying reader. Without it, an End frame is malformed, like any
+// unknown kind.
+func (r *Reader) StopAtEnd() { r.stopEnd = true }
 
 // Buffered returns the number of bytes already read from the underlying
 // reader but not yet returned as frames. A worker uses 0 as the signal that

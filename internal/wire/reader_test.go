@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -356,5 +357,60 @@ func TestFitsMatchesReader(t *testing.T) {
 	}
 	if !Fits(MaxLength, math.MaxInt) || Fits(uint64(MaxLength)+1, math.MaxInt) {
 		t.Fatal("Fits does not cap the limit at what the length field can hold")
+	}
+}
+
+// After StopAtEnd, an End frame ends the input: the frames before it are
+// read, nothing after it is, and the end is sticky. Without StopAtEnd, or
+// with a body, it is malformed.
+func TestReaderStopAtEnd(t *testing.T) {
+	one := AppendFrame(nil, KindResult, 7, []byte("hello"))
+	end := AppendFrame(nil, KindEnd, 0, nil)
+	input := slices.Concat(one, one, end, []byte("garbage after the end"), one)
+	for _, wrap := range []func(io.Reader) io.Reader{
+		func(r io.Reader) io.Reader { return r }, iotest.OneByteReader, iotest.HalfReader,
+	} {
+		src := bytes.NewReader(input)
+		rd := NewReader(wrap(src), 0, 0)
+		rd.StopAtEnd()
+		for i := range 2 {
+			if f, err := rd.Next(); err != nil || f.Kind != KindResult || string(f.Body) != "hello" {
+				t.Fatalf("frame %d: %v, %v", i, f, err)
+			}
+		}
+		for range 2 {
+			if _, err := rd.Next(); err != io.EOF {
+				t.Fatalf("at the end frame: %v, want io.EOF", err)
+			}
+		}
+	}
+	// Read one byte at a time, the reader stops right after the end frame.
+	src := bytes.NewReader(input)
+	rd := NewReader(iotest.OneByteReader(src), 0, 0)
+	rd.StopAtEnd()
+	for {
+		if _, err := rd.Next(); err != nil {
+			break
+		}
+	}
+	if read := len(input) - src.Len(); read != 2*len(one)+len(end) {
+		t.Fatalf("read %d bytes, want the %d up to the end frame's", read, 2*len(one)+len(end))
+	}
+
+	for name, tc := range map[string]struct {
+		input []byte
+		stop  bool
+	}{
+		"without StopAtEnd": {slices.Concat(one, end), false},
+		"with a body":       {slices.Concat(one, AppendFrame(nil, KindEnd, 0, []byte{1})), true},
+	} {
+		rd := NewReader(bytes.NewReader(tc.input), 0, 0)
+		if tc.stop {
+			rd.StopAtEnd()
+		}
+		rd.Next()
+		if _, err := rd.Next(); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("%s: %v, want ErrMalformed", name, err)
+		}
 	}
 }

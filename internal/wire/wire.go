@@ -64,6 +64,15 @@ const (
 	KindStop    Kind = 8 // parent→worker, on the control pipe; empty body: stop the task with this id
 )
 
+// KindEnd marks the end of a worker's result stream. It is not a protocol
+// kind and never travels between processes: a parent writes it into the
+// result pipe of a worker it has reaped, to wake up and stop a reader that
+// would otherwise wait for bytes that can no longer come from the worker
+// (a process the worker started may hold the pipe open). Everything the
+// worker wrote is before it. A reader accepts it only after StopAtEnd; id
+// 0, empty body. Valid reports false for it.
+const KindEnd Kind = 255
+
 // String returns the lower-case name of k ("hello", "task", ...), or
 // "Kind(N)" for a value that is not a known kind. It allocates only for
 // unknown kinds.
@@ -85,12 +94,14 @@ func (k Kind) String() string {
 		return "skipped"
 	case KindStop:
 		return "stop"
+	case KindEnd:
+		return "end"
 	}
 	return "Kind(" + strconv.Itoa(int(k)) + ")"
 }
 
 // Valid reports whether k is one of the kinds defined by this protocol
-// version. It costs a comparison.
+// version (KindEnd is not). It costs a comparison.
 func (k Kind) Valid() bool { return k >= KindHello && k <= KindStop }
 
 // Frame is one decoded frame. Body holds exactly length-9 bytes.

@@ -14,14 +14,15 @@ import (
 func TestKindString(t *testing.T) {
 	want := map[Kind]string{
 		KindHello: "hello", KindTask: "task", KindResult: "result", KindError: "error",
-		KindCancel: "cancel", KindInit: "init", KindSkipped: "skipped", KindStop: "stop",
-		0: "Kind(0)", 9: "Kind(9)", 255: "Kind(255)",
+		KindCancel: "cancel", KindInit: "init", KindSkipped: "skipped", KindStop: "stop", KindEnd: "end",
+		0: "Kind(0)", 9: "Kind(9)", 254: "Kind(254)",
 	}
 	for k, s := range want {
 		if got := k.String(); got != s {
 			t.Errorf("Kind(%d).String() = %q, want %q", uint8(k), got, s)
 		}
-		if got, wantValid := k.Valid(), !strings.HasPrefix(s, "Kind("); got != wantValid {
+		// KindEnd is named but is not a protocol kind.
+		if got, wantValid := k.Valid(), !strings.HasPrefix(s, "Kind(") && k != KindEnd; got != wantValid {
 			t.Errorf("Kind(%d).Valid() = %v, want %v", uint8(k), got, wantValid)
 		}
 	}
