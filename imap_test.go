@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/procpool/procpool"
 )
@@ -202,10 +203,19 @@ func TestImapSubmitErrorTakesItsPlace(t *testing.T) {
 								defer close(closed)
 								_ = p.Close()
 							}()
-							waitFor(t, "the pool to close", func() bool {
-								_, err := procpool.TryApplyAsync(ctx, p, square, 0)
-								return errors.Is(err, procpool.ErrClosed)
-							})
+							// Polled (bounded by ctx), not waitFor: this
+							// runs in iter.Pull's coroutine, where
+							// t.Fatal must not be called.
+							for {
+								if _, err := procpool.TryApplyAsync(ctx, p, square, 0); errors.Is(err, procpool.ErrClosed) {
+									break
+								}
+								if ctx.Err() != nil {
+									t.Error("the pool did not close")
+									return
+								}
+								time.Sleep(time.Millisecond)
+							}
 						}
 						read++
 						if !yield(i) {
