@@ -27,8 +27,11 @@ type callConfig struct {
 // the whole result slice. A panic in f is recovered and counted in Stats.
 // Passing a Callback whose type does not match the call's result type is an
 // error from the call. f should be quick: callbacks queue up behind a slow
-// one, without bound. It must not call Close, Shutdown or Terminate, which
-// wait for the callbacks to finish.
+// one, without bound. f may submit tasks. It may call Close, Shutdown or
+// Terminate: called from a callback, they do not wait for the callbacks
+// (this one and those queued behind it), and a later call from another
+// goroutine waits for everything (see Close). f must not wait for another
+// goroutine that calls them: that one waits for the callbacks to finish.
 func Callback[T any](f func(T)) CallOption {
 	return func(c *callConfig) { c.callback = f }
 }
