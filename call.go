@@ -31,7 +31,8 @@ type callConfig struct {
 // Terminate: called from a callback, they do not wait for the callbacks
 // (this one and those queued behind it), and a later call from another
 // goroutine waits for everything (see Close). f must not wait for another
-// goroutine that calls them: that one waits for the callbacks to finish.
+// goroutine that calls them, nor, without a ctx that ends, for an Apply with
+// a callback (see Apply): those wait for the callbacks to finish.
 func Callback[T any](f func(T)) CallOption {
 	return func(c *callConfig) { c.callback = f }
 }

@@ -119,6 +119,86 @@ func TestCloseFromCallback(t *testing.T) {
 	}
 }
 
+// An Apply with a Callback returns when its context ends, even while its
+// callback waits behind a slow one; the callback still runs once, later,
+// with the task's outcome (issue 7, item 12: Apply ignored its context).
+func TestApplyWithCallbackHonoursContext(t *testing.T) {
+	for _, ended := range []bool{true, false} {
+		name := "task ended"
+		if !ended {
+			name = "task running"
+		}
+		t.Run(name, func(t *testing.T) {
+			ctx := testCtx(t)
+			p := newPool(t, procpool.WithProcesses(2))
+			entered, release := make(chan struct{}), make(chan struct{})
+			defer func() {
+				select {
+				case <-release:
+				default:
+					close(release)
+				}
+			}()
+			// A slow callback holds the callback goroutine.
+			_, err := procpool.ApplyAsync(ctx, p, square, 1, procpool.Callback(func(int) {
+				close(entered)
+				<-release
+			}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			recv(t, entered, "the slow callback to start")
+
+			actx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			var runs atomic.Int32
+			var got atomic.Value
+			type out struct {
+				v   int
+				err error
+			}
+			done := make(chan out, 1)
+			task, arg := square, 5
+			if !ended {
+				task, arg = sleepMs, 60_000
+			}
+			go func() {
+				v, err := procpool.Apply(actx, p, task, arg,
+					procpool.Callback(func(v int) { runs.Add(1); got.Store(out{v: v}) }),
+					procpool.ErrorCallback(func(err error) { runs.Add(1); got.Store(out{err: err}) }))
+				done <- out{v, err}
+			}()
+			if ended {
+				// Its task has ended; its callback is queued behind the
+				// slow one.
+				waitFor(t, "the task to succeed", func() bool { return p.Stats().Succeeded == 2 })
+			} else {
+				waitFor(t, "the task to run", func() bool { return p.Stats().Running == 1 })
+			}
+			cancel()
+			r := recv(t, done, "Apply with a callback queued behind a slow one, after its context ended")
+			if !errors.Is(r.err, context.Canceled) {
+				t.Fatalf("Apply: %d, %v, want context.Canceled", r.v, r.err)
+			}
+			if n := runs.Load(); n != 0 {
+				t.Fatalf("the callback ran %d times before the slow one returned", n)
+			}
+			close(release)
+			closeFromTest(t, p)
+			if n := runs.Load(); n != 1 {
+				t.Fatalf("the callback ran %d times, want once", n)
+			}
+			o, _ := got.Load().(out)
+			if ended && (o.err != nil || o.v != 25) {
+				t.Fatalf("the callback got %d, %v; want the task's result 25", o.v, o.err)
+			}
+			if !ended && !errors.Is(o.err, context.Canceled) {
+				t.Fatalf("the error callback got %v, want context.Canceled", o.err)
+			}
+		})
+	}
+}
+
 // deep calls f n frames down the stack.
 func deep(n int, f func() error) error {
 	if n == 0 {
