@@ -5,12 +5,23 @@ import (
 )
 
 // Apply runs f(in) on a worker and waits for the result (Python's apply).
-// It blocks until the task ends; if ctx ends first, the task is cancelled
-// (its worker stopped if it was running) and Apply returns the context's
-// error. Errors: *RemoteError (f failed or panicked), *WorkerExitError (the
-// worker died), ErrTimeout, *CodecError, ErrClosed, and before anything is
-// submitted, ErrZeroFunc or an *OptionError for an invalid option. The cost is one round
-// trip on a pipe plus encoding: a few microseconds for small values.
+// It blocks until the task ends, and with a Callback or ErrorCallback until
+// that has run too. If ctx ends first, the task is cancelled (its worker
+// stopped if it was running) and Apply returns the context's error: its
+// cause, or an error matching ErrTimeout and context.DeadlineExceeded when
+// its deadline passed. Errors: *RemoteError (f failed or panicked),
+// *WorkerExitError (the worker died), ErrTimeout, *CodecError, ErrClosed,
+// and before anything is submitted, ErrZeroFunc or an *OptionError for an
+// invalid option. The cost is one round trip on a pipe plus encoding: a few
+// microseconds for small values.
+//
+// With callbacks, if ctx ends while the task's callback waits its turn
+// (callbacks run one at a time, so it may be queued behind a slow one),
+// Apply returns context.Cause(ctx) once the task has ended, without waiting
+// for the callback; the callback still runs once, later, with the task's
+// own outcome. So an Apply with a callback called from a callback, which
+// waits for a callback that cannot run before the calling one returns,
+// returns only when ctx ends.
 func Apply[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], in In, opts ...CallOption) (Out, error) {
 	fut, err := applyAsync(ctx, p, f, in, true, true, opts)
 	if err != nil {
@@ -20,8 +31,30 @@ func Apply[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], in In, op
 	if w := fut.t.callerReads; w != nil {
 		p.readAsCaller(w, fut.t)
 	}
-	<-fut.done
-	return fut.val, fut.err
+	if fut.ended == nil {
+		<-fut.done
+		return fut.val, fut.err
+	}
+	// With callbacks, done waits for the callback queue.
+	select {
+	case <-fut.done:
+		return fut.val, fut.err
+	case <-ctx.Done():
+	}
+	// ctx's watch ends the task if it has not ended (a running task once
+	// its worker has exited): wait for that, not for its callback.
+	select {
+	case <-fut.done:
+		return fut.val, fut.err
+	case <-fut.ended:
+	}
+	select {
+	case <-fut.done:
+		return fut.val, fut.err
+	default:
+		var zero Out
+		return zero, context.Cause(ctx)
+	}
 }
 
 // ApplyAsync submits f(in) and returns at once with a Future (Python's
@@ -68,6 +101,9 @@ func applyAsync[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], in I
 		return nil, err
 	}
 	*fut = Future[Out]{done: make(chan struct{}), p: p, t: t, cb: cb, ecb: cc.errCallback}
+	if wait && (cb != nil || cc.errCallback != nil) {
+		fut.ended = make(chan struct{})
+	}
 	t.sink = fut
 	if err := p.submit(t, block, wait); err != nil {
 		return nil, err

@@ -37,10 +37,14 @@ func (c *callConfig) invalid(option, reason string) {
 // the whole result slice. A panic in f is recovered and counted in Stats.
 // Passing a Callback whose type does not match the call's result type is an
 // *OptionError from the call. f should be quick: callbacks queue up behind
-// a slow one, without bound. It must not call Close, Shutdown or Terminate,
-// which wait for the callbacks to finish. A nil f means no callback. Imap
-// and ImapUnordered yield their results and take no callbacks: passing one
-// is an *OptionError from them.
+// a slow one, without bound. f may submit tasks. It may call Close, Shutdown
+// or Terminate: called from a callback, they do not wait for the callbacks
+// (this one and those queued behind it), and a later call from another
+// goroutine waits for everything (see Close). f must not wait for another
+// goroutine that calls them, nor, without a ctx that ends, for an Apply with
+// a callback (see Apply): those wait for the callbacks to finish. A nil f
+// means no callback. Imap and ImapUnordered yield their results and take no
+// callbacks: passing one is an *OptionError from them.
 func Callback[T any](f func(T)) CallOption {
 	return func(c *callConfig) {
 		if f != nil {

@@ -2,6 +2,8 @@ package procpool
 
 import (
 	"fmt"
+	"reflect"
+	"runtime"
 	"runtime/debug"
 	"sync"
 )
@@ -62,7 +64,46 @@ func (q *callbackQueue) call(fn func()) {
 			}
 		}
 	}()
-	fn()
+	runCallback(fn)
+}
+
+// runCallback runs a callback. Its frame on a goroutine's stack is how
+// Close, Shutdown and Terminate recognise that a callback called them (see
+// onCallbackGoroutine), so it must stay a frame of its own.
+//
+//go:noinline
+func runCallback(fn func()) { fn() }
+
+// runCallbackName is runCallback's name as stack frames report it.
+var runCallbackName = runtime.FuncForPC(reflect.ValueOf(runCallback).Pointer()).Name()
+
+// onCallbackGoroutine reports whether the calling goroutine is running a
+// callback, of this pool or of another: whether runCallback is on its
+// stack. Go has no goroutine identity to compare; the stack is the
+// goroutine's own record of what it is doing. It costs a walk of the
+// caller's stack, a few microseconds: Close, Shutdown and Terminate pay it
+// once per call.
+func onCallbackGoroutine() bool {
+	var pcs [64]uintptr
+	for skip := 2; ; {
+		n := runtime.Callers(skip, pcs[:])
+		frames := runtime.CallersFrames(pcs[:n])
+		for {
+			f, more := frames.Next()
+			if f.Function == runCallbackName {
+				return true
+			}
+			if !more {
+				break
+			}
+		}
+		if n < len(pcs) {
+			return false
+		}
+		// Deeper than one batch: go on below the frames seen (Callers
+		// records one pc per frame, inlined ones included, as skip counts).
+		skip += n
+	}
 }
 
 // close waits until no callback is queued or running.

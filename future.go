@@ -19,6 +19,9 @@ type Future[T any] struct {
 	t   *task
 	cb  func(T)
 	ecb func(error)
+	// ended, for an Apply with callbacks, is closed when the task has
+	// ended, before its callback runs (done is closed after).
+	ended chan struct{}
 }
 
 func newFuture[T any]() *Future[T] { return &Future[T]{done: make(chan struct{})} }
@@ -93,10 +96,16 @@ func (f *Future[T]) result(p *Pool, body []byte, _ int) bool {
 		err = &CodecError{Op: "decode result", Err: derr}
 	}
 	deliver(p, f, f.cb, f.ecb, f.val, err)
+	if f.ended != nil {
+		close(f.ended)
+	}
 	return err == nil
 }
 
 func (f *Future[T]) fail(p *Pool, err error, _ int) {
 	var zero T
 	deliver(p, f, f.cb, f.ecb, zero, err)
+	if f.ended != nil {
+		close(f.ended)
+	}
 }

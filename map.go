@@ -2,6 +2,7 @@ package procpool
 
 import (
 	"context"
+	"errors"
 	"iter"
 	"sync"
 
@@ -197,39 +198,65 @@ func decodeChunk[Out any](p *Pool, body []byte, dst []Out) ([]Out, []wire.ItemEr
 // Imap runs f over a sequence lazily and yields the results in input order
 // (Python's imap): it reads the input only as fast as results are consumed,
 // keeping at most Window chunks of ChunkSize items in flight, so memory stays
-// flat for any length of input. Each item yields its result or its error;
-// a chunk whose worker died yields that error for each of its items.
-// Breaking out of the loop, or ctx ending, cancels the chunks still queued or
-// running and stops reading the input. A call that cannot start (ErrZeroFunc,
-// an *OptionError for an invalid option) yields that error once, without
-// reading the input; a submission error later (ErrClosed, a *CodecError)
-// is yielded once and ends the sequence.
+// flat for any length of input. It blocks, between yields, on reading the
+// input and on the next result.
+//
+// Each item yields its own result or error, in input order, whatever the
+// window and chunk size:
+//   - f's error or panic yields a *RemoteError for that item; a chunk whose
+//     worker died yields that error for each of its items;
+//   - an item the codec cannot encode yields a *CodecError in its place,
+//     and does not run; the other items of its chunk still run, and Imap
+//     goes on with the rest of the input (break out of the loop to stop at
+//     the first error, as Python's imap does);
+//   - if a chunk cannot be submitted (the pool is closed or broken, or ctx
+//     has ended), the items before it yield their outcomes first, then each
+//     of its items yields that error (ErrClosed, an error wrapping
+//     ErrPoolBroken, or ctx's cause), and Imap stops: it reads no more
+//     input. When ctx has ended before the next chunk is read, that error
+//     is yielded once.
+//
+// Breaking out of the loop, or ctx ending, cancels the chunks still queued
+// or running and stops reading the input. A call that cannot start
+// (ErrZeroFunc, an *OptionError for an invalid option) yields that error
+// once, without reading the input.
 func Imap[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], seq iter.Seq[In], opts ...CallOption) iter.Seq2[Out, error] {
 	return imap(ctx, p, f, seq, true, opts)
 }
 
-// ImapUnordered is Imap that yields results in the order they complete
-// (Python's imap_unordered).
+// ImapUnordered is Imap that yields the chunks' outcomes in the order they
+// complete (Python's imap_unordered); within a chunk, items keep their input
+// order. Errors follow Imap's rules, in completion order: an item that
+// cannot be encoded yields its *CodecError as soon as its chunk has been
+// read, and when a chunk cannot be submitted its error comes in the order
+// the failure happened, the chunks already in flight still yield their
+// outcomes, and Imap then stops.
 func ImapUnordered[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], seq iter.Seq[In], opts ...CallOption) iter.Seq2[Out, error] {
 	return imap(ctx, p, f, seq, false, opts)
 }
 
-// imapChunk is one chunk of an Imap in flight: each of its items gets a
-// value or an error, settled once.
+// imapChunk is one chunk of an Imap: up to ChunkSize consecutive items of
+// the input. The items that could be encoded travel as one task, each of
+// them getting a value or an error, settled once; the others are listed in
+// bad. If the task could not be submitted, err is each of its items' error.
 type imapChunk[Out any] struct {
 	fn    string
-	n     int
+	n     int // items in the task
 	vals  []Out
-	errs  []error // per item, nil if none failed; guarded by set.mu while the chunk is in flight
+	errs  []error // per item of the task, nil if none failed; guarded by set.mu while the chunk is in flight
 	set   itemSet
+	err   error      // the task was not accepted: each of its n items yields it
+	bad   []itemFail // items not sent, by position in the chunk, ascending
+	stop  bool       // the chunk could not be submitted: Imap ends with it
 	done  chan struct{}
 	ready chan<- *imapChunk[Out] // ImapUnordered's completion channel
 }
 
-func newImapChunk[Out any](fn string, n int, ready chan<- *imapChunk[Out]) *imapChunk[Out] {
-	c := &imapChunk[Out]{fn: fn, n: n, vals: make([]Out, n), done: make(chan struct{}), ready: ready}
-	c.set.init(n)
-	return c
+// itemFail is an item of a chunk that was not sent: its position in the
+// chunk and its error.
+type itemFail struct {
+	pos int
+	err error
 }
 
 func (c *imapChunk[Out]) setErr(i int, err error) {
@@ -329,37 +356,33 @@ func imap[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], seq iter.S
 		if !ordered {
 			ready = make(chan *imapChunk[Out], window)
 		}
-		inFlight, exhausted := 0, false
+		// inFlight counts the chunks submitted or failed and not yet
+		// yielded; stopped: a chunk could not be submitted, read no more.
+		inFlight, exhausted, stopped := 0, false, false
 		items := make([]In, 0, chunk)
 		for {
-			for !exhausted && inFlight < window {
-				if err := ctx.Err(); err != nil {
-					yield(zero, context.Cause(ctx))
-					return
-				}
-				items = items[:0]
-				for len(items) < chunk {
-					x, ok := next()
-					if !ok {
-						exhausted = true
+			for !exhausted && !stopped && inFlight < window {
+				var c *imapChunk[Out]
+				if ctx.Err() != nil {
+					c = &imapChunk[Out]{err: context.Cause(ctx), stop: true, done: make(chan struct{}), ready: ready}
+					c.end()
+				} else {
+					items = items[:0]
+					for len(items) < chunk {
+						x, ok := next()
+						if !ok {
+							exhausted = true
+							break
+						}
+						items = append(items, x)
+					}
+					if len(items) == 0 {
 						break
 					}
-					items = append(items, x)
-				}
-				if len(items) == 0 {
-					break
-				}
-				t, err := p.newTask(ctx, f.name, true, items, &cc)
-				c := newImapChunk[Out](f.name, len(items), ready)
-				if err == nil {
-					t.sink, t.items = c, len(items)
-					err = p.submit(t, true, false)
-				}
-				if err != nil {
-					yield(zero, err)
-					return
+					c = submitChunk[In, Out](ctx, p, f.name, items, &cc, ready)
 				}
 				inFlight++
+				stopped = c.stop
 				if ordered {
 					pending.pushBack(c)
 				}
@@ -382,20 +405,89 @@ func imap[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], seq iter.S
 	}
 }
 
-// yieldChunk yields a finished chunk's items; false means the consumer
-// stopped.
+// submitChunk encodes items as one task and submits it. If the chunk cannot
+// be encoded, each item is encoded alone to find the ones that cannot: they
+// get their own *CodecError, and the others are sent as the chunk (work done
+// only on failure). The chunk returned has ended already unless its task was
+// accepted.
+func submitChunk[In, Out any](ctx context.Context, p *Pool, fn string, items []In, cc *callConfig, ready chan<- *imapChunk[Out]) *imapChunk[Out] {
+	c := &imapChunk[Out]{fn: fn, n: len(items), done: make(chan struct{}), ready: ready}
+	t, err := p.newTask(ctx, fn, true, items, cc)
+	var ce *CodecError
+	if err != nil && errors.As(err, &ce) {
+		var good []In
+		for i := range items {
+			// Encoded as it would travel alone; ctx plays no part here.
+			if _, ierr := p.newTask(context.Background(), fn, true, items[i:i+1], cc); ierr != nil {
+				c.bad = append(c.bad, itemFail{pos: i, err: ierr})
+			} else {
+				good = append(good, items[i])
+			}
+		}
+		switch {
+		case len(c.bad) == 0:
+			// No item fails alone: the chunk as a whole does (over the
+			// frame limit). Each of its items gets that error.
+			c.err = err
+			c.end()
+			return c
+		case len(good) == 0:
+			c.n, err = 0, nil
+		default:
+			c.n = len(good)
+			t, err = p.newTask(ctx, fn, true, good, cc)
+		}
+		if err == nil && t == nil { // every item failed alone
+			c.end()
+			return c
+		}
+	}
+	if err == nil {
+		c.vals = make([]Out, c.n)
+		c.set.init(c.n)
+		t.sink, t.items = c, c.n
+		if err = p.submit(t, true, false); err == nil {
+			return c
+		}
+	}
+	// Not accepted: its sink will never be called.
+	c.err = err
+	c.stop = !errors.As(err, &ce)
+	c.end()
+	return c
+}
+
+// yieldChunk yields a finished chunk's items in their order; false means the
+// consumer stopped.
 func yieldChunk[Out any](c *imapChunk[Out], yield func(Out, error) bool) bool {
 	var zero Out
-	for i, v := range c.vals {
-		if c.errs != nil && c.errs[i] != nil {
-			if !yield(zero, c.errs[i]) {
+	if c.n+len(c.bad) == 0 {
+		// A stop before any item was read: ctx ended.
+		return yield(zero, c.err)
+	}
+	b, g := 0, 0 // next bad item, next item sent
+	for pos := range c.n + len(c.bad) {
+		switch {
+		case b < len(c.bad) && c.bad[b].pos == pos:
+			if !yield(zero, c.bad[b].err) {
 				return false
 			}
+			b++
 			continue
+		case c.err != nil:
+			if !yield(zero, c.err) {
+				return false
+			}
+		case c.errs != nil && c.errs[g] != nil:
+			if !yield(zero, c.errs[g]) {
+				return false
+			}
+		default:
+			if !yield(c.vals[g], nil) {
+				return false
+			}
 		}
-		if !yield(v, nil) {
-			return false
-		}
+		g++
 	}
 	return true
 }

@@ -42,7 +42,8 @@ type Pool struct {
 	nextID      atomic.Uint64
 	stopOnce    sync.Once
 	stopped     chan struct{} // closed once every worker is gone
-	monitorStop chan struct{}
+	monitorStop chan struct{} // closed, and set to nil, by the first finalize
+	finalized   chan struct{} // closed once finalize's work is done
 
 	mu          sync.Mutex
 	queue       deque[*task]
@@ -84,6 +85,7 @@ func New(opts ...Option) (*Pool, error) {
 		codec:       cfg.codec,
 		stopped:     make(chan struct{}),
 		monitorStop: make(chan struct{}),
+		finalized:   make(chan struct{}),
 		room:        make(chan struct{}),
 	}
 	p.handshaking = make(map[*worker]struct{})
@@ -120,7 +122,7 @@ func New(opts ...Option) (*Pool, error) {
 		}
 	}
 	if first != nil {
-		_ = p.Terminate()
+		p.terminate(false) // no callback of this pool can be running yet
 		return nil, first
 	}
 	p.mu.Lock()
@@ -299,46 +301,64 @@ func (p *Pool) growLocked() {
 
 // Close stops accepting tasks, waits for every accepted task to end (and its
 // callbacks to run), then stops the workers and waits for them to exit.
-// It is Python's close followed by join. Calling it again, or after
-// Terminate, waits for the same end and returns nil. Close, Shutdown and
-// Terminate wait for the callbacks to finish, so a callback must not call
-// them (it would wait for itself): start them on another goroutine.
+// It is Python's close followed by join. It returns nil; calling it again,
+// or after Terminate, waits for the same end and returns nil.
+//
+// Called from a callback (Callback, ErrorCallback, of this pool or of
+// another), Close does all of that except wait for the callbacks: the one
+// calling it and those queued behind it cannot run before it returns. It
+// returns nil once every task has ended and the workers have exited; the
+// remaining callbacks then run, in order, after the calling one returns, and
+// the pool releases its last resources once they have. A later Close from
+// any goroutine waits for all of that. A callback must not wait for another
+// goroutine that calls Close, Shutdown or Terminate: that one waits for the
+// callbacks.
 func (p *Pool) Close() error {
+	inCallback := onCallbackGoroutine()
 	p.beginClose()
 	<-p.stats.drained
 	p.stopWorkers()
 	<-p.stopped
-	p.finalize()
+	p.finalize(inCallback)
 	return nil
 }
 
 // Shutdown is Close bounded by ctx: if ctx ends before every task has ended
 // and every worker has exited, it terminates the pool (see Terminate) and
-// returns ctx.Err().
+// returns ctx.Err(); else it returns nil. Called from a callback, it does not
+// wait for the callbacks, as Close.
 func (p *Pool) Shutdown(ctx context.Context) error {
+	inCallback := onCallbackGoroutine()
 	p.beginClose()
 	select {
 	case <-p.stats.drained:
 	case <-ctx.Done():
-		_ = p.Terminate()
+		p.terminate(inCallback)
 		return ctx.Err()
 	}
 	p.stopWorkers()
 	select {
 	case <-p.stopped:
 	case <-ctx.Done():
-		_ = p.Terminate()
+		p.terminate(inCallback)
 		return ctx.Err()
 	}
-	p.finalize()
+	p.finalize(inCallback)
 	return nil
 }
 
 // Terminate stops the pool now: every queued and running task ends with
 // ErrTerminated and the workers are killed (SIGTERM, then SIGKILL after
-// WithKillGrace). It returns once they have exited. Safe to call at any
-// time, more than once, and together with Close.
+// WithKillGrace). It returns nil once they have exited and the callbacks
+// have run. Safe to call at any time, more than once, and together with
+// Close. Called from a callback, it does not wait for the callbacks, as
+// Close: it returns once every task has ended and the workers have exited.
 func (p *Pool) Terminate() error {
+	p.terminate(onCallbackGoroutine())
+	return nil
+}
+
+func (p *Pool) terminate(inCallback bool) {
 	p.beginClose()
 	p.mu.Lock()
 	p.terminated = true
@@ -360,8 +380,7 @@ func (p *Pool) Terminate() error {
 		t.finish(p, ErrTerminated, terminated)
 	}
 	<-p.stopped
-	p.finalize()
-	return nil
+	p.finalize(inCallback)
 }
 
 func (p *Pool) beginClose() {
@@ -394,8 +413,11 @@ func (p *Pool) maybeStoppedLocked() {
 	}
 }
 
-// finalize waits for the pool's goroutines and releases the spawner thread.
-func (p *Pool) finalize() {
+// finalize waits for the callbacks and the pool's goroutines, then releases
+// the spawner thread; it returns when that is done, whoever did it. On a
+// callback goroutine it cannot wait for the callbacks: it starts the work on
+// another goroutine, if nobody has, and returns at once.
+func (p *Pool) finalize(inCallback bool) {
 	p.mu.Lock()
 	first := p.monitorStop != nil
 	if first {
@@ -403,12 +425,28 @@ func (p *Pool) finalize() {
 		p.monitorStop = nil
 	}
 	p.mu.Unlock()
+	if first {
+		if inCallback {
+			go p.release()
+		} else {
+			p.release()
+		}
+	}
+	if !inCallback {
+		<-p.finalized
+		p.dropWatches() // again: a task cancelled as Terminate began may have left one since
+	}
+}
+
+// release is finalize's work, done once.
+func (p *Pool) release() {
 	p.cb.close()
 	p.wg.Wait()
 	p.dropWatches()
-	if first && p.spawner != nil {
+	if p.spawner != nil {
 		p.spawner.Stop()
 	}
+	close(p.finalized)
 }
 
 func (p *Pool) roomLocked() {
