@@ -8,8 +8,10 @@ package procpool_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -337,6 +339,26 @@ func TestEndingsRace(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				// Stats add up at every moment someone looks, not only at
+				// the end.
+				observed := make(chan error, 1)
+				stopObserving := make(chan struct{})
+				go func() {
+					defer close(observed)
+					for {
+						s := p.Stats()
+						if sum := s.Succeeded + s.Failed + s.Cancelled + s.TimedOut + s.Terminated + int64(s.Queued+s.Running); sum != s.Submitted || s.Running < 0 {
+							observed <- fmt.Errorf("stats do not add up mid-run: %+v", s)
+							return
+						}
+						select {
+						case <-stopObserving:
+							return
+						default:
+							runtime.Gosched()
+						}
+					}
+				}()
 				const n = 300
 				var ends [n]atomic.Int32
 				futs := make([]*procpool.Future[int], n)
@@ -366,6 +388,10 @@ func TestEndingsRace(t *testing.T) {
 					}
 				} else if err := p.Close(); err != nil {
 					t.Fatal(err)
+				}
+				close(stopObserving)
+				if err := <-observed; err != nil {
+					t.Fatalf("round %d: %v", round, err)
 				}
 				for i, f := range futs {
 					if !f.Ready() {

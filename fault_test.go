@@ -505,9 +505,24 @@ func TestQueueBackpressure(t *testing.T) {
 }
 
 func TestOrphansAfterParentKilled(t *testing.T) {
+	for _, deaf := range []string{"", "ignore", "reset"} {
+		name := "plain"
+		if deaf != "" {
+			name = "tasks that " + deaf + " SIGTERM"
+		}
+		t.Run(name, func(t *testing.T) { orphansAfterParentKilled(t, deaf) })
+	}
+}
+
+// orphansAfterParentKilled SIGKILLs a parent whose pool's tasks started
+// grandchildren (some of which left the workers' groups and sessions) and
+// checks that every one of them dies. With deaf, tasks have also changed
+// SIGTERM's disposition and block: the workers' death with their parent
+// must not depend on it.
+func orphansAfterParentKilled(t *testing.T, deaf string) {
 	noOrphans(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envMode+"=orphan-parent")
+	cmd.Env = append(os.Environ(), envMode+"=orphan-parent", envDeaf+"="+deaf)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // for the cleanup's group kill
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -533,8 +548,8 @@ func TestOrphansAfterParentKilled(t *testing.T) {
 		n, _ := strconv.Atoi(f)
 		pids = append(pids, n)
 	}
-	if len(pids) != 6 {
-		t.Fatalf("helper parent reported %v, want 2 workers, 2 grandchildren and 2 detached ones", pids)
+	if want := map[bool]int{false: 6, true: 8}[deaf != ""]; len(pids) != want {
+		t.Fatalf("helper parent reported %v, want 2 workers, 2 grandchildren, 2 detached ones and, with deaf tasks, 2 more", pids)
 	}
 	t.Cleanup(func() { // after a failure: leave nothing behind
 		for _, pid := range pids {

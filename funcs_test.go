@@ -1,6 +1,7 @@
 package procpool_test
 
 import (
+	"os/signal"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -247,4 +248,29 @@ var detach = procpool.Register("detach", func(_ context.Context, a detachArg) (i
 		time.Sleep(time.Hour)
 	}
 	return g, nil
+})
+
+type deafArg struct {
+	Path string // where to write the grandchild's pid, then a newline
+	Mode string // "ignore" or "reset": what to do to SIGTERM
+}
+
+// deafSleeper starts a grandchild in the worker's group, writes its pid to
+// a.Path, makes the worker ignore SIGTERM (or resets it to its default),
+// and blocks for an hour: a task with its own signal policy.
+var deafSleeper = procpool.Register("deafSleeper", func(_ context.Context, a deafArg) (int, error) {
+	cmd := exec.Command("sleep", "3600")
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	if a.Mode == "ignore" {
+		signal.Ignore(syscall.SIGTERM)
+	} else {
+		signal.Reset(syscall.SIGTERM)
+	}
+	if err := os.WriteFile(a.Path, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o600); err != nil {
+		return 0, err
+	}
+	time.Sleep(time.Hour)
+	return 0, nil
 })

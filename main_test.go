@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,6 +18,10 @@ import (
 // envMode makes the test binary act as a misbehaving worker program for the
 // tests that need one (see TestMain).
 const envMode = "PROCPOOL_TEST_MODE"
+
+// envDeaf makes the orphan-parent mode also run tasks that change SIGTERM's
+// disposition ("ignore" or "reset") and block.
+const envDeaf = "PROCPOOL_TEST_DEAF"
 
 func TestMain(m *testing.M) {
 	switch os.Getenv(envMode) {
@@ -132,6 +137,27 @@ func orphanParent() {
 			os.Exit(1)
 		}
 		pids = append(pids, strconv.Itoa(g))
+	}
+	if mode := os.Getenv(envDeaf); mode != "" {
+		// Each worker runs a task that starts a grandchild, then changes
+		// SIGTERM's disposition and blocks: the worker must still die with
+		// its parent, and its grandchild with it.
+		for i := range 2 {
+			path := filepath.Join(os.TempDir(), fmt.Sprintf("procpool-deaf-%d-%d", os.Getpid(), i))
+			if _, err := procpool.ApplyAsync(ctx, p, deafSleeper, deafArg{Path: path, Mode: mode}); err != nil {
+				fmt.Println("ERR", err)
+				os.Exit(1)
+			}
+			for {
+				b, err := os.ReadFile(path)
+				if err == nil && strings.HasSuffix(string(b), "\n") {
+					os.Remove(path)
+					pids = append(pids, strings.TrimSpace(string(b)))
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
 	}
 	fmt.Println(strings.Join(pids, " "))
 	time.Sleep(time.Hour)
