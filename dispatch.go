@@ -418,7 +418,11 @@ func (p *Pool) onFrame(w *worker, f wire.Frame, dispatch bool) error {
 	}
 	var skippedFor error // why a stop made the worker skip t, if not a cancel or timeout
 	if w.stopTarget == t && !w.stopKilled {
-		// The stop found its task ended or not begun: the worker lives on.
+		// The stop found its task ended, not begun, or honouring its
+		// context: the worker lives on.
+		if f.Kind != wire.KindSkipped {
+			p.stats.stoppedClean.Add(1)
+		}
 		if f.Kind == wire.KindSkipped && w.stopReason == ReasonMemory {
 			skippedFor = fmt.Errorf("procpool: stopped before it began: worker %d %w", w.pid, w.stopErr)
 			w.retireLocked(ReasonMemory, w.stopErr)
@@ -442,7 +446,11 @@ func (p *Pool) onFrame(w *worker, f wire.Frame, dispatch bool) error {
 	case wire.KindResult:
 		t.finishResult(p, f)
 	case wire.KindError:
-		t.finish(p, remoteError(t.fn, f.Body), failed)
+		if err := remoteError(t.fn, f.Body); t.expired {
+			t.finish(p, timeoutErr(t, err), timedOut) // it returned once its context was done
+		} else {
+			t.finish(p, err, failed)
+		}
 	case wire.KindSkipped:
 		// Cancelled, or stopped before it started.
 		switch {
@@ -541,13 +549,15 @@ func (p *Pool) expireLocked(w *worker, t *task, cause error) (after func()) {
 // returns what to do once p.mu is released.
 //
 // The stop names its task, and the worker decides against the task it runs
-// (under its own lock, see server.stop): it dies if t is running, skips t if
-// t has not started, and does nothing if t has ended. So a stop never hits
-// the next task, even when the worker has answered t and moved on while the
-// parent decided. Only if the worker has not ended t within the grace
-// period is its group killed (escalate); that kill, and the signal that
-// stops a worker without a control pipe, can still land on the next task:
-// that task is then the pool's victim and goes back to the queue (see
+// (under its own lock, see server.stop): if t is running it cancels t's
+// context and gives it the kill grace period to return (then t ends as
+// usual and the worker lives on) before it dies; it skips t if t has not
+// started, and does nothing if t has ended. So a stop never hits the next
+// task, even when the worker has answered t and moved on while the parent
+// decided. Only if the worker has not ended t well after the grace period
+// is its group killed (escalate); that kill, and the signal that stops a
+// worker without a control pipe, can still land on the next task: that
+// task is then the pool's victim and goes back to the queue (see
 // workerExited).
 func (p *Pool) stopTaskLocked(w *worker, t *task, reason string, err error) (after func()) {
 	if w.stopKilled || w.stopTarget == t {
@@ -560,10 +570,19 @@ func (p *Pool) stopTaskLocked(w *worker, t *task, reason string, err error) (aft
 		w.kill()
 		return noop
 	}
+	why := wire.StopCancel
+	switch reason {
+	case ReasonTimeout:
+		why = wire.StopDeadline
+	case ReasonMemory:
+		why = wire.StopMemory
+	}
 	return func() {
-		w.sendStop(t.id)
+		w.sendStop(t.id, why)
 		if w.cmd != nil {
-			time.AfterFunc(p.cfg.killGrace, func() { p.escalate(w, t) })
+			// The worker ends the task itself after the grace period;
+			// this is for a worker that cannot act on the stop.
+			time.AfterFunc(supervise.EscalateAfter(p.cfg.killGrace), func() { p.escalate(w, t) })
 		}
 	}
 }
@@ -858,7 +877,7 @@ func (p *Pool) splitChunkLocked(t *task, victim bool, w *worker, reason string, 
 		pc.ends, pc.outcome = t.claim(), failed
 		return pc
 	}
-	t.from, t.frame, t.payloadAt = from, frame, wire.HeaderSize+3+len(t.fn)+4
+	t.from, t.frame, t.payloadAt = from, frame, len(frame)-len(t.frame)+t.payloadAt
 	t.requeued = true
 	p.queue.pushFront(t)
 	return pc
@@ -867,8 +886,8 @@ func (p *Pool) splitChunkLocked(t *task, victim bool, w *worker, reason string, 
 // chunkFrameFrom rebuilds t's frame to ask for its items from index from on.
 func chunkFrameFrom(t *task, from int) []byte {
 	payload := t.frame[t.payloadAt:]
-	frame, start := wire.BeginFrame(make([]byte, 0, wire.HeaderSize+3+len(t.fn)+4+len(payload)), wire.KindTask, t.id)
-	frame = wire.AppendChunkHeaderFrom(frame, t.fn, from)
+	frame, start := wire.BeginFrame(make([]byte, 0, t.payloadAt+4+len(payload)), wire.KindTask, t.id)
+	frame = appendTaskHeader(frame, t.ctx, true, t.fn, from, t.timeout)
 	frame = append(frame, payload...)
 	_ = wire.EndFrame(frame, start)
 	return frame
@@ -931,20 +950,19 @@ func (p *Pool) exitError(w *worker, reason string, cause error, attempts int) *W
 	return e
 }
 
-// timeoutErr is the error of a task stopped at its deadline: with the exit
-// of the worker it was stopped on, or without (exitErr nil) when the worker
-// had not started it yet.
-func timeoutErr(t *task, exitErr *WorkerExitError) error {
-	if exitErr == nil {
-		if t.expireCause != nil {
-			return fmt.Errorf("%w: %w", ErrTimeout, t.expireCause)
-		}
+// timeoutErr is the error of a task stopped at its deadline, with what
+// happened then: the exit of the worker it was stopped on, the task's own
+// error once its context was done, or nothing (nil) if it had not begun.
+func timeoutErr(t *task, then error) error {
+	switch {
+	case then == nil && t.expireCause != nil:
+		return fmt.Errorf("%w: %w", ErrTimeout, t.expireCause)
+	case then == nil:
 		return fmt.Errorf("%w after %v", ErrTimeout, t.timeout)
+	case t.expireCause != nil:
+		return fmt.Errorf("%w: %w: %w", ErrTimeout, t.expireCause, then)
 	}
-	if t.expireCause != nil {
-		return fmt.Errorf("%w: %w: %w", ErrTimeout, t.expireCause, exitErr)
-	}
-	return fmt.Errorf("%w after %v: %w", ErrTimeout, t.timeout, exitErr)
+	return fmt.Errorf("%w after %v: %w", ErrTimeout, t.timeout, then)
 }
 
 // sharedMin is the argument size from which a task's argument travels in

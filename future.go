@@ -71,7 +71,8 @@ func (f *Future[T]) Successful() bool { return f.Ready() && f.err == nil }
 
 // Cancel stops the task: if it is still queued it is removed; if it is
 // waiting in a worker's pipe it is skipped there; if it is running, its
-// worker is stopped and replaced. The future then ends with
+// context in the worker is cancelled, and if it does not return within
+// WithKillGrace its worker is stopped and replaced. The future then ends with
 // context.Canceled, unless it had already ended. (A cancelled context ends it
 // with context.Cause(ctx) instead, which also matches context.Canceled
 // unless the cause was set otherwise.) Cancel does not wait.

@@ -7,7 +7,9 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/procpool/procpool/codec"
 	"github.com/procpool/procpool/internal/supervise"
@@ -16,13 +18,14 @@ import (
 
 // Environment variables through which the parent starts a worker.
 const (
-	envWorker   = "PROCPOOL_WORKER"    // "1" in a worker process
-	envCodec    = "PROCPOOL_CODEC"     // the codec's name
-	envMaxFrame = "PROCPOOL_MAX_FRAME" // the frame size limit in bytes
-	envRlimits  = "PROCPOOL_RLIMITS"   // resource limits, see encodeRlimits
-	envShared   = "PROCPOOL_SHM"       // the shared-memory segment's size in bytes, on fd 5
-	envJournal  = "PROCPOOL_JOURNAL"   // "FD:SIZE": the answer journal (see wire.JournalHeader)
-	envControl  = "PROCPOOL_CONTROL"   // "FD": the control pipe, read end (Stop frames; end of file: the parent is gone)
+	envWorker    = "PROCPOOL_WORKER"     // "1" in a worker process
+	envCodec     = "PROCPOOL_CODEC"      // the codec's name
+	envMaxFrame  = "PROCPOOL_MAX_FRAME"  // the frame size limit in bytes
+	envRlimits   = "PROCPOOL_RLIMITS"    // resource limits, see encodeRlimits
+	envShared    = "PROCPOOL_SHM"        // the shared-memory segment's size in bytes, on fd 5
+	envJournal   = "PROCPOOL_JOURNAL"    // "FD:SIZE": the answer journal (see wire.JournalHeader)
+	envControl   = "PROCPOOL_CONTROL"    // "FD": the control pipe, read end (Stop frames; end of file: the parent is gone)
+	envKillGrace = "PROCPOOL_KILL_GRACE" // nanoseconds a stopped task has to return before the worker dies
 )
 
 // Further descriptors, named to the worker by envJournal and envControl
@@ -63,10 +66,10 @@ func Main() {
 // serveProcess runs the worker side and returns the exit code.
 func serveProcess() int {
 	codecName, maxFrame, limits, shared := os.Getenv(envCodec), os.Getenv(envMaxFrame), os.Getenv(envRlimits), os.Getenv(envShared)
-	journal, control := os.Getenv(envJournal), os.Getenv(envControl)
+	journal, control, grace := os.Getenv(envJournal), os.Getenv(envControl), os.Getenv(envKillGrace)
 	// The marker must not reach processes the tasks start: they are not
 	// workers.
-	for _, k := range []string{envWorker, envCodec, envMaxFrame, envRlimits, envShared, envJournal, envControl} {
+	for _, k := range []string{envWorker, envCodec, envMaxFrame, envRlimits, envShared, envJournal, envControl, envKillGrace} {
 		os.Unsetenv(k)
 	}
 	// Nor must the protocol descriptors: a grandchild holding the result
@@ -86,12 +89,18 @@ func serveProcess() int {
 	// Ctrl-C belongs to the parent. SIGTERM (from the pool, or from outside)
 	// takes down everything the tasks started, then the worker.
 	signal.Ignore(os.Interrupt)
+	var serving atomic.Pointer[server]
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, supervise.ParentDeathSignal)
 	go func() {
 		for sig := range sigs {
-			if sig == supervise.ParentDeathSignal && os.Getppid() == ppid {
+			switch {
+			case sig == supervise.ParentDeathSignal && os.Getppid() == ppid:
 				continue // not from the parent's death
+			case sig == syscall.SIGTERM && serving.Load() != nil:
+				// From outside (systemd, kill): the running task's
+				// context is cancelled and it gets the grace period.
+				serving.Load().terminate(func() { exitSwept(exitSIGTERM) })
 			}
 			exitSwept(exitSIGTERM)
 		}
@@ -121,6 +130,13 @@ func serveProcess() int {
 	}
 	s := newServer(context.Background(), tasks, results, func() int { return supervise.Available(fdTasks) }, c, mf)
 	s.die = func() { exitSwept(exitStopped) }
+	if g := grace; g != "" {
+		n, err := strconv.ParseInt(g, 10, 64)
+		if err != nil || n < 0 {
+			return fail("bad %s=%q", envKillGrace, g)
+		}
+		s.grace = time.Duration(n)
+	}
 	if shared != "" {
 		size, err := strconv.Atoi(shared)
 		if err != nil || size <= 0 {
@@ -156,6 +172,7 @@ func serveProcess() int {
 	if err := s.hello(os.Getpid()); err != nil {
 		return fail("handshake: %v", err)
 	}
+	serving.Store(s)
 	err = s.serve()
 	// End of the task stream: from Close, or from the parent's death (the
 	// kernel closes a dying parent's pipes before it reparents its
@@ -186,7 +203,7 @@ func watchdog(s *server, f *os.File) {
 			exitSwept(exitStopped)
 		}
 		if fr.Kind == wire.KindStop {
-			s.stop(fr.ID)
+			s.stop(fr.ID, wire.StopCause(fr.Body))
 		}
 	}
 }

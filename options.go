@@ -255,9 +255,10 @@ func WithQueueSize(n int) Option {
 }
 
 // WithTaskTimeout bounds each task's run time, counted from the moment it
-// starts on a worker. A task that runs longer has its worker stopped and
-// ends with ErrTimeout. 0 (the default) means no limit; d < 0 is an error
-// from New.
+// starts on a worker: the task's context there has that deadline (or its
+// caller's, if earlier). A task that runs longer is stopped (see
+// WithKillGrace) and ends with ErrTimeout. 0 (the default) means no limit;
+// d < 0 is an error from New.
 func WithTaskTimeout(d time.Duration) Option {
 	return func(c *config) {
 		if d < 0 {
@@ -267,10 +268,15 @@ func WithTaskTimeout(d time.Duration) Option {
 	}
 }
 
-// WithKillGrace sets how long a worker being stopped gets between SIGTERM
-// and SIGKILL (default 300ms). 0 means SIGKILL at once, without SIGTERM
-// (a task's own children are then not killed by the worker, but the pool
-// still kills the worker's process group); d < 0 is an error from New.
+// WithKillGrace sets how long a stopped task has to return (default
+// 300ms). A task is stopped by Future.Cancel, its caller's context, its
+// deadline, the memory limit, Terminate or SIGTERM from outside: its
+// context in the worker is cancelled, and a task that returns within the
+// grace period ends as usual and keeps its worker. One that does not is
+// ended with its worker, which sweeps what the task started and exits; the
+// pool kills the worker's group itself if it is still there after twice the
+// grace period. 0 means the worker dies at once, without waiting for the
+// task; d < 0 is an error from New.
 func WithKillGrace(d time.Duration) Option {
 	return func(c *config) {
 		if d < 0 {

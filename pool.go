@@ -348,9 +348,12 @@ func (p *Pool) Shutdown(ctx context.Context) error {
 }
 
 // Terminate stops the pool now: every queued and running task ends with
-// ErrTerminated and the workers are killed (SIGTERM, then SIGKILL after
-// WithKillGrace). It returns nil once they have exited and the callbacks
-// have run. Safe to call at any time, more than once, and together with
+// ErrTerminated, and the workers are stopped: a running task's context is
+// cancelled and it has WithKillGrace to return, then its worker exits (or
+// is killed after twice that). It returns nil once they have exited and the
+// callbacks have run. In process (WithInProcess), a running task's
+// goroutine cannot be killed: Terminate cancels its context and waits for
+// it to return. Safe to call at any time, more than once, and together with
 // Close. Called from a callback, it does not wait for the callbacks, as
 // Close: it returns once every task has ended and the workers have exited.
 func (p *Pool) Terminate() error {

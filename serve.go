@@ -53,9 +53,15 @@ type server struct {
 	// a task it was not aimed at: while stop holds runMu the loop cannot
 	// move on to the next task.
 	runMu   sync.Mutex
-	running uint64 // the id of the task running, 0 between tasks
-	stopFor uint64 // a stop that came before its task started: skip that task
-	dead    bool   // die was called (in-process): start nothing more; running stays what it was
+	running    uint64        // the id of the task running, 0 between tasks
+	runCtx     *taskCtx      // the running task's context
+	runEnded   chan struct{} // closed once the running task has answered
+	graceTimer *time.Timer   // a stopped task's grace period
+	stopFor    uint64        // a stop that came before its task started: skip that task
+	dead       bool          // die was called (in-process): start nothing more; running stays what it was
+	exiting    bool          // SIGTERM: start nothing more
+
+	grace time.Duration // how long a stopped task may take to return before the worker dies
 }
 
 type pendingTask struct {
@@ -63,6 +69,9 @@ type pendingTask struct {
 	kind    wire.Kind
 	chunk   bool
 	from    int     // a chunk's first item to run
+	// The caller's deadline (Unix nanoseconds) and the task's timeout from
+	// its start (nanoseconds); 0 if none.
+	deadline, timeout int64
 	h       handler // nil if the function is unknown
 	unknown string  // the unknown function's name
 	payload []byte
@@ -139,13 +148,19 @@ func newServer(ctx context.Context, r io.Reader, w io.Writer, avail func() int, 
 
 // begin marks task id as running, unless the parent has already asked to
 // stop it: then it reports false and the task is skipped.
-func (s *server) begin(id uint64, j *wire.Journal) bool {
+func (s *server) begin(t *pendingTask, j *wire.Journal) bool {
 	s.runMu.Lock()
+	if s.exiting {
+		// SIGTERM: the worker exits once the task it ran has ended (or
+		// the grace period has passed); it starts nothing more.
+		s.runMu.Unlock()
+		select {}
+	}
 	defer s.runMu.Unlock()
 	if s.dead {
 		return false
 	}
-	if s.stopFor == id {
+	if s.stopFor == t.id {
 		s.stopFor = 0
 		return false
 	}
@@ -153,9 +168,15 @@ func (s *server) begin(id uint64, j *wire.Journal) bool {
 	// the oldest task it has no answer for, so a worker that starts
 	// another one has finished that one.
 	s.stopFor = 0
-	s.running = id
+	s.running = t.id
+	var deadline time.Time
+	if t.deadline != 0 {
+		deadline = time.Unix(0, t.deadline)
+	}
+	s.runCtx = newTaskCtx(deadline, time.Duration(t.timeout))
+	s.runEnded = make(chan struct{})
 	if j != nil {
-		j.SetRunning(id)
+		j.SetRunning(t.id)
 	}
 	return true
 }
@@ -174,26 +195,81 @@ func (s *server) answer(frame []byte) {
 			s.out.j.SetRunning(0)
 		}
 	}
+	if s.runCtx != nil {
+		s.runCtx.release()
+		s.runCtx = nil
+		close(s.runEnded)
+	}
+	if s.graceTimer != nil {
+		s.graceTimer.Stop()
+		s.graceTimer = nil
+	}
 }
 
 // stop handles the parent's request to stop task id: if it is running, the
 // worker dies (die); if it has not started, it will be skipped; if it has
 // ended, nothing happens.
-func (s *server) stop(id uint64) {
+func (s *server) stop(id uint64, cause error) {
 	s.runMu.Lock()
 	defer s.runMu.Unlock()
-	if id == 0 {
+	if id == 0 || s.dead {
 		return
 	}
-	if s.dead {
+	if s.running != id {
+		s.stopFor = id
 		return
 	}
-	if s.running == id {
+	if s.grace <= 0 {
 		s.dead = true
 		s.die()
 		return
 	}
-	s.stopFor = id
+	// Cancel the task's context: a task that honours it returns within
+	// the grace period, its answer ends the grace timer, and the worker
+	// lives on. One that does not is ended with its worker.
+	s.runCtx.cancel(cause)
+	if s.graceTimer == nil {
+		s.graceTimer = time.AfterFunc(s.grace, func() {
+			s.runMu.Lock()
+			defer s.runMu.Unlock()
+			if s.running == id && !s.dead {
+				s.dead = true
+				s.die()
+			}
+		})
+	}
+}
+
+// cancelRunning cancels the running task's context, if a task runs.
+func (s *server) cancelRunning() {
+	s.runMu.Lock()
+	defer s.runMu.Unlock()
+	if s.runCtx != nil {
+		s.runCtx.cancel(context.Canceled)
+	}
+}
+
+// terminate handles SIGTERM from outside: the running task's context is
+// cancelled and the task gets the grace period to return; then the worker
+// exits (exit does). It starts no further task.
+func (s *server) terminate(exit func()) {
+	s.runMu.Lock()
+	s.exiting = true
+	ended := s.runEnded
+	if s.runCtx != nil {
+		s.runCtx.cancel(context.Canceled)
+	}
+	s.runMu.Unlock()
+	if ended != nil && s.grace > 0 {
+		t := time.NewTimer(s.grace)
+		select {
+		case <-ended:
+			_ = s.out.flush() // its answer, to the parent
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	exit()
 }
 
 // hello writes the handshake frame.
@@ -248,10 +324,14 @@ func (s *server) serve() error {
 			}
 		}
 		t.skip = t.skip || s.skip
+		var ctx context.Context = s.ctx
 		if !t.skip && t.kind == wire.KindTask {
-			t.skip = !s.begin(t.id, s.out.j)
+			t.skip = !s.begin(&t, s.out.j)
+			if !t.skip {
+				ctx = s.runCtx
+			}
 		}
-		s.run(t)
+		s.run(ctx, t)
 		s.cur = 0
 		if !s.out.batching() || len(s.ahead) == 0 && s.r.Buffered() == 0 && s.avail() == 0 {
 			s.timer.Stop()
@@ -297,7 +377,8 @@ func (s *server) accept(f wire.Frame, own bool) error {
 		}
 		return nil
 	case wire.KindTask, wire.KindInit:
-		flags, fn, from, payload, err := wire.ParseTaskHeader(f.Body)
+		hdr, payload, err := wire.ParseTaskHeader(f.Body)
+		flags, fn := hdr.Flags, hdr.Fn
 		if err != nil {
 			return err
 		}
@@ -313,7 +394,7 @@ func (s *server) accept(f wire.Frame, own bool) error {
 		case own:
 			payload = append([]byte(nil), payload...)
 		}
-		t := pendingTask{id: f.ID, kind: f.Kind, chunk: flags&0x01 != 0, from: from, payload: payload, owned: own}
+		t := pendingTask{id: f.ID, kind: f.Kind, chunk: hdr.Chunk(), from: hdr.From, deadline: hdr.Deadline, timeout: hdr.Timeout, payload: payload, owned: own}
 		if t.h = lookupBytes(fn); t.h == nil {
 			t.unknown = string(fn)
 		}
@@ -325,7 +406,7 @@ func (s *server) accept(f wire.Frame, own bool) error {
 }
 
 // run executes one task and queues its answer.
-func (s *server) run(t pendingTask) {
+func (s *server) run(ctx context.Context, t pendingTask) {
 	if t.skip {
 		s.answer(wire.AppendFrame(s.frame[:0], wire.KindSkipped, t.id, nil))
 		return
@@ -340,13 +421,13 @@ func (s *server) run(t pendingTask) {
 	if t.chunk {
 		var fails []itemFailure
 		frame, _ = wire.AppendChunkResultHeader(frame, nil)
-		frame, fails, err = h.callChunk(s.ctx, s.codec, t.payload, frame, t.from, s.items())
+		frame, fails, err = h.callChunk(ctx, s.codec, t.payload, frame, t.from, s.items())
 		if err == nil && len(fails) > 0 {
 			frame, err = chunkWithErrors(frame, start, fails)
 		}
 		s.releaseRecords()
 	} else {
-		frame, err = h.call(s.ctx, s.codec, t.payload, frame)
+		frame, err = h.call(ctx, s.codec, t.payload, frame)
 	}
 	if n := wire.LengthOf(frame, start); err == nil && !wire.Fits(n, s.max) {
 		err = &RemoteError{Func: h.name(), Code: "encode", Message: fmt.Sprintf("the result's frame is %d bytes (length field %d), over the frame limit of %d (WithMaxFrame)", len(frame)-start, n, s.max)}

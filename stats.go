@@ -19,6 +19,10 @@ type Stats struct {
 	TimedOut   int64 // tasks that ran past their deadline
 	Terminated int64 // tasks ended by Terminate
 	Retried    int64 // restarts of tasks after a crash or timeout
+	// StoppedClean counts stops (Cancel, a deadline, the memory limit)
+	// after which the worker lived on: the task honoured its context and
+	// returned within WithKillGrace, or had just ended.
+	StoppedClean int64
 
 	WorkersStarted int64            // worker processes started, replacements included
 	WorkerExits    map[string]int64 // worker exits by Reason (ReasonCrashed, ReasonTimeout, ...)
@@ -58,7 +62,7 @@ type counters struct {
 	closed    bool // the pool is closed: the last ending closes drained
 	drained   chan struct{}
 
-	retried                        atomic.Int64
+	retried, stoppedClean          atomic.Int64
 	workersStarted, callbackPanics atomic.Int64
 	exitsMu                        sync.Mutex
 	exits                          map[string]int64
@@ -113,6 +117,7 @@ func (c *counters) exited(reason string) {
 func (p *Pool) Stats() Stats {
 	s := Stats{
 		Retried:        p.stats.retried.Load(),
+		StoppedClean:   p.stats.stoppedClean.Load(),
 		WorkersStarted: p.stats.workersStarted.Load(),
 		CallbackPanics: p.stats.callbackPanics.Load(),
 		WorkerExits:    map[string]int64{},

@@ -106,6 +106,7 @@ func (p *Pool) launch() (*worker, error) {
 			w.inproc.tasks.breakPipe()
 		}
 		s.control = true
+		s.grace = p.cfg.killGrace
 		w.inproc.srv = s
 		p.wg.Add(1)
 		go func() {
@@ -156,6 +157,7 @@ func (p *Pool) launchProcess(w *worker) error {
 		envCodec+"="+p.codec.Name(),
 		envMaxFrame+"="+strconv.Itoa(p.cfg.maxFrame),
 		envRlimits+"="+encodeRlimits(p.cfg.rlimits),
+		envKillGrace+"="+strconv.FormatInt(int64(p.cfg.killGrace), 10),
 	)
 	if !hasEnv(cmd.Env, "GOMAXPROCS") {
 		// A worker runs one task at a time: one P spares it the scheduler's
@@ -513,10 +515,15 @@ func (w *worker) writeLoop() {
 	}
 }
 
-// kill stops the worker now: SIGTERM to its process group, then SIGKILL after
-// the grace period. For an in-process worker it cuts both pipes.
+// kill stops the worker now: SIGTERM to its process group (the worker gives
+// its running task the grace period to return), then SIGKILL. For an
+// in-process worker it cancels the running task's context and cuts both
+// pipes.
 func (w *worker) kill() {
 	if w.cmd == nil {
+		// A goroutine cannot be killed: cancel its task's context, cut
+		// the pipes, and let it return.
+		w.inproc.srv.cancelRunning()
 		w.inproc.results.breakPipe()
 		w.inproc.tasks.breakPipe()
 		return
@@ -649,19 +656,21 @@ func (w *worker) closeFiles() {
 	}
 }
 
-// sendStop asks the worker to stop task id if it is the one running, and to
-// skip it if it has not started. A failed write means the worker is gone,
+// sendStop asks the worker to stop task id, for the reason why (a
+// wire.StopCancel, StopDeadline or StopMemory): if it runs, its context is
+// cancelled and it has the kill grace period to return before the worker
+// dies; if it has not started, it is skipped. A failed write means the worker is gone,
 // which its exit reports.
-func (w *worker) sendStop(id uint64) {
+func (w *worker) sendStop(id uint64, why byte) {
 	if w.cmd == nil {
-		w.inproc.srv.stop(id)
+		w.inproc.srv.stop(id, wire.StopCause([]byte{why}))
 		return
 	}
-	var b [wire.HeaderSize]byte
+	var b [wire.HeaderSize + 1]byte
 	w.filesMu.Lock()
 	defer w.filesMu.Unlock()
 	if w.ctl != nil {
-		_, _ = w.ctl.Write(wire.AppendFrame(b[:0], wire.KindStop, id, nil))
+		_, _ = w.ctl.Write(wire.AppendFrame(b[:0], wire.KindStop, id, []byte{why}))
 	}
 }
 

@@ -114,43 +114,80 @@ func ParseTask(body []byte) (chunk bool, fn []byte, payload []byte, err error) {
 	return flags&flagChunk != 0, body[3 : 3+n : 3+n], body[3+n:], nil
 }
 
-// AppendChunkHeaderFrom appends the header of a chunk task that runs its
-// items from index from on (FlagFrom), for the payload of the whole chunk.
-func AppendChunkHeaderFrom(dst []byte, fn string, from int) []byte {
-	dst = AppendTaskHeader(dst, true, fn)
-	dst[len(dst)-3-len(fn)] |= FlagFrom
-	return binary.LittleEndian.AppendUint32(dst, uint32(from))
+// FlagDeadline is bit 3 of a task's flags byte: 16 bytes follow the
+// function name (and the first item index, with FlagFrom): the caller's
+// deadline as Unix nanoseconds and the task's timeout in nanoseconds,
+// counted from the moment the worker starts the task; 0 means none. The
+// worker gives the task a context whose deadline is the earlier of the two.
+const FlagDeadline = 0x08
+
+// TaskHeader is the decoded header of a KindTask or KindInit body.
+type TaskHeader struct {
+	Flags    byte
+	Fn       []byte // the function's name; aliases the body
+	From     int    // FlagFrom: a chunk's first item to run; else 0
+	Deadline int64  // FlagDeadline: Unix nanoseconds; else 0
+	Timeout  int64  // FlagDeadline: nanoseconds from the start; else 0
 }
 
-// ParseTaskHeader is ParseTask for a worker: it also accepts FlagShared and
-// FlagFrom, and returns the flags byte and the index of the first item to
-// run (0 without FlagFrom). With FlagShared the payload is a reference of
-// exactly SharedRefSize bytes (ParseSharedRef); anything else wraps
-// ErrMalformed.
-func ParseTaskHeader(body []byte) (flags byte, fn []byte, from int, payload []byte, err error) {
-	if len(body) < 3 {
-		return 0, nil, 0, nil, fmt.Errorf("%w: task body of %d bytes is shorter than 3", ErrMalformed, len(body))
+// Chunk reports whether the payload is a list of arguments.
+func (h TaskHeader) Chunk() bool { return h.Flags&flagChunk != 0 }
+
+// AppendTaskHeaderExt is AppendTaskHeader with the optional fields: a
+// chunk's first item to run (from > 0 sets FlagFrom) and a deadline or
+// timeout (either not 0 sets FlagDeadline). It panics as AppendTaskHeader.
+func AppendTaskHeaderExt(dst []byte, chunk bool, fn string, from int, deadline, timeout int64) []byte {
+	at := len(dst)
+	dst = AppendTaskHeader(dst, chunk, fn)
+	if from > 0 && chunk {
+		dst[at] |= FlagFrom
+		dst = binary.LittleEndian.AppendUint32(dst, uint32(from))
 	}
-	flags = body[0]
-	if flags&^(flagChunk|FlagShared|FlagFrom) != 0 || flags&FlagFrom != 0 && flags&flagChunk == 0 {
-		return 0, nil, 0, nil, fmt.Errorf("%w: task flags %#02x set reserved bits", ErrMalformed, flags)
+	if deadline != 0 || timeout != 0 {
+		dst[at] |= FlagDeadline
+		dst = binary.LittleEndian.AppendUint64(dst, uint64(deadline))
+		dst = binary.LittleEndian.AppendUint64(dst, uint64(timeout))
+	}
+	return dst
+}
+
+// ParseTaskHeader is ParseTask for a worker: it also accepts FlagShared,
+// FlagFrom and FlagDeadline, and returns the whole header. With FlagShared
+// the payload is a reference of exactly SharedRefSize bytes
+// (ParseSharedRef); anything else wraps ErrMalformed, as do a FlagFrom
+// without the chunk flag and optional fields cut short.
+func ParseTaskHeader(body []byte) (h TaskHeader, payload []byte, err error) {
+	if len(body) < 3 {
+		return h, nil, fmt.Errorf("%w: task body of %d bytes is shorter than 3", ErrMalformed, len(body))
+	}
+	h.Flags = body[0]
+	if h.Flags&^(flagChunk|FlagShared|FlagFrom|FlagDeadline) != 0 || h.Flags&FlagFrom != 0 && h.Flags&flagChunk == 0 {
+		return TaskHeader{}, nil, fmt.Errorf("%w: task flags %#02x set reserved bits", ErrMalformed, h.Flags)
 	}
 	n := int(binary.LittleEndian.Uint16(body[1:]))
 	if n == 0 || n > len(body)-3 {
-		return 0, nil, 0, nil, fmt.Errorf("%w: function name of %d bytes in a task body of %d", ErrMalformed, n, len(body))
+		return TaskHeader{}, nil, fmt.Errorf("%w: function name of %d bytes in a task body of %d", ErrMalformed, n, len(body))
 	}
-	fn, payload = body[3:3+n:3+n], body[3+n:]
-	if flags&FlagFrom != 0 {
+	h.Fn, payload = body[3:3+n:3+n], body[3+n:]
+	if h.Flags&FlagFrom != 0 {
 		if len(payload) < 4 {
-			return 0, nil, 0, nil, fmt.Errorf("%w: chunk task's first item index is cut short", ErrMalformed)
+			return TaskHeader{}, nil, fmt.Errorf("%w: chunk task's first item index is cut short", ErrMalformed)
 		}
-		from = int(binary.LittleEndian.Uint32(payload))
+		h.From = int(binary.LittleEndian.Uint32(payload))
 		payload = payload[4:]
 	}
-	if flags&FlagShared != 0 && len(payload) != SharedRefSize {
-		return 0, nil, 0, nil, fmt.Errorf("%w: shared-memory reference of %d bytes, want %d", ErrMalformed, len(payload), SharedRefSize)
+	if h.Flags&FlagDeadline != 0 {
+		if len(payload) < 16 {
+			return TaskHeader{}, nil, fmt.Errorf("%w: task's deadline is cut short", ErrMalformed)
+		}
+		h.Deadline = int64(binary.LittleEndian.Uint64(payload))
+		h.Timeout = int64(binary.LittleEndian.Uint64(payload[8:]))
+		payload = payload[16:]
 	}
-	return flags, fn, from, payload, nil
+	if h.Flags&FlagShared != 0 && len(payload) != SharedRefSize {
+		return TaskHeader{}, nil, fmt.Errorf("%w: shared-memory reference of %d bytes, want %d", ErrMalformed, len(payload), SharedRefSize)
+	}
+	return h, payload, nil
 }
 
 // AppendSharedRef appends a shared-memory reference: the payload's offset in

@@ -201,7 +201,8 @@ func TestSharedTaskHeader(t *testing.T) {
 	body := AppendTaskHeader(nil, true, "square")
 	body[0] |= FlagShared
 	body = AppendSharedRef(body, 4096, 1<<20)
-	flags, fn, _, ref, err := ParseTaskHeader(body)
+	h, ref, err := ParseTaskHeader(body)
+	flags, fn := h.Flags, h.Fn
 	if err != nil || flags != flagChunk|FlagShared || string(fn) != "square" {
 		t.Fatalf("ParseTaskHeader: %#x %q %v", flags, fn, err)
 	}
@@ -214,7 +215,7 @@ func TestSharedTaskHeader(t *testing.T) {
 	if _, _, err := ParseSharedRef(ref, 1<<20); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("reference past the segment: %v", err)
 	}
-	if _, _, _, _, err := ParseTaskHeader(body[:len(body)-1]); !errors.Is(err, ErrMalformed) {
+	if _, _, err := ParseTaskHeader(body[:len(body)-1]); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("short reference: %v", err)
 	}
 	if _, _, _, err := ParseTask(body); !errors.Is(err, ErrMalformed) {
@@ -223,5 +224,27 @@ func TestSharedTaskHeader(t *testing.T) {
 	big := AppendSharedRef(nil, 1<<63, 1<<63)
 	if _, _, err := ParseSharedRef(big, 1<<20); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("overflowing reference: %v", err)
+	}
+}
+
+func TestTaskHeaderExt(t *testing.T) {
+	for _, tc := range []struct {
+		chunk             bool
+		from              int
+		deadline, timeout int64
+	}{
+		{false, 0, 0, 0}, {true, 7, 0, 0}, {false, 0, 1_700_000_000_000_000_000, 0},
+		{false, 0, 0, 250_000_000}, {true, 3, -5, 9}, {true, 0, 1, 1},
+	} {
+		body := append(AppendTaskHeaderExt(nil, tc.chunk, "fn", tc.from, tc.deadline, tc.timeout), 0xAA, 0xBB)
+		h, payload, err := ParseTaskHeader(body)
+		if err != nil || h.Chunk() != tc.chunk || string(h.Fn) != "fn" || h.From != tc.from || h.Deadline != tc.deadline || h.Timeout != tc.timeout || string(payload) != "\xaa\xbb" {
+			t.Fatalf("%+v: %+v, %x, %v", tc, h, payload, err)
+		}
+		for cut := len(body) - 3; cut > 3+2; cut-- { // optional fields cut short
+			if h2, _, err := ParseTaskHeader(body[:cut]); err == nil && (h2.From != tc.from || h2.Deadline != tc.deadline || h2.Timeout != tc.timeout) {
+				t.Fatalf("%+v cut to %d: accepted %+v", tc, cut, h2)
+			}
+		}
 	}
 }

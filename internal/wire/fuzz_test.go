@@ -121,7 +121,7 @@ func FuzzReader(f *testing.F) {
 func checkFuzzBody(t *testing.T, fr Frame) {
 	switch fr.Kind {
 	case KindTask, KindInit:
-		if flags, _, _, ref, err := ParseTaskHeader(fr.Body); err == nil && flags&FlagShared != 0 {
+		if h, ref, err := ParseTaskHeader(fr.Body); err == nil && h.Flags&FlagShared != 0 {
 			if _, _, err := ParseSharedRef(ref, 1<<20); err != nil && !errors.Is(err, ErrMalformed) {
 				t.Fatalf("ParseSharedRef: %v", err)
 			}

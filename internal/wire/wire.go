@@ -18,6 +18,7 @@
 package wire
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -61,7 +62,7 @@ const (
 	KindCancel  Kind = 5 // parent→worker; empty body
 	KindInit    Kind = 6 // parent→worker; id 0; body: task header (flags 0) + payload
 	KindSkipped Kind = 7 // worker→parent; empty body: cancelled before it started
-	KindStop    Kind = 8 // parent→worker, on the control pipe; empty body: stop the task with this id
+	KindStop    Kind = 8 // parent→worker, on the control pipe; body: empty or a StopReason byte: stop the task with this id
 )
 
 // KindEnd marks the end of a worker's result stream. It is not a protocol
@@ -203,4 +204,21 @@ func effectiveMax(maxFrame int) int {
 		maxFrame = int(limit)
 	}
 	return maxFrame
+}
+
+// Why the parent stops a task: the one byte of a KindStop body (an empty
+// body means StopCancel). The worker cancels the task's context with
+// context.DeadlineExceeded for StopDeadline, context.Canceled otherwise.
+const (
+	StopCancel   byte = 1 // Future.Cancel, the caller's context, Terminate
+	StopDeadline byte = 2 // the task's timeout or its caller's deadline
+	StopMemory   byte = 3 // the worker's memory is over the limit
+)
+
+// StopCause returns the context error a KindStop body asks for.
+func StopCause(body []byte) error {
+	if len(body) > 0 && body[0] == StopDeadline {
+		return context.DeadlineExceeded
+	}
+	return context.Canceled
 }
