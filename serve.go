@@ -52,7 +52,7 @@ type server struct {
 	// decide whether its target is the task running. So a stop never hits
 	// a task it was not aimed at: while stop holds runMu the loop cannot
 	// move on to the next task.
-	runMu   sync.Mutex
+	runMu      sync.Mutex
 	running    uint64        // the id of the task running, 0 between tasks
 	runCtx     *taskCtx      // the running task's context
 	runEnded   chan struct{} // closed once the running task has answered
@@ -65,18 +65,18 @@ type server struct {
 }
 
 type pendingTask struct {
-	id      uint64
-	kind    wire.Kind
-	chunk   bool
-	from    int     // a chunk's first item to run
+	id    uint64
+	kind  wire.Kind
+	chunk bool
+	from  int // a chunk's first item to run
 	// The caller's deadline (Unix nanoseconds) and the task's timeout from
 	// its start (nanoseconds); 0 if none.
 	deadline, timeout int64
-	h       handler // nil if the function is unknown
-	unknown string  // the unknown function's name
-	payload []byte
-	owned   bool // payload is a copy, not an alias of the reader's buffer
-	skip    bool // a Cancel frame arrived for it before it started
+	h                 handler // nil if the function is unknown
+	unknown           string  // the unknown function's name
+	payload           []byte
+	owned             bool // payload is a copy, not an alias of the reader's buffer
+	skip              bool // a Cancel frame arrived for it before it started
 }
 
 // outBuffer holds the worker's answers until they are written to the result
