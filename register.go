@@ -111,15 +111,15 @@ func (h typedHandler[In, Out]) name() string { return h.fname }
 func (h typedHandler[In, Out]) call(ctx context.Context, c codec.Codec, payload, dst []byte) ([]byte, error) {
 	var in In
 	if err := c.Unmarshal(payload, &in); err != nil {
-		return dst, &RemoteError{Func: h.fname, Code: "decode", Message: "decoding the argument: " + err.Error(), Type: typeName(err)}
+		return dst, &RemoteError{Func: h.fname, Code: CodeDecode, Message: "decoding the argument: " + err.Error(), Type: typeName(err)}
 	}
-	out, err := runProtected(ctx, h.fname, h.fn, in)
+	out, err := runProtected(ctx, c, h.fname, h.fn, in)
 	if err != nil {
 		return dst, err
 	}
 	res, err := c.Append(dst, out)
 	if err != nil {
-		return dst, &RemoteError{Func: h.fname, Code: "encode", Message: "encoding the result: " + err.Error(), Type: typeName(err)}
+		return dst, &RemoteError{Func: h.fname, Code: CodeEncode, Message: "encoding the result: " + err.Error(), Type: typeName(err)}
 	}
 	return res, nil
 }
@@ -127,10 +127,10 @@ func (h typedHandler[In, Out]) call(ctx context.Context, c codec.Codec, payload,
 func (h typedHandler[In, Out]) callChunk(ctx context.Context, c codec.Codec, payload, dst []byte, from int, rec *wire.Journal) ([]byte, []itemFailure, error) {
 	var ins []In
 	if err := c.Unmarshal(payload, &ins); err != nil {
-		return dst, nil, &RemoteError{Func: h.fname, Code: "decode", Message: "decoding the arguments: " + err.Error(), Type: typeName(err)}
+		return dst, nil, &RemoteError{Func: h.fname, Code: CodeDecode, Message: "decoding the arguments: " + err.Error(), Type: typeName(err)}
 	}
 	if from < 0 || from > len(ins) {
-		return dst, nil, &RemoteError{Func: h.fname, Code: "decode", Message: fmt.Sprintf("first item %d of a chunk of %d", from, len(ins))}
+		return dst, nil, &RemoteError{Func: h.fname, Code: CodeDecode, Message: fmt.Sprintf("first item %d of a chunk of %d", from, len(ins))}
 	}
 	ins = ins[from:]
 	var fails []itemFailure
@@ -141,7 +141,7 @@ func (h typedHandler[In, Out]) callChunk(ctx context.Context, c codec.Codec, pay
 		var out Out // one variable for every item: encoding it boxes a pointer, once
 		for i, in := range ins {
 			var err error
-			if out, err = runProtected(ctx, h.fname, h.fn, in); err != nil {
+			if out, err = runProtected(ctx, c, h.fname, h.fn, in); err != nil {
 				fails = append(fails, itemFailure{i, err})
 				body, _ := json.Marshal(errorBody(err))
 				rec.ItemError(i, body)
@@ -152,7 +152,7 @@ func (h typedHandler[In, Out]) callChunk(ctx context.Context, c codec.Codec, pay
 				list = lc.AppendListSep(list)
 			}
 			if list, err = c.Append(list, &out); err != nil {
-				return dst, nil, &RemoteError{Func: h.fname, Code: "encode", Message: "encoding the results: " + err.Error(), Type: typeName(err)}
+				return dst, nil, &RemoteError{Func: h.fname, Code: CodeEncode, Message: "encoding the results: " + err.Error(), Type: typeName(err)}
 			}
 			rec.Finished(list, i+1)
 		}
@@ -161,7 +161,7 @@ func (h typedHandler[In, Out]) callChunk(ctx context.Context, c codec.Codec, pay
 	}
 	outs := make([]Out, len(ins))
 	for i, in := range ins {
-		out, err := runProtected(ctx, h.fname, h.fn, in)
+		out, err := runProtected(ctx, c, h.fname, h.fn, in)
 		if err != nil {
 			fails = append(fails, itemFailure{i, err})
 			continue
@@ -170,27 +170,47 @@ func (h typedHandler[In, Out]) callChunk(ctx context.Context, c codec.Codec, pay
 	}
 	res, err := c.Append(dst, outs)
 	if err != nil {
-		return dst, nil, &RemoteError{Func: h.fname, Code: "encode", Message: "encoding the results: " + err.Error(), Type: typeName(err)}
+		return dst, nil, &RemoteError{Func: h.fname, Code: CodeEncode, Message: "encoding the results: " + err.Error(), Type: typeName(err)}
 	}
 	return res, fails, nil
 }
 
 // runProtected calls fn and turns a returned error or a panic into a
-// *RemoteError.
-func runProtected[In, Out any](ctx context.Context, name string, fn func(context.Context, In) (Out, error), in In) (out Out, err error) {
+// *RemoteError that carries the error's identity (see identify), encoded
+// with c.
+func runProtected[In, Out any](ctx context.Context, c codec.Codec, name string, fn func(context.Context, In) (Out, error), in In) (out Out, err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			err = &RemoteError{Func: name, Message: fmt.Sprint(v), Type: typeName(v), Panic: true, Stack: stack()}
+			re := &RemoteError{Func: name, Message: fmt.Sprint(v), Type: typeName(v), Panic: true, Stack: stack()}
+			if e, ok := v.(error); ok {
+				re.Chain, re.wrapped = chainOf(e), []error{e}
+				re.sentinels, re.values = identify(e, c)
+			} else {
+				re.Chain = []string{re.Type}
+			}
+			err = re
 		}
 	}()
 	out, err = fn(ctx, in)
 	if err != nil {
-		if re, ok := err.(*RemoteError); ok {
-			return out, re
-		}
-		return out, &RemoteError{Func: name, Message: err.Error(), Type: typeName(err)}
+		return out, newRemoteError(name, err, c)
 	}
 	return out, nil
+}
+
+// newRemoteError reports a function's error. A *RemoteError from a pool the
+// function used itself passes through with its message and types, and the
+// identity it carries.
+func newRemoteError(name string, err error, c codec.Codec) *RemoteError {
+	var re *RemoteError
+	if inner, ok := err.(*RemoteError); ok {
+		cp := *inner
+		re = &cp
+	} else {
+		re = &RemoteError{Func: name, Message: err.Error(), Type: typeName(err), Chain: chainOf(err), wrapped: []error{err}}
+	}
+	re.sentinels, re.values = identify(err, c)
+	return re
 }
 
 func typeName(v any) string {

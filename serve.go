@@ -403,13 +403,14 @@ func (s *server) fail(id uint64, err error) {
 	s.answer(errorFrame(id, errorBody(err), s.max))
 }
 
-// errorFrame encodes an Error frame, shortening the stack, then the
-// message, then the type name until the frame fits the frame limit: the
-// parent would refuse a longer frame and kill the worker, and the task would
-// lose its error to a *WorkerExitError. A field is cut to the longest
-// prefix (on a character boundary) that fits, found by bisection: this runs
-// only for errors of kilobytes, and the JSON encoding of a character may
-// take up to six bytes.
+// errorFrame encodes an Error frame, shortening it until it fits the frame
+// limit: it cuts the stack, drops the encoded typed errors, then the chain
+// of types, cuts the message, then the type name, and last drops the
+// sentinels' names. The parent would refuse a longer frame and kill the
+// worker, and the task would lose its error to a *WorkerExitError. A
+// string is cut to the longest prefix (on a character boundary) that
+// fits, found by bisection: this runs only for errors of kilobytes, and
+// the JSON encoding of a character may take up to six bytes.
 func errorFrame(id uint64, eb wire.ErrorBody, maxFrame int) []byte {
 	const mark = " [cut to fit the frame limit]"
 	encode := func() ([]byte, bool) {
@@ -417,11 +418,7 @@ func errorFrame(id uint64, eb wire.ErrorBody, maxFrame int) []byte {
 		frame := wire.AppendFrame(nil, wire.KindError, id, body)
 		return frame, wire.Fits(wire.LengthOf(frame, 0), maxFrame)
 	}
-	frame, ok := encode()
-	for _, f := range []*string{&eb.Stack, &eb.Message, &eb.Type} {
-		if ok {
-			break
-		}
+	cut := func(f *string) {
 		full, best := *f, -1
 		for lo, hi := 0, len(full)-1; lo <= hi; {
 			mid := (lo + hi) / 2
@@ -441,15 +438,32 @@ func errorFrame(id uint64, eb wire.ErrorBody, maxFrame int) []byte {
 		} else {
 			*f = full[:best] + mark
 		}
+	}
+	frame, ok := encode()
+	for _, shorten := range []func(){
+		func() { cut(&eb.Stack) },
+		func() { eb.Values = nil },
+		func() { eb.Chain = nil },
+		func() { cut(&eb.Message) },
+		func() { cut(&eb.Type) },
+		func() { eb.Sentinels = nil },
+	} {
+		if ok {
+			break
+		}
+		shorten()
 		frame, ok = encode()
 	}
 	return frame
 }
 
+// errorBody is the report of a task's failure: a *RemoteError's fields
+// and the identity of the function's error (see identify).
 func errorBody(err error) wire.ErrorBody {
 	var re *RemoteError
 	if errors.As(err, &re) {
-		return wire.ErrorBody{Message: re.Message, Type: re.Type, Stack: re.Stack, Panic: re.Panic, Code: re.Code}
+		return wire.ErrorBody{Message: re.Message, Type: re.Type, Stack: re.Stack, Panic: re.Panic, Code: re.Code,
+			Chain: re.Chain, Sentinels: re.sentinels, Values: re.values}
 	}
 	return wire.ErrorBody{Message: err.Error(), Type: typeName(err)}
 }

@@ -608,13 +608,18 @@ func exitText(ws syscall.WaitStatus) string {
 func remoteError(fn string, body []byte) *RemoteError {
 	eb, err := wire.ParseError(body)
 	if err != nil {
-		return &RemoteError{Func: fn, Message: "undecodable error from worker: " + err.Error(), Code: "protocol"}
+		return &RemoteError{Func: fn, Message: "undecodable error from worker: " + err.Error(), Code: CodeProtocol}
 	}
 	return remoteFromBody(fn, eb)
 }
 
+// remoteFromBody makes a worker's error report a *RemoteError, with the
+// sentinels and typed errors it names rebuilt behind Unwrap (see rebuild).
+// Decoding a typed error may run its codec methods: call it without the
+// pool's lock.
 func remoteFromBody(fn string, eb wire.ErrorBody) *RemoteError {
-	return &RemoteError{Func: fn, Message: eb.Message, Type: eb.Type, Stack: eb.Stack, Panic: eb.Panic, Code: eb.Code}
+	return &RemoteError{Func: fn, Message: eb.Message, Type: eb.Type, Stack: eb.Stack, Panic: eb.Panic, Code: eb.Code,
+		Chain: eb.Chain, wrapped: rebuild(&eb)}
 }
 
 // hasEnv reports whether env sets the variable key.
