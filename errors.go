@@ -35,8 +35,11 @@ var (
 	ErrUnknownFunc = errors.New("procpool: function not registered in the worker")
 	// ErrHandshake means a worker process did not complete the start-up
 	// handshake: it exited, it did not answer in time (its main function
-	// probably does not call procpool.Main first), or it spoke another
-	// protocol version or codec.
+	// probably does not call procpool.Main first), it spoke another
+	// protocol version or codec, it registers a function with other
+	// argument or result types than the parent's (a worker binary built
+	// from another version of the code), or it lacks a function that
+	// WithRequire names.
 	ErrHandshake = errors.New("procpool: worker handshake failed")
 	// ErrProtocol means a worker wrote something on the protocol pipe that is
 	// not a valid frame, or answered a task it was never given. The worker

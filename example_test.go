@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 
@@ -197,4 +198,27 @@ func ExampleRegisterErrorType() {
 	// Output:
 	// limit 10 got 12
 	// [*fmt.wrapError *procpool_test.LimitError]
+}
+
+func ExampleWithRequire() {
+	// A worker program other than this one (WithCommand) may register only
+	// some of the parent's functions. WithRequire makes New fail at once,
+	// naming them, if a worker lacks one this program needs; and New fails
+	// whatever the options if a worker was built from another version of a
+	// function's argument or result types.
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	p, err := procpool.New(procpool.WithProcesses(1), procpool.WithCommand(exe), procpool.WithRequire(upper, square))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+
+	s, err := procpool.Apply(context.Background(), p, upper, "all there")
+	fmt.Println(s, err)
+	// Output: ALL THERE <nil>
 }

@@ -24,6 +24,15 @@ type Func[In, Out any] struct {
 // Name returns the name the function was registered under.
 func (f Func[In, Out]) Name() string { return f.name }
 
+// AnyFunc is a Func of any argument and result types, as WithRequire takes
+// them. Only a Func implements it.
+type AnyFunc interface {
+	Name() string
+	isFunc()
+}
+
+func (Func[In, Out]) isFunc() {}
+
 // handler runs a registered function on encoded input in a worker.
 type handler interface {
 	// call decodes one argument, runs the function and appends the encoded
@@ -37,6 +46,8 @@ type handler interface {
 	callChunk(ctx context.Context, c codec.Codec, payload, dst []byte, from int, rec *wire.Journal) ([]byte, []itemFailure, error)
 	// name is the function's registered name.
 	name() string
+	// fingerprint is the fingerprint of its argument and result types.
+	fingerprint() string
 }
 
 type itemFailure struct {
@@ -59,7 +70,9 @@ var registry struct {
 //
 // Register panics if name is empty or already taken, or if it is called
 // after Main: a function registered then is unknown to the workers. It costs
-// one map insertion.
+// one map insertion and a walk of In's and Out's structure for the
+// fingerprint that lets New catch a worker built from other versions of
+// them (see docs/protocol.md).
 func Register[In, Out any](name string, fn func(context.Context, In) (Out, error)) Func[In, Out] {
 	if name == "" || len(name) > 65535 {
 		panic(fmt.Sprintf("procpool: Register: name length %d is not in 1..65535", len(name)))
@@ -78,7 +91,7 @@ func Register[In, Out any](name string, fn func(context.Context, In) (Out, error
 	if _, dup := registry.funcs[name]; dup {
 		panic(fmt.Sprintf("procpool: Register(%q): a function with this name is already registered", name))
 	}
-	registry.funcs[name] = typedHandler[In, Out]{fname: name, fn: fn}
+	registry.funcs[name] = typedHandler[In, Out]{fname: name, fn: fn, fp: fingerprint(reflect.TypeFor[In](), reflect.TypeFor[Out]())}
 	return Func[In, Out]{name: name, fn: fn}
 }
 
@@ -104,9 +117,11 @@ func registeredNames() []string {
 type typedHandler[In, Out any] struct {
 	fname string
 	fn    func(context.Context, In) (Out, error)
+	fp    string
 }
 
-func (h typedHandler[In, Out]) name() string { return h.fname }
+func (h typedHandler[In, Out]) name() string        { return h.fname }
+func (h typedHandler[In, Out]) fingerprint() string { return h.fp }
 
 func (h typedHandler[In, Out]) call(ctx context.Context, c codec.Codec, payload, dst []byte) ([]byte, error) {
 	var in In

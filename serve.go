@@ -196,15 +196,23 @@ func (s *server) stop(id uint64) {
 	s.stopFor = id
 }
 
-// hello writes the handshake frame.
+// hello writes the handshake frame. It carries the functions'
+// fingerprints unless the frame would then exceed the frame limit: the
+// parent does not check a worker that sends none.
 func (s *server) hello(pid int) error {
-	body, err := json.Marshal(wire.Hello{Protocol: wire.Version, Pid: pid, Codec: s.codec.Name(), Functions: registeredNames(), Journal: s.out.j != nil, Control: s.control})
+	h := wire.Hello{Protocol: wire.Version, Pid: pid, Codec: s.codec.Name(), Functions: registeredNames(), Journal: s.out.j != nil, Control: s.control, Fingerprints: localFingerprints()}
+	body, err := json.Marshal(h)
 	if err != nil {
 		return err
 	}
 	frame := wire.AppendFrame(nil, wire.KindHello, 0, body)
 	if n := wire.LengthOf(frame, 0); !wire.Fits(n, s.max) {
-		return fmt.Errorf("the hello frame, which lists the %d registered functions, is %d bytes (length field %d), over the frame limit of %d set by WithMaxFrame", len(registeredNames()), len(frame), n, s.max)
+		h.Fingerprints = nil
+		body, _ = json.Marshal(h)
+		frame = wire.AppendFrame(nil, wire.KindHello, 0, body)
+	}
+	if n := wire.LengthOf(frame, 0); !wire.Fits(n, s.max) {
+		return fmt.Errorf("the hello frame, which lists the %d registered functions, is %d bytes (length field %d), over the frame limit of %d set by WithMaxFrame", len(h.Functions), len(frame), n, s.max)
 	}
 	s.out.mu.Lock()
 	defer s.out.mu.Unlock()

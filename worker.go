@@ -255,6 +255,9 @@ func (w *worker) handshake() error {
 	if h.Codec != p.codec.Name() {
 		return &StartError{Pid: w.pid, Reason: fmt.Sprintf("the worker uses codec %q, this pool %q", h.Codec, p.codec.Name()), Err: ErrHandshake}
 	}
+	if err := p.checkFunctions(w.pid, &h); err != nil {
+		return err
+	}
 	// In process, the parent reads the server's running task directly and
 	// answers are never held back.
 	w.hasJournal = w.cmd == nil || h.Journal && w.journal != nil
