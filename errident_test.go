@@ -9,8 +9,10 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
+	"github.com/fxamacker/cbor/v2"
 	"github.com/procpool/procpool"
 )
 
@@ -210,4 +212,59 @@ func TestRegisterErrorMisuse(t *testing.T) {
 	mustPanic("RegisterError(nil)", "nil error", func() { procpool.RegisterError("nil", nil) })
 	mustPanic("RegisterErrorType of an interface", "interface type", procpool.RegisterErrorType[error])
 	mustPanic("RegisterErrorType of an unnamed type", "unnamed type", procpool.RegisterErrorType[struct{ error }])
+}
+
+// statsPool is the pool whose lock statsError's decoding takes, if set.
+var statsPool atomic.Pointer[procpool.Pool]
+
+// statsError is a registered error type whose decoding in the parent calls
+// Stats, which takes the pool's lock: user code, which must not run under
+// that lock.
+type statsError struct{ N int }
+
+func (e *statsError) Error() string { return fmt.Sprintf("stats error %d", e.N) }
+
+func (e *statsError) UnmarshalCBOR(b []byte) error {
+	if p := statsPool.Load(); p != nil {
+		_ = p.Stats()
+	}
+	var v struct{ N int }
+	if err := cbor.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	e.N = v.N
+	return nil
+}
+
+func init() { procpool.RegisterErrorType[*statsError]() }
+
+// failThenCrash fails item 0 with a *statsError and crashes the worker on
+// item 1.
+var failThenCrash = procpool.Register("failThenCrash", func(_ context.Context, x int) (int, error) {
+	if x == 1 {
+		os.Exit(3)
+	}
+	return 0, &statsError{N: 5}
+})
+
+// The parent rebuilds a task's typed error when the caller first looks
+// into it, not while the pool holds its lock, where it makes the errors of
+// the finished items of a chunk whose worker died: the type's decoding,
+// user code, may call the pool (invariant 5).
+func TestTypedErrorDecodedOutsidePoolLock(t *testing.T) {
+	ctx := testCtx(t)
+	p := newPool(t, procpool.WithProcesses(1))
+	statsPool.Store(p)
+	defer statsPool.Store(nil)
+
+	_, err := procpool.Map(ctx, p, failThenCrash, []int{0, 1}, procpool.ChunkSize(2))
+	var me *procpool.MapError
+	var se *statsError
+	if !errors.As(err, &me) || me.Index != 0 || !errors.As(err, &se) || se.N != 5 {
+		t.Fatalf("Map: %v; want item 0's *statsError", err)
+	}
+	var we *procpool.WorkerExitError
+	if _, err := procpool.Map(ctx, p, failThenCrash, []int{1, 0}, procpool.ChunkSize(2)); !errors.As(err, &we) {
+		t.Fatalf("Map with the crash first: %v; want a *WorkerExitError", err)
+	}
 }

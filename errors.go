@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/procpool/procpool/internal/wire"
@@ -111,14 +112,23 @@ type RemoteError struct {
 	// holds at most 32 types.
 	Chain []string
 
-	// wrapped is what Unwrap returns. In the parent: the errors of
-	// registered types rebuilt from the worker's report, then the
-	// registered sentinels it named. In the worker: the function's own
-	// error or panic value, with sentinels and values, the report of its
-	// identity that the worker sends.
-	wrapped   []error
+	// wrapped is what Unwrap returns; nil if nothing.
+	wrapped *unwrapped
+	// The report of the error's identity that a worker sends.
 	sentinels []string
 	values    []wire.ErrorValue
+}
+
+// unwrapped holds what a RemoteError's Unwrap returns. In the worker: the
+// function's own error or panic value. In the parent: the errors rebuilt
+// from the worker's report, on the first call of Unwrap, on the caller's
+// goroutine: decoding a typed error may run its codec methods, user code,
+// and the pool makes RemoteErrors under its lock. It is shared by copies of
+// the RemoteError.
+type unwrapped struct {
+	once   sync.Once
+	report wire.ErrorBody // the worker's report: only Sentinels and Values are used
+	errs   []error
 }
 
 // Codes carried by RemoteError.Code for failures outside the function's
@@ -161,8 +171,21 @@ func (e *RemoteError) Is(target error) bool {
 // the worker's encoding, outermost first, then the registered sentinels
 // (RegisterError, and the standard library's) that the error matched in
 // the worker. errors.Is and errors.As look through them. It returns nil
-// when there are none. The slice must not be modified.
-func (e *RemoteError) Unwrap() []error { return e.wrapped }
+// when there are none. The slice must not be modified. The first call
+// decodes the typed errors, with their codec methods if they have any;
+// later calls cost nothing. It is safe for concurrent use.
+func (e *RemoteError) Unwrap() []error {
+	u := e.wrapped
+	if u == nil {
+		return nil
+	}
+	u.once.Do(func() {
+		if u.errs == nil {
+			u.errs = rebuild(&u.report)
+		}
+	})
+	return u.errs
+}
 
 // Exit reasons carried by WorkerExitError.Reason.
 const (

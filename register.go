@@ -198,7 +198,7 @@ func runProtected[In, Out any](ctx context.Context, c codec.Codec, name string, 
 		if v := recover(); v != nil {
 			re := &RemoteError{Func: name, Message: fmt.Sprint(v), Type: typeName(v), Panic: true, Stack: stack()}
 			if e, ok := v.(error); ok {
-				re.Chain, re.wrapped = chainOf(e), []error{e}
+				re.Chain, re.wrapped = chainOf(e), &unwrapped{errs: []error{e}}
 				re.sentinels, re.values = identify(e, c)
 			} else {
 				re.Chain = []string{re.Type}
@@ -222,7 +222,7 @@ func newRemoteError(name string, err error, c codec.Codec) *RemoteError {
 		cp := *inner
 		re = &cp
 	} else {
-		re = &RemoteError{Func: name, Message: err.Error(), Type: typeName(err), Chain: chainOf(err), wrapped: []error{err}}
+		re = &RemoteError{Func: name, Message: err.Error(), Type: typeName(err), Chain: chainOf(err), wrapped: &unwrapped{errs: []error{err}}}
 	}
 	re.sentinels, re.values = identify(err, c)
 	return re

@@ -616,13 +616,16 @@ func remoteError(fn string, body []byte) *RemoteError {
 	return remoteFromBody(fn, eb)
 }
 
-// remoteFromBody makes a worker's error report a *RemoteError, with the
-// sentinels and typed errors it names rebuilt behind Unwrap (see rebuild).
-// Decoding a typed error may run its codec methods: call it without the
-// pool's lock.
+// remoteFromBody makes a worker's error report a *RemoteError. The
+// sentinels and typed errors the report names are rebuilt behind Unwrap
+// when it is first called (see rebuild), not here: this runs under the
+// pool's lock too, and decoding a typed error may run user code.
 func remoteFromBody(fn string, eb wire.ErrorBody) *RemoteError {
-	return &RemoteError{Func: fn, Message: eb.Message, Type: eb.Type, Stack: eb.Stack, Panic: eb.Panic, Code: eb.Code,
-		Chain: eb.Chain, wrapped: rebuild(&eb)}
+	re := &RemoteError{Func: fn, Message: eb.Message, Type: eb.Type, Stack: eb.Stack, Panic: eb.Panic, Code: eb.Code, Chain: eb.Chain}
+	if len(eb.Sentinels) > 0 || len(eb.Values) > 0 {
+		re.wrapped = &unwrapped{report: wire.ErrorBody{Sentinels: eb.Sentinels, Values: eb.Values}}
+	}
+	return re
 }
 
 // hasEnv reports whether env sets the variable key.
