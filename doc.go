@@ -36,7 +36,11 @@
 //
 // # Failures
 //
-// A task's own error or panic comes back as a *RemoteError. A worker that
+// A task's own error or panic comes back as a *RemoteError, which keeps
+// the error's identity where it can: errors.Is matches the standard
+// library's common sentinels (fs.ErrNotExist, io.EOF, context.Canceled,
+// ...) and those registered with RegisterError, and errors.As finds errors
+// of types registered with RegisterErrorType. A worker that
 // dies under a task gives that task a *WorkerExitError; the tasks queued
 // behind it never started and run on another worker. ErrTimeout,
 // ErrTerminated, ErrClosed, ErrQueueFull and ErrPoolBroken work with

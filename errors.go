@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"syscall"
+
+	"github.com/procpool/procpool/internal/wire"
 )
 
 // Sentinel errors. Test for them with errors.Is: the errors procpool returns
@@ -33,8 +36,11 @@ var (
 	ErrUnknownFunc = errors.New("procpool: function not registered in the worker")
 	// ErrHandshake means a worker process did not complete the start-up
 	// handshake: it exited, it did not answer in time (its main function
-	// probably does not call procpool.Main first), or it spoke another
-	// protocol version or codec.
+	// probably does not call procpool.Main first), it spoke another
+	// protocol version or codec, it registers a function with other
+	// argument or result types than the parent's (a worker binary built
+	// from another version of the code), or it lacks a function that
+	// WithRequire names.
 	ErrHandshake = errors.New("procpool: worker handshake failed")
 	// ErrProtocol means a worker wrote something on the protocol pipe that is
 	// not a valid frame, or answered a task it was never given. The worker
@@ -85,14 +91,56 @@ func (timeoutError) Is(target error) bool { return target == context.DeadlineExc
 // RemoteError is a task's own failure, reported by the worker: the function
 // returned an error, or it panicked. The worker survives both and goes on
 // with the next task.
+//
+// The error keeps its identity across the boundary where it can:
+// errors.Is(err, fs.ErrNotExist) is true when the worker's error matched
+// fs.ErrNotExist, and so for the standard library's other common sentinels
+// and for those registered with RegisterError; errors.As finds an error of
+// a type registered with RegisterErrorType, rebuilt from its encoding.
+// Other errors arrive as their message and types only.
 type RemoteError struct {
 	Func    string // the registered name of the function
 	Message string // err.Error() of the returned error, or the panic value
-	Type    string // the Go type of the error or panic value, e.g. "*fs.PathError"
+	Type    string // the Go type of the error or panic value, e.g. "*fs.PathError"; Chain[0] when Chain is set
 	Panic   bool   // true if the function panicked
 	Stack   string // the worker-side stack, for a panic
-	Code    string // a machine word for failures outside the function: "decode", "encode", "unknown_function", "init"
+	Code    string // a machine word for failures outside the function: one of the Code constants; "" for the function's own error or panic
+	// Chain is the Go types of the error and of the errors it wraps,
+	// outermost first, in the order errors.Is walks them (depth first
+	// through errors.Join), e.g. ["*fmt.wrapError", "*fs.PathError",
+	// "syscall.Errno"]. It is nil for a worker that does not send it, and
+	// holds at most 32 types.
+	Chain []string
+
+	// wrapped is what Unwrap returns; nil if nothing.
+	wrapped *unwrapped
+	// The report of the error's identity that a worker sends.
+	sentinels []string
+	values    []wire.ErrorValue
 }
+
+// unwrapped holds what a RemoteError's Unwrap returns. In the worker: the
+// function's own error or panic value. In the parent: the errors rebuilt
+// from the worker's report, on the first call of Unwrap, on the caller's
+// goroutine: decoding a typed error may run its codec methods, user code,
+// and the pool makes RemoteErrors under its lock. It is shared by copies of
+// the RemoteError.
+type unwrapped struct {
+	once   sync.Once
+	report wire.ErrorBody // the worker's report: only Sentinels and Values are used
+	errs   []error
+}
+
+// Codes carried by RemoteError.Code for failures outside the function's
+// own code. The same words are the "code" of the protocol's error frame
+// (docs/protocol.md), except CodeProtocol, which the parent sets.
+const (
+	CodeUnknownFunc = "unknown_function" // the worker has no function of that name (errors.Is(err, ErrUnknownFunc))
+	CodeDecode      = "decode"           // the argument did not decode in the worker
+	CodeEncode      = "encode"           // the result did not encode, or its frame is over WithMaxFrame
+	CodeInit        = "init"             // the initializer failed
+	CodeProtocol    = "protocol"         // the worker's error report did not parse
+)
 
 func (e *RemoteError) Error() string {
 	var b strings.Builder
@@ -115,7 +163,28 @@ func (e *RemoteError) Error() string {
 // Is makes errors.Is(err, ErrUnknownFunc) true for a task sent to a worker
 // that does not know its function.
 func (e *RemoteError) Is(target error) bool {
-	return target == ErrUnknownFunc && e.Code == "unknown_function"
+	return target == ErrUnknownFunc && e.Code == CodeUnknownFunc
+}
+
+// Unwrap returns the errors that keep the task's error's identity in the
+// parent: those of types registered with RegisterErrorType, rebuilt from
+// the worker's encoding, outermost first, then the registered sentinels
+// (RegisterError, and the standard library's) that the error matched in
+// the worker. errors.Is and errors.As look through them. It returns nil
+// when there are none. The slice must not be modified. The first call
+// decodes the typed errors, with their codec methods if they have any;
+// later calls cost nothing. It is safe for concurrent use.
+func (e *RemoteError) Unwrap() []error {
+	u := e.wrapped
+	if u == nil {
+		return nil
+	}
+	u.once.Do(func() {
+		if u.errs == nil {
+			u.errs = rebuild(&u.report)
+		}
+	})
+	return u.errs
 }
 
 // Exit reasons carried by WorkerExitError.Reason.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 
@@ -129,4 +130,95 @@ func ExampleWorkerExitError() {
 	// Output:
 	// crashed 3
 	// 49 <nil>
+}
+
+// errOutOfStock is a sentinel that keeps its identity across the process
+// boundary: registered at package level, under a name the parent and the
+// workers agree on.
+var errOutOfStock = procpool.RegisterError("github.com/procpool/procpool_test.errOutOfStock", errors.New("out of stock"))
+
+var reserve = procpool.Register("example.reserve", func(_ context.Context, item int) (int, error) {
+	return 0, fmt.Errorf("reserving item %d: %w", item, errOutOfStock)
+})
+
+func ExampleRegisterError() {
+	ctx := context.Background()
+	p, err := procpool.New(procpool.WithProcesses(1))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+
+	_, err = procpool.Apply(ctx, p, reserve, 42)
+	fmt.Println(errors.Is(err, errOutOfStock))
+	fmt.Println(err)
+	// Output:
+	// true
+	// procpool: example.reserve: reserving item 42: out of stock (*fmt.wrapError)
+}
+
+// LimitError is an error type whose values travel from the workers to the
+// parent: its exported fields are encoded with the pool's codec.
+type LimitError struct {
+	Limit, Got int
+}
+
+func (e *LimitError) Error() string { return fmt.Sprintf("%d is over the limit of %d", e.Got, e.Limit) }
+
+func init() {
+	procpool.RegisterErrorType[*LimitError]()
+}
+
+var checkLimit = procpool.Register("example.checkLimit", func(_ context.Context, n int) (int, error) {
+	if n > 10 {
+		return 0, fmt.Errorf("checking: %w", &LimitError{Limit: 10, Got: n})
+	}
+	return n, nil
+})
+
+func ExampleRegisterErrorType() {
+	ctx := context.Background()
+	p, err := procpool.New(procpool.WithProcesses(1))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+
+	_, err = procpool.Apply(ctx, p, checkLimit, 12)
+	var le *LimitError
+	if errors.As(err, &le) {
+		fmt.Println("limit", le.Limit, "got", le.Got)
+	}
+	var re *procpool.RemoteError
+	if errors.As(err, &re) {
+		fmt.Println(re.Chain)
+	}
+	// Output:
+	// limit 10 got 12
+	// [*fmt.wrapError *procpool_test.LimitError]
+}
+
+func ExampleWithRequire() {
+	// A worker program other than this one (WithCommand) may register only
+	// some of the parent's functions. WithRequire makes New fail at once,
+	// naming them, if a worker lacks one this program needs; and New fails
+	// whatever the options if a worker was built from another version of a
+	// function's argument or result types.
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	p, err := procpool.New(procpool.WithProcesses(1), procpool.WithCommand(exe), procpool.WithRequire(upper, square))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+
+	s, err := procpool.Apply(context.Background(), p, upper, "all there")
+	fmt.Println(s, err)
+	// Output: ALL THERE <nil>
 }

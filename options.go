@@ -47,6 +47,7 @@ type config struct {
 	retries        int
 	maxFrame       int
 	sharedMem      int
+	require        []string // names of the functions every worker must register
 	logger         *slog.Logger
 	err            error
 }
@@ -93,14 +94,44 @@ func WithProcesses(n int) Option {
 
 // WithCommand runs path with args as the worker program instead of
 // re-executing the current binary. That program's main must call
-// procpool.Main first and register the same functions. An empty path is an
-// error from New (leave the option out to re-run the program's own binary).
+// procpool.Main first. It may register only some of this program's
+// functions (a call to one it lacks fails with ErrUnknownFunc; see
+// WithRequire), but those it registers must have the same argument and
+// result types: New fails, naming them, for a program built from another
+// version of them. An empty path is an error from New (leave the option
+// out to re-run the program's own binary).
 func WithCommand(path string, args ...string) Option {
 	return func(c *config) {
 		if path == "" {
 			c.invalid(`WithCommand("")`, "the path is empty; leave WithCommand out to re-run the program's own binary")
 		}
 		c.command, c.args = path, args
+	}
+}
+
+// WithRequire makes New fail, with a *StartError that lists them, when a
+// worker program does not register every one of fns. Without it, a
+// WithCommand worker may serve a subset of the parent's functions, and a
+// call to one it lacks fails with ErrUnknownFunc (a *RemoteError). The
+// check uses the list of functions each worker sends when it starts; a
+// replacement worker that fails it counts against WithRestartLimit. The
+// program's own binary (no WithCommand) registers every function the
+// parent does, so there the check always passes. The zero Func, or a nil
+// one, is an error from New (wrapping ErrZeroFunc).
+//
+// Whether or not a function is required, New also fails when a worker
+// registers a function under the same name with other argument or result
+// types (a worker built from another version of the code); see
+// docs/protocol.md, "Function fingerprints".
+func WithRequire(fns ...AnyFunc) Option {
+	return func(c *config) {
+		for _, f := range fns {
+			if f == nil || f.Name() == "" {
+				c.setErr(&OptionError{Option: "WithRequire", Reason: zeroFuncReason, Err: ErrZeroFunc})
+				continue
+			}
+			c.require = append(c.require, f.Name())
+		}
 	}
 }
 

@@ -63,8 +63,11 @@ type Pool struct {
 // New starts a pool and returns once every worker has answered the
 // handshake (and run the initializer, if any): about a millisecond per
 // worker plus the program's own start-up. If a worker cannot be started —
-// the binary does not run, does not call Main, or its initializer fails —
-// New stops the others and returns a *StartError; no process is left behind.
+// the binary does not run, does not call Main, registers a function with
+// other argument or result types than this program (a stale WithCommand
+// binary), lacks one that WithRequire names, or its initializer fails —
+// New stops the others and returns a *StartError that says which; no
+// process is left behind.
 // An option with a value that means nothing is an *OptionError
 // (ErrInvalidOption), and an initializer argument that cannot be encoded a
 // *CodecError; New then starts nothing.

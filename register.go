@@ -24,6 +24,15 @@ type Func[In, Out any] struct {
 // Name returns the name the function was registered under.
 func (f Func[In, Out]) Name() string { return f.name }
 
+// AnyFunc is a Func of any argument and result types, as WithRequire takes
+// them. Only a Func implements it.
+type AnyFunc interface {
+	Name() string
+	isFunc()
+}
+
+func (Func[In, Out]) isFunc() {}
+
 // handler runs a registered function on encoded input in a worker.
 type handler interface {
 	// call decodes one argument, runs the function and appends the encoded
@@ -37,6 +46,8 @@ type handler interface {
 	callChunk(ctx context.Context, c codec.Codec, payload, dst []byte, from int, rec *wire.Journal) ([]byte, []itemFailure, error)
 	// name is the function's registered name.
 	name() string
+	// fingerprint is the fingerprint of its argument and result types.
+	fingerprint() string
 }
 
 type itemFailure struct {
@@ -59,7 +70,9 @@ var registry struct {
 //
 // Register panics if name is empty or already taken, or if it is called
 // after Main: a function registered then is unknown to the workers. It costs
-// one map insertion.
+// one map insertion and a walk of In's and Out's structure for the
+// fingerprint that lets New catch a worker built from other versions of
+// them (see docs/protocol.md).
 func Register[In, Out any](name string, fn func(context.Context, In) (Out, error)) Func[In, Out] {
 	if name == "" || len(name) > 65535 {
 		panic(fmt.Sprintf("procpool: Register: name length %d is not in 1..65535", len(name)))
@@ -78,7 +91,7 @@ func Register[In, Out any](name string, fn func(context.Context, In) (Out, error
 	if _, dup := registry.funcs[name]; dup {
 		panic(fmt.Sprintf("procpool: Register(%q): a function with this name is already registered", name))
 	}
-	registry.funcs[name] = typedHandler[In, Out]{fname: name, fn: fn}
+	registry.funcs[name] = typedHandler[In, Out]{fname: name, fn: fn, fp: fingerprint(reflect.TypeFor[In](), reflect.TypeFor[Out]())}
 	return Func[In, Out]{name: name, fn: fn}
 }
 
@@ -104,22 +117,24 @@ func registeredNames() []string {
 type typedHandler[In, Out any] struct {
 	fname string
 	fn    func(context.Context, In) (Out, error)
+	fp    string
 }
 
-func (h typedHandler[In, Out]) name() string { return h.fname }
+func (h typedHandler[In, Out]) name() string        { return h.fname }
+func (h typedHandler[In, Out]) fingerprint() string { return h.fp }
 
 func (h typedHandler[In, Out]) call(ctx context.Context, c codec.Codec, payload, dst []byte) ([]byte, error) {
 	var in In
 	if err := c.Unmarshal(payload, &in); err != nil {
-		return dst, &RemoteError{Func: h.fname, Code: "decode", Message: "decoding the argument: " + err.Error(), Type: typeName(err)}
+		return dst, &RemoteError{Func: h.fname, Code: CodeDecode, Message: "decoding the argument: " + err.Error(), Type: typeName(err)}
 	}
-	out, err := runProtected(ctx, h.fname, h.fn, in)
+	out, err := runProtected(ctx, c, h.fname, h.fn, in)
 	if err != nil {
 		return dst, err
 	}
 	res, err := c.Append(dst, out)
 	if err != nil {
-		return dst, &RemoteError{Func: h.fname, Code: "encode", Message: "encoding the result: " + err.Error(), Type: typeName(err)}
+		return dst, &RemoteError{Func: h.fname, Code: CodeEncode, Message: "encoding the result: " + err.Error(), Type: typeName(err)}
 	}
 	return res, nil
 }
@@ -127,10 +142,10 @@ func (h typedHandler[In, Out]) call(ctx context.Context, c codec.Codec, payload,
 func (h typedHandler[In, Out]) callChunk(ctx context.Context, c codec.Codec, payload, dst []byte, from int, rec *wire.Journal) ([]byte, []itemFailure, error) {
 	var ins []In
 	if err := c.Unmarshal(payload, &ins); err != nil {
-		return dst, nil, &RemoteError{Func: h.fname, Code: "decode", Message: "decoding the arguments: " + err.Error(), Type: typeName(err)}
+		return dst, nil, &RemoteError{Func: h.fname, Code: CodeDecode, Message: "decoding the arguments: " + err.Error(), Type: typeName(err)}
 	}
 	if from < 0 || from > len(ins) {
-		return dst, nil, &RemoteError{Func: h.fname, Code: "decode", Message: fmt.Sprintf("first item %d of a chunk of %d", from, len(ins))}
+		return dst, nil, &RemoteError{Func: h.fname, Code: CodeDecode, Message: fmt.Sprintf("first item %d of a chunk of %d", from, len(ins))}
 	}
 	ins = ins[from:]
 	var fails []itemFailure
@@ -141,7 +156,7 @@ func (h typedHandler[In, Out]) callChunk(ctx context.Context, c codec.Codec, pay
 		var out Out // one variable for every item: encoding it boxes a pointer, once
 		for i, in := range ins {
 			var err error
-			if out, err = runProtected(ctx, h.fname, h.fn, in); err != nil {
+			if out, err = runProtected(ctx, c, h.fname, h.fn, in); err != nil {
 				fails = append(fails, itemFailure{i, err})
 				body, _ := json.Marshal(errorBody(err))
 				rec.ItemError(i, body)
@@ -152,7 +167,7 @@ func (h typedHandler[In, Out]) callChunk(ctx context.Context, c codec.Codec, pay
 				list = lc.AppendListSep(list)
 			}
 			if list, err = c.Append(list, &out); err != nil {
-				return dst, nil, &RemoteError{Func: h.fname, Code: "encode", Message: "encoding the results: " + err.Error(), Type: typeName(err)}
+				return dst, nil, &RemoteError{Func: h.fname, Code: CodeEncode, Message: "encoding the results: " + err.Error(), Type: typeName(err)}
 			}
 			rec.Finished(list, i+1)
 		}
@@ -161,7 +176,7 @@ func (h typedHandler[In, Out]) callChunk(ctx context.Context, c codec.Codec, pay
 	}
 	outs := make([]Out, len(ins))
 	for i, in := range ins {
-		out, err := runProtected(ctx, h.fname, h.fn, in)
+		out, err := runProtected(ctx, c, h.fname, h.fn, in)
 		if err != nil {
 			fails = append(fails, itemFailure{i, err})
 			continue
@@ -170,27 +185,47 @@ func (h typedHandler[In, Out]) callChunk(ctx context.Context, c codec.Codec, pay
 	}
 	res, err := c.Append(dst, outs)
 	if err != nil {
-		return dst, nil, &RemoteError{Func: h.fname, Code: "encode", Message: "encoding the results: " + err.Error(), Type: typeName(err)}
+		return dst, nil, &RemoteError{Func: h.fname, Code: CodeEncode, Message: "encoding the results: " + err.Error(), Type: typeName(err)}
 	}
 	return res, fails, nil
 }
 
 // runProtected calls fn and turns a returned error or a panic into a
-// *RemoteError.
-func runProtected[In, Out any](ctx context.Context, name string, fn func(context.Context, In) (Out, error), in In) (out Out, err error) {
+// *RemoteError that carries the error's identity (see identify), encoded
+// with c.
+func runProtected[In, Out any](ctx context.Context, c codec.Codec, name string, fn func(context.Context, In) (Out, error), in In) (out Out, err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			err = &RemoteError{Func: name, Message: fmt.Sprint(v), Type: typeName(v), Panic: true, Stack: stack()}
+			re := &RemoteError{Func: name, Message: fmt.Sprint(v), Type: typeName(v), Panic: true, Stack: stack()}
+			if e, ok := v.(error); ok {
+				re.Chain, re.wrapped = chainOf(e), &unwrapped{errs: []error{e}}
+				re.sentinels, re.values = identify(e, c)
+			} else {
+				re.Chain = []string{re.Type}
+			}
+			err = re
 		}
 	}()
 	out, err = fn(ctx, in)
 	if err != nil {
-		if re, ok := err.(*RemoteError); ok {
-			return out, re
-		}
-		return out, &RemoteError{Func: name, Message: err.Error(), Type: typeName(err)}
+		return out, newRemoteError(name, err, c)
 	}
 	return out, nil
+}
+
+// newRemoteError reports a function's error. A *RemoteError from a pool the
+// function used itself passes through with its message and types, and the
+// identity it carries.
+func newRemoteError(name string, err error, c codec.Codec) *RemoteError {
+	var re *RemoteError
+	if inner, ok := err.(*RemoteError); ok {
+		cp := *inner
+		re = &cp
+	} else {
+		re = &RemoteError{Func: name, Message: err.Error(), Type: typeName(err), Chain: chainOf(err), wrapped: &unwrapped{errs: []error{err}}}
+	}
+	re.sentinels, re.values = identify(err, c)
+	return re
 }
 
 func typeName(v any) string {

@@ -272,15 +272,23 @@ func (s *server) terminate(exit func()) {
 	exit()
 }
 
-// hello writes the handshake frame.
+// hello writes the handshake frame. It carries the functions'
+// fingerprints unless the frame would then exceed the frame limit: the
+// parent does not check a worker that sends none.
 func (s *server) hello(pid int) error {
-	body, err := json.Marshal(wire.Hello{Protocol: wire.Version, Pid: pid, Codec: s.codec.Name(), Functions: registeredNames(), Journal: s.out.j != nil, Control: s.control})
+	h := wire.Hello{Protocol: wire.Version, Pid: pid, Codec: s.codec.Name(), Functions: registeredNames(), Journal: s.out.j != nil, Control: s.control, Fingerprints: localFingerprints()}
+	body, err := json.Marshal(h)
 	if err != nil {
 		return err
 	}
 	frame := wire.AppendFrame(nil, wire.KindHello, 0, body)
 	if n := wire.LengthOf(frame, 0); !wire.Fits(n, s.max) {
-		return fmt.Errorf("the hello frame, which lists the %d registered functions, is %d bytes (length field %d), over the frame limit of %d set by WithMaxFrame", len(registeredNames()), len(frame), n, s.max)
+		h.Fingerprints = nil
+		body, _ = json.Marshal(h)
+		frame = wire.AppendFrame(nil, wire.KindHello, 0, body)
+	}
+	if n := wire.LengthOf(frame, 0); !wire.Fits(n, s.max) {
+		return fmt.Errorf("the hello frame, which lists the %d registered functions, is %d bytes (length field %d), over the frame limit of %d set by WithMaxFrame", len(h.Functions), len(frame), n, s.max)
 	}
 	s.out.mu.Lock()
 	defer s.out.mu.Unlock()
@@ -413,7 +421,7 @@ func (s *server) run(ctx context.Context, t pendingTask) {
 	}
 	h := t.h
 	if h == nil {
-		s.fail(t.id, &RemoteError{Func: t.unknown, Code: "unknown_function", Message: "no function registered as " + strconv.Quote(t.unknown) + " in worker " + strconv.Itoa(os.Getpid())})
+		s.fail(t.id, &RemoteError{Func: t.unknown, Code: CodeUnknownFunc, Message: "no function registered as " + strconv.Quote(t.unknown) + " in worker " + strconv.Itoa(os.Getpid())})
 		return
 	}
 	frame, start := wire.BeginFrame(s.frame[:0], wire.KindResult, t.id)
@@ -430,7 +438,7 @@ func (s *server) run(ctx context.Context, t pendingTask) {
 		frame, err = h.call(ctx, s.codec, t.payload, frame)
 	}
 	if n := wire.LengthOf(frame, start); err == nil && !wire.Fits(n, s.max) {
-		err = &RemoteError{Func: h.name(), Code: "encode", Message: fmt.Sprintf("the result's frame is %d bytes (length field %d), over the frame limit of %d (WithMaxFrame)", len(frame)-start, n, s.max)}
+		err = &RemoteError{Func: h.name(), Code: CodeEncode, Message: fmt.Sprintf("the result's frame is %d bytes (length field %d), over the frame limit of %d (WithMaxFrame)", len(frame)-start, n, s.max)}
 	}
 	if err == nil {
 		err = wire.EndFrame(frame, start)
@@ -438,7 +446,7 @@ func (s *server) run(ctx context.Context, t pendingTask) {
 	if err != nil {
 		if t.kind == wire.KindInit {
 			if re, ok := err.(*RemoteError); ok && re.Code == "" {
-				re.Code = "init"
+				re.Code = CodeInit
 			}
 		}
 		s.fail(t.id, err)
@@ -484,13 +492,14 @@ func (s *server) fail(id uint64, err error) {
 	s.answer(errorFrame(id, errorBody(err), s.max))
 }
 
-// errorFrame encodes an Error frame, shortening the stack, then the
-// message, then the type name until the frame fits the frame limit: the
-// parent would refuse a longer frame and kill the worker, and the task would
-// lose its error to a *WorkerExitError. A field is cut to the longest
-// prefix (on a character boundary) that fits, found by bisection: this runs
-// only for errors of kilobytes, and the JSON encoding of a character may
-// take up to six bytes.
+// errorFrame encodes an Error frame, shortening it until it fits the frame
+// limit: it cuts the stack, drops the encoded typed errors, then the chain
+// of types, cuts the message, then the type name, and last drops the
+// sentinels' names. The parent would refuse a longer frame and kill the
+// worker, and the task would lose its error to a *WorkerExitError. A
+// string is cut to the longest prefix (on a character boundary) that
+// fits, found by bisection: this runs only for errors of kilobytes, and
+// the JSON encoding of a character may take up to six bytes.
 func errorFrame(id uint64, eb wire.ErrorBody, maxFrame int) []byte {
 	const mark = " [cut to fit the frame limit]"
 	encode := func() ([]byte, bool) {
@@ -498,11 +507,7 @@ func errorFrame(id uint64, eb wire.ErrorBody, maxFrame int) []byte {
 		frame := wire.AppendFrame(nil, wire.KindError, id, body)
 		return frame, wire.Fits(wire.LengthOf(frame, 0), maxFrame)
 	}
-	frame, ok := encode()
-	for _, f := range []*string{&eb.Stack, &eb.Message, &eb.Type} {
-		if ok {
-			break
-		}
+	cut := func(f *string) {
 		full, best := *f, -1
 		for lo, hi := 0, len(full)-1; lo <= hi; {
 			mid := (lo + hi) / 2
@@ -522,15 +527,32 @@ func errorFrame(id uint64, eb wire.ErrorBody, maxFrame int) []byte {
 		} else {
 			*f = full[:best] + mark
 		}
+	}
+	frame, ok := encode()
+	for _, shorten := range []func(){
+		func() { cut(&eb.Stack) },
+		func() { eb.Values = nil },
+		func() { eb.Chain = nil },
+		func() { cut(&eb.Message) },
+		func() { cut(&eb.Type) },
+		func() { eb.Sentinels = nil },
+	} {
+		if ok {
+			break
+		}
+		shorten()
 		frame, ok = encode()
 	}
 	return frame
 }
 
+// errorBody is the report of a task's failure: a *RemoteError's fields
+// and the identity of the function's error (see identify).
 func errorBody(err error) wire.ErrorBody {
 	var re *RemoteError
 	if errors.As(err, &re) {
-		return wire.ErrorBody{Message: re.Message, Type: re.Type, Stack: re.Stack, Panic: re.Panic, Code: re.Code}
+		return wire.ErrorBody{Message: re.Message, Type: re.Type, Stack: re.Stack, Panic: re.Panic, Code: re.Code,
+			Chain: re.Chain, Sentinels: re.sentinels, Values: re.values}
 	}
 	return wire.ErrorBody{Message: err.Error(), Type: typeName(err)}
 }

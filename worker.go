@@ -257,6 +257,9 @@ func (w *worker) handshake() error {
 	if h.Codec != p.codec.Name() {
 		return &StartError{Pid: w.pid, Reason: fmt.Sprintf("the worker uses codec %q, this pool %q", h.Codec, p.codec.Name()), Err: ErrHandshake}
 	}
+	if err := p.checkFunctions(w.pid, &h); err != nil {
+		return err
+	}
 	// In process, the parent reads the server's running task directly and
 	// answers are never held back.
 	w.hasJournal = w.cmd == nil || h.Journal && w.journal != nil
@@ -615,13 +618,21 @@ func exitText(ws syscall.WaitStatus) string {
 func remoteError(fn string, body []byte) *RemoteError {
 	eb, err := wire.ParseError(body)
 	if err != nil {
-		return &RemoteError{Func: fn, Message: "undecodable error from worker: " + err.Error(), Code: "protocol"}
+		return &RemoteError{Func: fn, Message: "undecodable error from worker: " + err.Error(), Code: CodeProtocol}
 	}
 	return remoteFromBody(fn, eb)
 }
 
+// remoteFromBody makes a worker's error report a *RemoteError. The
+// sentinels and typed errors the report names are rebuilt behind Unwrap
+// when it is first called (see rebuild), not here: this runs under the
+// pool's lock too, and decoding a typed error may run user code.
 func remoteFromBody(fn string, eb wire.ErrorBody) *RemoteError {
-	return &RemoteError{Func: fn, Message: eb.Message, Type: eb.Type, Stack: eb.Stack, Panic: eb.Panic, Code: eb.Code}
+	re := &RemoteError{Func: fn, Message: eb.Message, Type: eb.Type, Stack: eb.Stack, Panic: eb.Panic, Code: eb.Code, Chain: eb.Chain}
+	if len(eb.Sentinels) > 0 || len(eb.Values) > 0 {
+		re.wrapped = &unwrapped{report: wire.ErrorBody{Sentinels: eb.Sentinels, Values: eb.Values}}
+	}
+	return re
 }
 
 // hasEnv reports whether env sets the variable key.

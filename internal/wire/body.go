@@ -49,6 +49,10 @@ type Hello struct {
 	// Control is true when the worker reads Stop frames from the control
 	// pipe the parent passed it (PROCPOOL_CONTROL).
 	Control bool `json:"control,omitempty"`
+	// Fingerprints maps a function's name to the fingerprint of its
+	// argument and result types (see docs/protocol.md). A function without
+	// an entry, or a worker that sends none, is not checked.
+	Fingerprints map[string]string `json:"fingerprints,omitempty"`
 }
 
 // ErrorBody is the JSON body of a KindError frame and of each item error in a
@@ -61,6 +65,23 @@ type ErrorBody struct {
 	// Code is a machine-readable word such as "unknown_function", "decode",
 	// "encode" or "init"; empty for an error returned by user code.
 	Code string `json:"code,omitempty"`
+	// Chain lists the types of the error's chain, outermost first, in the
+	// order errors.Is walks it (depth first); Type is its first entry.
+	Chain []string `json:"chain,omitempty"`
+	// Sentinels are the registered names of the sentinel errors the error
+	// matches (errors.Is), e.g. "io/fs.ErrNotExist".
+	Sentinels []string `json:"sentinels,omitempty"`
+	// Values are the errors of registered types found in the chain, each
+	// encoded by the codec, outermost first.
+	Values []ErrorValue `json:"values,omitempty"`
+}
+
+// ErrorValue is an error of a registered type, carried in an ErrorBody so
+// that the parent can rebuild it.
+type ErrorValue struct {
+	Type  string `json:"type"`  // the type's registered name, e.g. "*example.com/app.TooBigError"
+	Codec string `json:"codec"` // the codec Data is encoded with, e.g. "cbor"
+	Data  []byte `json:"data"`  // the encoded value (base64 in JSON)
 }
 
 // ItemError is the failure of one item of a chunk task.
@@ -233,8 +254,8 @@ func AppendChunkResultHeader(dst []byte, errs []ItemError) ([]byte, error) {
 		prev = e.Index
 		js, err := json.Marshal(e.Err)
 		if err != nil {
-			// ErrorBody holds only strings and a bool, so this cannot
-			// happen; report it rather than write a broken body.
+			// ErrorBody holds only strings, bools and bytes, so this
+			// cannot happen; report it rather than write a broken body.
 			return dst, fmt.Errorf("wire: encoding item error %d: %v", e.Index, err)
 		}
 		out = binary.LittleEndian.AppendUint32(out, uint32(e.Index))

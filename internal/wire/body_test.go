@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"reflect"
 	"strings"
@@ -246,5 +247,46 @@ func TestTaskHeaderExt(t *testing.T) {
 				t.Fatalf("%+v cut to %d: accepted %+v", tc, cut, h2)
 			}
 		}
+	}
+}
+
+// The error body's identity fields and the hello's fingerprints survive a
+// round trip, and bodies without them (older workers, other languages)
+// still parse, with the fields empty.
+func TestErrorIdentityAndFingerprintsRoundTrip(t *testing.T) {
+	eb := ErrorBody{
+		Message:   "open x: file does not exist",
+		Type:      "*fmt.wrapError",
+		Chain:     []string{"*fmt.wrapError", "*fs.PathError", "syscall.Errno"},
+		Sentinels: []string{"io/fs.ErrNotExist"},
+		Values:    []ErrorValue{{Type: "*example.com/app.TooBigError", Codec: "cbor", Data: []byte{0xa1, 0x61, 0x4e, 0x0c}}},
+	}
+	js, err := json.Marshal(eb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(js, []byte(`"data":"oWFODA=="`)) {
+		t.Errorf("value data is not standard base64 in %s", js)
+	}
+	got, err := ParseError(js)
+	if err != nil || !reflect.DeepEqual(got, eb) {
+		t.Fatalf("ParseError(%s) = %+v, %v", js, got, err)
+	}
+	old, err := ParseError([]byte(`{"message":"boom","type":"*errors.errorString"}`))
+	if err != nil || old.Chain != nil || old.Sentinels != nil || old.Values != nil {
+		t.Fatalf("a body without identity: %+v, %v", old, err)
+	}
+	if js, _ := json.Marshal(ErrorBody{Message: "m", Type: "t"}); string(js) != `{"message":"m","type":"t"}` {
+		t.Errorf("an error without identity encodes as %s: the new keys must be omitted", js)
+	}
+
+	h := Hello{Protocol: 1, Pid: 1, Codec: "cbor", Functions: []string{"a"}, Fingerprints: map[string]string{"a": "0123456789abcdef"}}
+	js, _ = json.Marshal(h)
+	gotH, err := ParseHello(js)
+	if err != nil || !reflect.DeepEqual(gotH, h) {
+		t.Fatalf("ParseHello(%s) = %+v, %v", js, gotH, err)
+	}
+	if js, _ := json.Marshal(Hello{Protocol: 1}); bytes.Contains(js, []byte("fingerprints")) {
+		t.Errorf("a hello without fingerprints encodes as %s", js)
 	}
 }
