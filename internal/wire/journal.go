@@ -147,11 +147,14 @@ func (j *Journal) Finished(list []byte, n int) {
 	j.store(32, uint64(n)+1)
 }
 
-// ItemError records the error of item i (a JSON ErrorBody), if the error
-// area has room; call it before Finished counts the item.
+// ItemError records the error of item i (a JSON ErrorBody); call it before
+// Finished counts the item. If the error area has no room, the list stops
+// where it is, as when the list area is full: item i and those after it
+// count as finished but unrecorded, never as successes.
 func (j *Journal) ItemError(i int, body []byte) {
 	base := JournalHeader + JournalAnswers
 	if j.errs+8+len(body) > journalErrors {
+		j.overflow = true
 		return
 	}
 	rec := j.mem[base+j.errs:]

@@ -122,3 +122,20 @@ func FuzzJournalHeader(f *testing.F) {
 		}
 	})
 }
+
+// An item error that does not fit stops the list: the item counts as
+// finished but unrecorded, never as a success.
+func TestJournalErrorAreaFull(t *testing.T) {
+	mem := journalMem(1 << 10)
+	j := NewJournal(mem)
+	j.SetRunning(1)
+	list := append(j.StartItems(), 1)
+	j.Finished(list, 1)
+	j.ItemError(1, make([]byte, journalErrors))
+	list = append(list, 2)
+	j.Finished(list, 2)
+	st, _ := ParseJournalHeader(mem, len(mem))
+	if st.Finished != 2 || st.Listed != 1 || st.Errors != 0 {
+		t.Fatalf("state %+v, want 2 finished, 1 listed, no error recorded", st)
+	}
+}
