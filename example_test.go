@@ -130,3 +130,28 @@ func ExampleWorkerExitError() {
 	// crashed 3
 	// 49 <nil>
 }
+
+func ExampleMapError() {
+	ctx := context.Background()
+	p, err := procpool.New(procpool.WithProcesses(2))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+
+	// failing returns an error for multiples of 3. Map returns the other
+	// results all the same, and a *MapError that lists every failed item.
+	out, err := procpool.Map(ctx, p, failing, []int{1, 3, 4, 6, 7})
+	fmt.Println(out)
+	var me *procpool.MapError
+	if errors.As(err, &me) {
+		for _, ie := range me.Errors {
+			fmt.Println("item", ie.Index, "failed:", ie.Err)
+		}
+	}
+	// Output:
+	// [1 0 4 0 7]
+	// item 1 failed: procpool: failing: open /nope/3: file does not exist (*fs.PathError)
+	// item 3 failed: procpool: failing: open /nope/6: file does not exist (*fs.PathError)
+}

@@ -1,9 +1,11 @@
 package procpool
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"iter"
+	"slices"
 	"sync"
 
 	"github.com/procpool/procpool/internal/wire"
@@ -11,12 +13,18 @@ import (
 
 // Map runs f on every item of xs on the pool's workers and returns the
 // results in input order (Python's map). Items travel in chunks
-// (ChunkSize). It blocks until every chunk has ended. If an item fails, Map
-// returns a *MapError with the index of the first failed item in the input
-// (the lowest index, once every chunk has ended); a chunk whose worker died
-// fails all of its items. If ctx ends, the chunks still queued or running
-// are cancelled and Map returns the context's error. Before anything runs,
-// Map returns the submission errors of MapAsync.
+// (ChunkSize). It blocks until every chunk has ended.
+//
+// If items fail, Map returns the results of the others all the same, with
+// the zero value in each failed item's place, and a *MapError that lists
+// every failed index with its error (Index is the lowest). An item fails
+// with f's error or panic (a *RemoteError); with the worker's exit (a
+// *WorkerExitError) if its worker died while running it — the items of its
+// chunk that had finished keep their outcomes and the others run again
+// elsewhere; or with the context's cause if ctx ended before it finished:
+// the chunks still queued or running are then cancelled, and their items
+// fail with it. Before anything runs, Map returns the submission errors of
+// MapAsync, and no results.
 func Map[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], xs []In, opts ...CallOption) ([]Out, error) {
 	fut, err := MapAsync(ctx, p, f, xs, opts...)
 	if err != nil {
@@ -31,7 +39,9 @@ func Map[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], xs []In, op
 // ErrZeroFunc, an *OptionError for an invalid option or a callback of the
 // wrong type, a *CodecError for a chunk that cannot be encoded, or ctx's
 // error; chunks already submitted are then cancelled. A Callback gets the
-// whole []Out.
+// whole []Out. If items fail, the Future's Get returns the results of the
+// others with a *MapError, as Map does, and an ErrorCallback gets the
+// *MapError.
 func MapAsync[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], xs []In, opts ...CallOption) (*Future[[]Out], error) {
 	cc, err := p.callConfig(f.name, opts)
 	if err != nil {
@@ -46,7 +56,7 @@ func MapAsync[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], xs []I
 		chunk = defaultChunk(len(xs), p.cfg.processes)
 	}
 	fut := newFuture[[]Out]()
-	agg := &mapAgg[Out]{fn: f.name, out: make([]Out, len(xs)), left: len(xs), fut: fut, cb: cb, ecb: cc.errCallback, firstIdx: -1}
+	agg := &mapAgg[Out]{fn: f.name, out: make([]Out, len(xs)), left: len(xs), fut: fut, cb: cb, ecb: cc.errCallback}
 	if len(xs) == 0 {
 		deliver(p, fut, cb, cc.errCallback, agg.out, nil)
 		return fut, nil
@@ -87,37 +97,52 @@ func defaultChunk(n, workers int) int {
 }
 
 // mapAgg gathers the items of one MapAsync, as their chunks settle them.
+// A chunk's sink writes its items' results into out (each item's slot is
+// written by the one sink call that settles it) and records its failures
+// between begin and end.
 type mapAgg[Out any] struct {
-	mu       sync.Mutex
-	fn       string
-	out      []Out
-	left     int // items not settled yet
-	firstIdx int
-	firstErr error
-	fut      *Future[[]Out]
-	cb       func([]Out)
-	ecb      func(error)
+	mu    sync.Mutex
+	fn    string
+	out   []Out
+	left  int         // items not settled yet
+	fails []ItemError // every failed item, in the order they settled; guarded by mu
+	fut   *Future[[]Out]
+	cb    func([]Out)
+	ecb   func(error)
 }
 
-// settled counts n more items settled; err, if not nil, is the failure of
-// item failIdx (the lowest one failed among them).
-func (a *mapAgg[Out]) settled(p *Pool, n, failIdx int, err error) {
-	a.mu.Lock()
-	if err != nil && (a.firstIdx < 0 || failIdx < a.firstIdx) {
-		a.firstIdx, a.firstErr = failIdx, err
-	}
+// begin starts recording a sink call's outcomes: it locks a.mu until end.
+// Between them only fail is called (no decoding, no user code).
+func (a *mapAgg[Out]) begin() { a.mu.Lock() }
+
+// fail records that item i failed with err; a.mu is held.
+func (a *mapAgg[Out]) fail(i int, err error) {
+	a.fails = append(a.fails, ItemError{Index: i, Err: err})
+}
+
+// end counts n more items settled and unlocks a.mu; the call that settles
+// the last item delivers the results, with a *MapError if any item failed.
+func (a *mapAgg[Out]) end(p *Pool, n int) {
 	a.left -= n
 	last := n > 0 && a.left == 0
 	a.mu.Unlock()
 	if !last {
 		return
 	}
-	if a.firstErr != nil {
-		deliver[[]Out](p, a.fut, a.cb, a.ecb, nil, &MapError{Index: a.firstIdx, Err: a.firstErr})
+	// Every item has settled: no other call touches a now.
+	if len(a.fails) == 0 {
+		deliver(p, a.fut, a.cb, a.ecb, a.out, nil)
 		return
 	}
-	deliver(p, a.fut, a.cb, a.ecb, a.out, nil)
+	fails := a.fails
+	a.fails = nil
+	if !slices.IsSortedFunc(fails, cmpItemErrors) {
+		slices.SortFunc(fails, cmpItemErrors)
+	}
+	deliver(p, a.fut, a.cb, a.ecb, a.out, &MapError{Index: fails[0].Index, Err: fails[0].Err, Errors: fails})
 }
+
+func cmpItemErrors(a, b ItemError) int { return cmp.Compare(a.Index, b.Index) }
 
 // mapSink is the sink of one chunk of a MapAsync: items [lo, hi) of the
 // input.
@@ -132,50 +157,82 @@ func (s *mapSink[Out]) result(p *Pool, body []byte, from int) bool {
 	if len(ranges) != 1 || ranges[0] != [2]int{from, s.hi - s.lo} {
 		return false // cannot happen: only the task's own ending settles its items from from on
 	}
-	vals, itemErrs, err := decodeChunk[Out](p, body, s.agg.out[s.lo+from:s.hi:s.hi])
-	n := s.hi - s.lo - from
-	if err != nil {
-		s.agg.settled(p, n, s.lo+from, err)
-		return false
+	out := s.agg.out[s.lo+from : s.hi : s.hi]
+	vals, itemErrs, err := decodeChunk[Out](p, body, out)
+	// The remote errors are built before the lock is taken.
+	var remote []*RemoteError
+	switch {
+	case err != nil:
+		clear(out) // a decoding that failed may have written some
+	default:
+		if len(vals) > 0 && &vals[0] != &out[0] {
+			copy(out, vals)
+		}
+		if len(itemErrs) > 0 {
+			remote = make([]*RemoteError, len(itemErrs))
+			var zero Out
+			for k, ie := range itemErrs {
+				remote[k] = remoteFromBody(s.agg.fn, ie.Err)
+				out[ie.Index] = zero // a failed item's result is the zero value
+			}
+		}
 	}
-	if len(itemErrs) > 0 {
-		s.agg.settled(p, n, s.lo+from+itemErrs[0].Index, remoteFromBody(s.agg.fn, itemErrs[0].Err))
-		return false
+	a := s.agg
+	a.begin()
+	switch {
+	case err != nil:
+		for i := s.lo + from; i < s.hi; i++ {
+			a.fail(i, err)
+		}
+	default:
+		for k, ie := range itemErrs {
+			a.fail(s.lo+from+ie.Index, remote[k])
+		}
 	}
-	if len(vals) > 0 && &vals[0] != &s.agg.out[s.lo+from] {
-		copy(s.agg.out[s.lo+from:s.hi], vals)
-	}
-	s.agg.settled(p, n, 0, nil)
-	return true
+	a.end(p, len(out))
+	return err == nil && len(itemErrs) == 0
 }
 
 func (s *mapSink[Out]) fail(p *Pool, err error, from int) {
 	ranges, _ := s.set.claim(from, s.hi-s.lo)
 	n := 0
+	a := s.agg
+	a.begin()
 	for _, r := range ranges {
+		for i := r[0]; i < r[1]; i++ {
+			a.fail(s.lo+i, err)
+		}
 		n += r[1] - r[0]
 	}
-	if n > 0 {
-		s.agg.settled(p, n, s.lo+ranges[0][0], err)
-	}
+	a.end(p, n)
 }
 
 func (s *mapSink[Out]) settle(p *Pool, from int, pc *itemPiece) {
 	ranges, _ := s.set.claim(from, from+pc.count)
 	vals, verr := decodePiece[Out](p, pc)
-	n, failIdx := 0, -1
-	var failErr error
+	n, failed := 0, 0
 	for _, r := range ranges {
 		for i := r[0]; i < r[1]; i++ {
-			n++
 			v, err := pieceItem(pc, vals, verr, i-from)
-			s.agg.out[s.lo+i] = v
-			if err != nil && failIdx < 0 {
-				failIdx, failErr = s.lo+i, err
+			s.agg.out[s.lo+i] = v // the zero value if the item failed
+			n++
+			if err != nil {
+				failed++
 			}
 		}
 	}
-	s.agg.settled(p, n, failIdx, failErr)
+	a := s.agg
+	a.begin()
+	if failed > 0 {
+		for _, r := range ranges {
+			for i := r[0]; i < r[1]; i++ {
+				if _, err := pieceItem(pc, vals, verr, i-from); err != nil {
+					a.fail(s.lo+i, err)
+				}
+			}
+		}
+	}
+	a.end(p, n)
 }
 
 // decodeChunk splits a chunk's Result body into its per-item errors and its
