@@ -207,8 +207,10 @@ func (e *MapError) Unwrap() []error {
 	return errs
 }
 
-// ItemError is the failure of one item of a Map or MapAsync call: Index is
-// the item's position in the input, Err its error (a *RemoteError, a *WorkerExitError, a *CodecError,
+// ItemError is the failure of one item of a Map, MapAsync, Imap,
+// ImapUnordered or ImapUnorderedIndexed call: Index is the item's position
+// in the input (the slice, or the order in which the sequence yielded it),
+// Err its error (a *RemoteError, a *WorkerExitError, a *CodecError,
 // ErrClosed, the context's cause, ...). It unwraps to Err, so errors.Is and
 // errors.As see the cause through it.
 type ItemError struct {

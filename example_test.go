@@ -131,6 +131,36 @@ func ExampleWorkerExitError() {
 	// 49 <nil>
 }
 
+// Each result of ImapUnorderedIndexed comes with its item's index, which
+// pairs it with its input without carrying the input in the output.
+func ExampleImapUnorderedIndexed() {
+	ctx := context.Background()
+	p, err := procpool.New(procpool.WithProcesses(2))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+
+	words := []string{"alpha", "beta", "gamma"}
+	upperOf := make(map[string]string)
+	// Results come in the order they complete, each with its item's index.
+	for r, err := range procpool.ImapUnorderedIndexed(ctx, p, upper, slices.Values(words)) {
+		if err != nil {
+			fmt.Println(err) // an *ItemError: its Index is r.Index
+			continue
+		}
+		upperOf[words[r.Index]] = r.Value
+	}
+	for _, w := range words {
+		fmt.Println(w, "->", upperOf[w])
+	}
+	// Output:
+	// alpha -> ALPHA
+	// beta -> BETA
+	// gamma -> GAMMA
+}
+
 func ExampleMapError() {
 	ctx := context.Background()
 	p, err := procpool.New(procpool.WithProcesses(2))

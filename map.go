@@ -259,10 +259,13 @@ func decodeChunk[Out any](p *Pool, body []byte, dst []Out) ([]Out, []wire.ItemEr
 // input and on the next result.
 //
 // Each item yields its own result or error, in input order, whatever the
-// window and chunk size:
-//   - f's error or panic yields a *RemoteError for that item; a chunk whose
-//     worker died yields that error for each of its items;
-//   - an item the codec cannot encode yields a *CodecError in its place,
+// window and chunk size. An item's error is an *ItemError whose Index is the
+// item's position in the input (counting from 0 in the order seq yielded
+// it), and which unwraps to the cause:
+//   - f's error or panic is a *RemoteError; an item whose worker died while
+//     running it gets the *WorkerExitError (the items of its chunk that had
+//     finished keep their outcomes, the others run again elsewhere);
+//   - an item the codec cannot encode gets a *CodecError in its place,
 //     and does not run; the other items of its chunk still run, and Imap
 //     goes on with the rest of the input (break out of the loop to stop at
 //     the first error, as Python's imap does);
@@ -270,26 +273,70 @@ func decodeChunk[Out any](p *Pool, body []byte, dst []Out) ([]Out, []wire.ItemEr
 //     has ended), the items before it yield their outcomes first, then each
 //     of its items yields that error (ErrClosed, an error wrapping
 //     ErrPoolBroken, or ctx's cause), and Imap stops: it reads no more
-//     input. When ctx has ended before the next chunk is read, that error
-//     is yielded once.
+//     input.
+//
+// Two errors belong to no item and are yielded once, as they are, not as
+// *ItemError: ctx's cause when ctx has ended before the next
+// chunk is read, and the error of a call that cannot start (ErrZeroFunc,
+// an *OptionError for an invalid option), which reads no input.
 //
 // Breaking out of the loop, or ctx ending, cancels the chunks still queued
-// or running and stops reading the input. A call that cannot start
-// (ErrZeroFunc, an *OptionError for an invalid option) yields that error
-// once, without reading the input.
+// or running and stops reading the input.
 func Imap[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], seq iter.Seq[In], opts ...CallOption) iter.Seq2[Out, error] {
-	return imap(ctx, p, f, seq, true, opts)
+	return func(yield func(Out, error) bool) {
+		imap(ctx, p, f, seq, true, opts, func(i int, v Out, err error) bool {
+			return yield(v, itemError(i, err))
+		})
+	}
 }
 
 // ImapUnordered is Imap that yields the chunks' outcomes in the order they
 // complete (Python's imap_unordered); within a chunk, items keep their input
-// order. Errors follow Imap's rules, in completion order: an item that
-// cannot be encoded yields its *CodecError as soon as its chunk has been
-// read, and when a chunk cannot be submitted its error comes in the order
-// the failure happened, the chunks already in flight still yield their
-// outcomes, and Imap then stops.
+// order. Errors follow Imap's rules, in completion order: each item's error
+// is an *ItemError with the item's index in the input; an item that cannot
+// be encoded yields its error as soon as its chunk has been read, and when
+// a chunk cannot be submitted its error comes in the order the failure
+// happened, the chunks already in flight still yield their outcomes, and
+// ImapUnordered then stops. To know which input a result came from, use
+// ImapUnorderedIndexed.
 func ImapUnordered[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], seq iter.Seq[In], opts ...CallOption) iter.Seq2[Out, error] {
-	return imap(ctx, p, f, seq, false, opts)
+	return func(yield func(Out, error) bool) {
+		imap(ctx, p, f, seq, false, opts, func(i int, v Out, err error) bool {
+			return yield(v, itemError(i, err))
+		})
+	}
+}
+
+// Indexed is a result of ImapUnorderedIndexed with the position of its item
+// in the input: Index counts from 0 in the order the input sequence yielded
+// the items, or is -1 for an error that belongs to no item.
+type Indexed[T any] struct {
+	Index int
+	Value T
+}
+
+// ImapUnorderedIndexed is ImapUnordered that also yields, with each outcome,
+// the index of its item in the input, so that a result can be paired with
+// its input without carrying the input in the output. Every item read from
+// seq is yielded exactly once, with its index, unless the loop breaks: with
+// its result and a nil error, or with the zero Value and the *ItemError of
+// the same Index. An error that belongs to no item (see Imap) comes with
+// Index -1. It blocks, costs and stops as ImapUnordered does.
+func ImapUnorderedIndexed[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], seq iter.Seq[In], opts ...CallOption) iter.Seq2[Indexed[Out], error] {
+	return func(yield func(Indexed[Out], error) bool) {
+		imap(ctx, p, f, seq, false, opts, func(i int, v Out, err error) bool {
+			return yield(Indexed[Out]{Index: i, Value: v}, itemError(i, err))
+		})
+	}
+}
+
+// itemError wraps the error of input item i in an *ItemError; i < 0 means
+// an error that belongs to no item, returned as it is.
+func itemError(i int, err error) error {
+	if err == nil || i < 0 {
+		return err
+	}
+	return &ItemError{Index: i, Err: err}
 }
 
 // imapChunk is one chunk of an Imap: up to ChunkSize consecutive items of
@@ -298,6 +345,7 @@ func ImapUnordered[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], s
 // bad. If the task could not be submitted, err is each of its items' error.
 type imapChunk[Out any] struct {
 	fn    string
+	base  int // the input index of the chunk's first item
 	n     int // items in the task
 	vals  []Out
 	errs  []error // per item of the task, nil if none failed; guarded by set.mu while the chunk is in flight
@@ -387,88 +435,90 @@ func (c *imapChunk[Out]) end() {
 	}
 }
 
-func imap[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], seq iter.Seq[In], ordered bool, opts []CallOption) iter.Seq2[Out, error] {
-	return func(yield func(Out, error) bool) {
-		var zero Out
-		cc, err := p.callConfig(f.name, opts)
-		if err == nil {
-			err = noCallbacks(&cc)
-		}
-		if err != nil {
-			yield(zero, err) // ErrZeroFunc or an invalid option: nothing was submitted
-			return
-		}
-		chunk := max(cc.chunkSize, 1)
-		window := cc.window
-		if window <= 0 {
-			window = 4 * p.cfg.processes
-		}
-		ctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		next, stop := iter.Pull(seq)
-		defer stop()
+// imap runs an Imap, ordered or not, calling yield with each outcome and the
+// index of its item in the input (-1 for an error that belongs to no item).
+func imap[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], seq iter.Seq[In], ordered bool, opts []CallOption, yield func(int, Out, error) bool) {
+	var zero Out
+	cc, err := p.callConfig(f.name, opts)
+	if err == nil {
+		err = noCallbacks(&cc)
+	}
+	if err != nil {
+		yield(-1, zero, err) // ErrZeroFunc or an invalid option: nothing was submitted
+		return
+	}
+	chunk := max(cc.chunkSize, 1)
+	window := cc.window
+	if window <= 0 {
+		window = 4 * p.cfg.processes
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	next, stop := iter.Pull(seq)
+	defer stop()
 
-		var pending deque[*imapChunk[Out]] // in input order
-		var ready chan *imapChunk[Out]
-		if !ordered {
-			ready = make(chan *imapChunk[Out], window)
-		}
-		// inFlight counts the chunks submitted or failed and not yet
-		// yielded; stopped: a chunk could not be submitted, read no more.
-		inFlight, exhausted, stopped := 0, false, false
-		items := make([]In, 0, chunk)
-		for {
-			for !exhausted && !stopped && inFlight < window {
-				var c *imapChunk[Out]
-				if ctx.Err() != nil {
-					c = &imapChunk[Out]{err: context.Cause(ctx), stop: true, done: make(chan struct{}), ready: ready}
-					c.end()
-				} else {
-					items = items[:0]
-					for len(items) < chunk {
-						x, ok := next()
-						if !ok {
-							exhausted = true
-							break
-						}
-						items = append(items, x)
-					}
-					if len(items) == 0 {
+	var pending deque[*imapChunk[Out]] // in input order
+	var ready chan *imapChunk[Out]
+	if !ordered {
+		ready = make(chan *imapChunk[Out], window)
+	}
+	// inFlight counts the chunks submitted or failed and not yet
+	// yielded; stopped: a chunk could not be submitted, read no more;
+	// read: the items read from the input so far.
+	inFlight, exhausted, stopped, read := 0, false, false, 0
+	items := make([]In, 0, chunk)
+	for {
+		for !exhausted && !stopped && inFlight < window {
+			var c *imapChunk[Out]
+			if ctx.Err() != nil {
+				c = &imapChunk[Out]{base: read, err: context.Cause(ctx), stop: true, done: make(chan struct{}), ready: ready}
+				c.end()
+			} else {
+				items = items[:0]
+				for len(items) < chunk {
+					x, ok := next()
+					if !ok {
+						exhausted = true
 						break
 					}
-					c = submitChunk[In, Out](ctx, p, f.name, items, &cc, ready)
+					items = append(items, x)
 				}
-				inFlight++
-				stopped = c.stop
-				if ordered {
-					pending.pushBack(c)
+				if len(items) == 0 {
+					break
 				}
+				c = submitChunk[In, Out](ctx, p, f.name, read, items, &cc, ready)
+				read += len(items)
 			}
-			if inFlight == 0 {
-				return
-			}
-			var c *imapChunk[Out]
+			inFlight++
+			stopped = c.stop
 			if ordered {
-				c = pending.popFront()
-				<-c.done
-			} else {
-				c = <-ready
+				pending.pushBack(c)
 			}
-			inFlight--
-			if !yieldChunk(c, yield) {
-				return
-			}
+		}
+		if inFlight == 0 {
+			return
+		}
+		var c *imapChunk[Out]
+		if ordered {
+			c = pending.popFront()
+			<-c.done
+		} else {
+			c = <-ready
+		}
+		inFlight--
+		if !yieldChunk(c, yield) {
+			return
 		}
 	}
 }
 
-// submitChunk encodes items as one task and submits it. If the chunk cannot
-// be encoded, each item is encoded alone to find the ones that cannot: they
-// get their own *CodecError, and the others are sent as the chunk (work done
-// only on failure). The chunk returned has ended already unless its task was
+// submitChunk encodes items (the input's, from index base on) as one task
+// and submits it. If the chunk cannot be encoded, each item is encoded alone
+// to find the ones that cannot: they get their own *CodecError, and the
+// others are sent as the chunk (work done only on failure). The chunk returned has ended already unless its task was
 // accepted.
-func submitChunk[In, Out any](ctx context.Context, p *Pool, fn string, items []In, cc *callConfig, ready chan<- *imapChunk[Out]) *imapChunk[Out] {
-	c := &imapChunk[Out]{fn: fn, n: len(items), done: make(chan struct{}), ready: ready}
+func submitChunk[In, Out any](ctx context.Context, p *Pool, fn string, base int, items []In, cc *callConfig, ready chan<- *imapChunk[Out]) *imapChunk[Out] {
+	c := &imapChunk[Out]{fn: fn, base: base, n: len(items), done: make(chan struct{}), ready: ready}
 	t, err := p.newTask(ctx, fn, true, items, cc)
 	var ce *CodecError
 	if err != nil && errors.As(err, &ce) {
@@ -514,33 +564,34 @@ func submitChunk[In, Out any](ctx context.Context, p *Pool, fn string, items []I
 	return c
 }
 
-// yieldChunk yields a finished chunk's items in their order; false means the
-// consumer stopped.
-func yieldChunk[Out any](c *imapChunk[Out], yield func(Out, error) bool) bool {
+// yieldChunk yields a finished chunk's items in their order, with their
+// input indexes; false means the consumer stopped.
+func yieldChunk[Out any](c *imapChunk[Out], yield func(int, Out, error) bool) bool {
 	var zero Out
 	if c.n+len(c.bad) == 0 {
 		// A stop before any item was read: ctx ended.
-		return yield(zero, c.err)
+		return yield(-1, zero, c.err)
 	}
 	b, g := 0, 0 // next bad item, next item sent
 	for pos := range c.n + len(c.bad) {
+		i := c.base + pos
 		switch {
 		case b < len(c.bad) && c.bad[b].pos == pos:
-			if !yield(zero, c.bad[b].err) {
+			if !yield(i, zero, c.bad[b].err) {
 				return false
 			}
 			b++
 			continue
 		case c.err != nil:
-			if !yield(zero, c.err) {
+			if !yield(i, zero, c.err) {
 				return false
 			}
 		case c.errs != nil && c.errs[g] != nil:
-			if !yield(zero, c.errs[g]) {
+			if !yield(i, zero, c.errs[g]) {
 				return false
 			}
 		default:
-			if !yield(c.vals[g], nil) {
+			if !yield(i, c.vals[g], nil) {
 				return false
 			}
 		}

@@ -210,3 +210,160 @@ func TestMapCancelledKeepsFinishedChunks(t *testing.T) {
 		t.Fatalf("cancelled Map: results %v, failed %v; want items 2 and 3 failed", out, idx)
 	}
 }
+
+// ImapUnordered's errors carry their item's index in the input, and so do
+// Imap's; ImapUnorderedIndexed pairs every item's outcome with its index,
+// exactly once.
+func TestImapItemIndexes(t *testing.T) {
+	ctx := testCtx(t)
+	p := newPool(t, procpool.WithProcesses(2))
+	const n, crash = 40, 22
+	xs := probeInput(n, crash)
+	for _, chunk := range []int{1, 3, 7} {
+		for _, window := range []int{1, 4} {
+			opts := []procpool.CallOption{procpool.ChunkSize(chunk), procpool.Window(window)}
+			what := fmt.Sprintf("chunk %d, window %d", chunk, window)
+
+			// ImapUnordered: each error names its item.
+			failed := map[int]int{}
+			var vals []int
+			for v, err := range procpool.ImapUnordered(ctx, p, tenfold, slices.Values(xs), opts...) {
+				if err == nil {
+					vals = append(vals, v)
+					continue
+				}
+				var ie *procpool.ItemError
+				if !errors.As(err, &ie) {
+					t.Fatalf("ImapUnordered, %s: %v, want an *ItemError", what, err)
+				}
+				checkItemErr(t, "ImapUnordered, "+what, err, ie.Index, crash)
+				failed[ie.Index]++
+			}
+			checkFailedOnce(t, "ImapUnordered, "+what, failed, n, crash)
+			if len(vals)+len(failed) != n {
+				t.Fatalf("ImapUnordered, %s: %d results and %d errors for %d items", what, len(vals), len(failed), n)
+			}
+
+			// Imap: the index of an error is the item's position.
+			i := 0
+			for v, err := range procpool.Imap(ctx, p, tenfold, slices.Values(xs), opts...) {
+				if err != nil {
+					checkItemErr(t, "Imap, "+what, err, i, crash)
+				} else if v != 10*i {
+					t.Fatalf("Imap, %s: item %d: %d", what, i, v)
+				}
+				i++
+			}
+			if i != n {
+				t.Fatalf("Imap, %s: %d outcomes for %d items", what, i, n)
+			}
+
+			// ImapUnorderedIndexed: each index once, with its own outcome.
+			seen := make([]int, n)
+			for r, err := range procpool.ImapUnorderedIndexed(ctx, p, tenfold, slices.Values(xs), opts...) {
+				if r.Index < 0 || r.Index >= n {
+					t.Fatalf("ImapUnorderedIndexed, %s: index %d (error %v)", what, r.Index, err)
+				}
+				seen[r.Index]++
+				if err != nil {
+					checkItemErr(t, "ImapUnorderedIndexed, "+what, err, r.Index, crash)
+					if r.Value != 0 {
+						t.Fatalf("ImapUnorderedIndexed, %s: item %d failed with value %d", what, r.Index, r.Value)
+					}
+				} else if r.Index%2 == 1 || r.Index == crash || r.Value != 10*r.Index {
+					t.Fatalf("ImapUnorderedIndexed, %s: item %d gave %d", what, r.Index, r.Value)
+				}
+			}
+			for i, k := range seen {
+				if k != 1 {
+					t.Fatalf("ImapUnorderedIndexed, %s: item %d yielded %d times", what, i, k)
+				}
+			}
+		}
+	}
+}
+
+func checkFailedOnce(t *testing.T, what string, failed map[int]int, n, crash int) {
+	t.Helper()
+	for i := range n {
+		want := 0
+		if i%2 == 1 || i == crash {
+			want = 1
+		}
+		if failed[i] != want {
+			t.Fatalf("%s: item %d failed %d times, want %d (%v)", what, i, failed[i], want, failed)
+		}
+	}
+}
+
+// Items that cannot be encoded, and a chunk that cannot be submitted, keep
+// their indexes too; an error that belongs to no item has index -1 and is
+// no *ItemError.
+func TestImapIndexesOfItemsNotRun(t *testing.T) {
+	ctx := testCtx(t)
+	p := newPool(t, procpool.WithProcesses(2))
+	bad := make(chan int) // CBOR cannot encode a chan
+	in := []any{bad, 1, 2, bad, 4, 5, 6, bad}
+	seq := func(yield func(anyItem) bool) {
+		for _, x := range in {
+			if !yield(anyItem{Path: os.DevNull, X: x}) {
+				return
+			}
+		}
+	}
+	seen := map[int]bool{}
+	for r, err := range procpool.ImapUnorderedIndexed(ctx, p, squareAnyCounted, seq, procpool.ChunkSize(3)) {
+		if seen[r.Index] {
+			t.Fatalf("index %d yielded twice", r.Index)
+		}
+		seen[r.Index] = true
+		x, ok := in[r.Index].(int)
+		var ie *procpool.ItemError
+		var ce *procpool.CodecError
+		switch {
+		case !ok:
+			if !errors.As(err, &ie) || ie.Index != r.Index || !errors.As(err, &ce) {
+				t.Fatalf("item %d: %v, want an *ItemError with its index wrapping a *CodecError", r.Index, err)
+			}
+		case err != nil || r.Value != x*x:
+			t.Fatalf("item %d: %d, %v; want %d", r.Index, r.Value, err, x*x)
+		}
+	}
+	if len(seen) != len(in) {
+		t.Fatalf("%d items yielded, want %d", len(seen), len(in))
+	}
+
+	// A closed pool: each item of the chunk that could not be submitted
+	// has its index.
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	for r, err := range procpool.ImapUnorderedIndexed(ctx, p, square, slices.Values([]int{7, 8, 9}), procpool.ChunkSize(2)) {
+		var ie *procpool.ItemError
+		if !errors.Is(err, procpool.ErrClosed) || !errors.As(err, &ie) || ie.Index != r.Index {
+			t.Fatalf("closed pool: %+v, %v; want ErrClosed in an *ItemError", r, err)
+		}
+		got = append(got, r.Index)
+	}
+	if !slices.Equal(got, []int{0, 1}) {
+		t.Fatalf("closed pool: items %v yielded, want 0 and 1 (Imap stops at the chunk that failed)", got)
+	}
+
+	// A context that has ended before the first chunk is read: one error,
+	// no item's.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	p2 := newPool(t, procpool.WithProcesses(1), procpool.WithInProcess())
+	n := 0
+	for r, err := range procpool.ImapUnorderedIndexed(cctx, p2, square, slices.Values([]int{1, 2})) {
+		n++
+		var ie *procpool.ItemError
+		if r.Index != -1 || !errors.Is(err, context.Canceled) || errors.As(err, &ie) {
+			t.Fatalf("ended context: %+v, %v; want index -1 and context.Canceled, not an *ItemError", r, err)
+		}
+	}
+	if n != 1 {
+		t.Fatalf("ended context: %d outcomes, want 1", n)
+	}
+}
