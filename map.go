@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"iter"
 	"slices"
 	"sync"
@@ -236,11 +237,17 @@ func (s *mapSink[Out]) settle(p *Pool, from int, pc *itemPiece) {
 }
 
 // decodeChunk splits a chunk's Result body into its per-item errors and its
-// results, decoded into dst when the codec can (dst's length is the chunk's).
+// results, decoded into dst when the codec can (dst's length is the number
+// of items the body answers). An item error for an item past them is a
+// *CodecError, as a body that does not parse is.
 func decodeChunk[Out any](p *Pool, body []byte, dst []Out) ([]Out, []wire.ItemError, error) {
 	itemErrs, payload, err := wire.ParseChunkResult(body)
 	if err != nil {
 		return nil, nil, &CodecError{Op: "decode chunk result", Err: err}
+	}
+	// Indexes increase (ParseChunkResult checks): the last is the highest.
+	if k := len(itemErrs); k > 0 && itemErrs[k-1].Index >= len(dst) {
+		return nil, nil, &CodecError{Op: "decode chunk result", Err: fmt.Errorf("%w: item error for item %d of a chunk of %d", wire.ErrMalformed, itemErrs[k-1].Index, len(dst))}
 	}
 	vals := dst[:0]
 	if err := p.codec.Unmarshal(payload, &vals); err != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/procpool/procpool"
+	"github.com/procpool/procpool/internal/wire"
 )
 
 // probeArg is an item of tenfold: X, and whether to crash the worker.
@@ -365,5 +366,36 @@ func TestImapIndexesOfItemsNotRun(t *testing.T) {
 	}
 	if n != 1 {
 		t.Fatalf("ended context: %d outcomes, want 1", n)
+	}
+}
+
+// A chunk result with an error for an item the chunk does not have fails
+// the chunk's items with a *CodecError (ErrMalformed), for Map and Imap
+// alike; it does not take the parent down.
+func TestChunkItemErrorOutOfRange(t *testing.T) {
+	ctx := testCtx(t)
+	p := newPool(t, procpool.WithProcesses(1), procpool.WithCommand(os.Args[0]),
+		procpool.WithEnv(envMode+"=item-out-of-range"))
+	out, err := procpool.Map(ctx, p, square, []int{1, 2, 3}, procpool.ChunkSize(3))
+	var me *procpool.MapError
+	if !errors.As(err, &me) || len(me.Errors) != 3 || len(out) != 3 {
+		t.Fatalf("Map: %v, %v; want the 3 items failed", out, err)
+	}
+	for _, ie := range me.Errors {
+		var ce *procpool.CodecError
+		if !errors.As(ie.Err, &ce) || !errors.Is(ie.Err, wire.ErrMalformed) {
+			t.Fatalf("Map: item %d: %v, want a *CodecError matching wire.ErrMalformed", ie.Index, ie.Err)
+		}
+	}
+	n := 0
+	for _, err := range procpool.Imap(ctx, p, square, slices.Values([]int{1, 2, 3}), procpool.ChunkSize(3)) {
+		var ce *procpool.CodecError
+		if !errors.As(err, &ce) || !errors.Is(err, wire.ErrMalformed) {
+			t.Fatalf("Imap: %v, want a *CodecError matching wire.ErrMalformed", err)
+		}
+		n++
+	}
+	if n != 3 {
+		t.Fatalf("Imap: %d outcomes for 3 items", n)
 	}
 }
