@@ -24,7 +24,8 @@ import (
 // chunk that had finished keep their outcomes and the others run again
 // elsewhere; or with the context's cause if ctx ended before it finished:
 // the chunks still queued or running are then cancelled, and their items
-// fail with it. Before anything runs, Map returns the submission errors of
+// fail with it (other endings, ErrTerminated or a broken pool's error, fail
+// the items they end in the same way). Before anything runs, Map returns the submission errors of
 // MapAsync, and no results.
 func Map[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], xs []In, opts ...CallOption) ([]Out, error) {
 	fut, err := MapAsync(ctx, p, f, xs, opts...)
