@@ -43,8 +43,9 @@ func (c *callConfig) invalid(option, reason string) {
 // goroutine waits for everything (see Close). f must not wait for another
 // goroutine that calls them, nor, without a ctx that ends, for an Apply with
 // a callback (see Apply): those wait for the callbacks to finish. A nil f
-// means no callback. Imap and ImapUnordered yield their results and take no
-// callbacks: passing one is an *OptionError from them.
+// means no callback. Imap, ImapUnordered and ImapUnorderedIndexed yield
+// their results and take no callbacks: passing one is an *OptionError from
+// them.
 func Callback[T any](f func(T)) CallOption {
 	return func(c *callConfig) {
 		if f != nil {
@@ -61,8 +62,8 @@ func ErrorCallback(f func(error)) CallOption {
 
 // ChunkSize sets how many items of a Map or Imap travel to a worker as one
 // task. The default for Map and MapAsync is about len(items)/(4·processes),
-// as in Python; for Imap and ImapUnordered it is 1. 0 means that default;
-// k < 0 is an error from the call.
+// as in Python; for Imap, ImapUnordered and ImapUnorderedIndexed it is 1.
+// 0 means that default; k < 0 is an error from the call.
 func ChunkSize(k int) CallOption {
 	return func(c *callConfig) {
 		if k < 0 {
@@ -96,10 +97,10 @@ func Retries(n int) CallOption {
 	}
 }
 
-// Window bounds how many chunks Imap and ImapUnordered keep submitted ahead
-// of the consumer (default 4 per worker process). Memory use is bounded by
-// Window × ChunkSize items. 0 means the default; n < 0 is an error from the
-// call. Other calls ignore it.
+// Window bounds how many chunks Imap, ImapUnordered and ImapUnorderedIndexed
+// keep submitted ahead of the consumer (default 4 per worker process).
+// Memory use is bounded by Window × ChunkSize items. 0 means the default;
+// n < 0 is an error from the call. Other calls ignore it.
 func Window(n int) CallOption {
 	return func(c *callConfig) {
 		if n < 0 {
@@ -126,7 +127,7 @@ func (p *Pool) callConfig(fn string, opts []CallOption) (callConfig, error) {
 // noCallbacks returns an *OptionError if the call has callbacks: for Imap,
 // which yields its results instead.
 func noCallbacks(cc *callConfig) error {
-	const reason = "Imap and ImapUnordered take no callbacks: they yield each result"
+	const reason = "Imap, ImapUnordered and ImapUnorderedIndexed take no callbacks: they yield each result"
 	switch {
 	case cc.callback != nil:
 		return &OptionError{Option: "Callback", Reason: reason}

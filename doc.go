@@ -44,7 +44,11 @@
 // dies under a task gives that task a *WorkerExitError; the tasks queued
 // behind it never started and run on another worker. ErrTimeout,
 // ErrTerminated, ErrClosed, ErrQueueFull and ErrPoolBroken work with
-// errors.Is. Every accepted task ends exactly once.
+// errors.Is. Every accepted task ends exactly once. Map and MapAsync
+// return the results of the items that succeeded with a *MapError that
+// lists every failed item; Imap's and ImapUnordered's item errors are
+// *ItemError, with the item's index in the input (ImapUnorderedIndexed
+// gives the index of every result too).
 //
 // # Costs
 //

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -232,15 +233,72 @@ func (e *WorkerExitError) Error() string {
 
 func (e *WorkerExitError) Unwrap() error { return e.Err }
 
-// MapError is returned by Map and MapAsync when an item fails: Index is the
-// position of the first failed item in the input, Err its error.
+// MapError is returned by Map, and by MapAsync's Future, when items fail.
+// The results of the items that succeeded are returned with it. Errors lists
+// every failed item with its error, by ascending Index; Index and Err repeat
+// the first of them (the lowest failed index, whatever the order in which
+// the items failed). errors.Is and errors.As see each item's *ItemError,
+// and through it each cause, lowest index first.
+//
+// A failed item costs one ItemError in Errors (24 bytes, no allocation of
+// its own) besides its cause; a Map whose chunks failed as a whole (a
+// cancelled context, a chunk that could not be decoded) shares one cause
+// between their items.
 type MapError struct {
+	Index  int         // the lowest failed index
+	Err    error       // its error
+	Errors []ItemError // every failed item, by ascending Index
+}
+
+func (e *MapError) Error() string {
+	msg := "procpool: item " + strconv.Itoa(e.Index) + ": " + errString(e.Err)
+	if n := len(e.Errors); n > 1 {
+		msg += " (and " + strconv.Itoa(n-1) + " more failed items)"
+	}
+	return msg
+}
+
+// Unwrap returns a pointer to each element of Errors, as errors, in order
+// (or Err alone if Errors is empty). It allocates the slice it returns,
+// len(Errors) interface values, on each call; errors.Is and errors.As call
+// it once per MapError they pass through.
+func (e *MapError) Unwrap() []error {
+	if len(e.Errors) == 0 {
+		if e.Err == nil {
+			return nil
+		}
+		return []error{e.Err}
+	}
+	errs := make([]error, len(e.Errors))
+	for i := range e.Errors {
+		errs[i] = &e.Errors[i]
+	}
+	return errs
+}
+
+// ItemError is the failure of one item of a Map, MapAsync, Imap,
+// ImapUnordered or ImapUnorderedIndexed call: Index is the item's position
+// in the input (the slice, or the order in which the sequence yielded it),
+// Err its error (a *RemoteError, a *WorkerExitError, a *CodecError,
+// ErrClosed, the context's cause, ...). It unwraps to Err, so errors.Is and
+// errors.As see the cause through it.
+type ItemError struct {
 	Index int
 	Err   error
 }
 
-func (e *MapError) Error() string { return fmt.Sprintf("procpool: item %d: %v", e.Index, e.Err) }
-func (e *MapError) Unwrap() error { return e.Err }
+func (e *ItemError) Error() string {
+	return "procpool: item " + strconv.Itoa(e.Index) + ": " + errString(e.Err)
+}
+func (e *ItemError) Unwrap() error { return e.Err }
+
+// errString is err.Error(), or "<nil>" for nil, as %v writes it.
+func errString(err error) string {
+	if err == nil {
+		return "<nil>"
+	}
+	return err.Error()
+}
 
 // CodecError means an argument or result could not be encoded or decoded by
 // the pool's codec. Op says which ("encode argument", "decode result", ...).

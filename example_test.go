@@ -222,3 +222,58 @@ func ExampleWithRequire() {
 	fmt.Println(s, err)
 	// Output: ALL THERE <nil>
 }
+
+// Each result of ImapUnorderedIndexed comes with its item's index, which
+// pairs it with its input without carrying the input in the output.
+func ExampleImapUnorderedIndexed() {
+	ctx := context.Background()
+	p, err := procpool.New(procpool.WithProcesses(2))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+
+	words := []string{"alpha", "beta", "gamma"}
+	upperOf := make(map[string]string)
+	// Results come in the order they complete, each with its item's index.
+	for r, err := range procpool.ImapUnorderedIndexed(ctx, p, upper, slices.Values(words)) {
+		if err != nil {
+			fmt.Println(err) // an *ItemError: its Index is r.Index
+			continue
+		}
+		upperOf[words[r.Index]] = r.Value
+	}
+	for _, w := range words {
+		fmt.Println(w, "->", upperOf[w])
+	}
+	// Output:
+	// alpha -> ALPHA
+	// beta -> BETA
+	// gamma -> GAMMA
+}
+
+func ExampleMapError() {
+	ctx := context.Background()
+	p, err := procpool.New(procpool.WithProcesses(2))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+
+	// failing returns an error for multiples of 3. Map returns the other
+	// results all the same, and a *MapError that lists every failed item.
+	out, err := procpool.Map(ctx, p, failing, []int{1, 3, 4, 6, 7})
+	fmt.Println(out)
+	var me *procpool.MapError
+	if errors.As(err, &me) {
+		for _, ie := range me.Errors {
+			fmt.Println("item", ie.Index, "failed:", ie.Err)
+		}
+	}
+	// Output:
+	// [1 0 4 0 7]
+	// item 1 failed: procpool: failing: open /nope/3: file does not exist (*fs.PathError)
+	// item 3 failed: procpool: failing: open /nope/6: file does not exist (*fs.PathError)
+}

@@ -143,6 +143,12 @@ func badWorker(mode string) {
 		case "huge-frame":
 			results.Write([]byte{0xff, 0xff, 0xff, 0x7f, byte(wire.KindResult)})
 			time.Sleep(time.Hour)
+		case "item-out-of-range":
+			// A chunk result of three zeros (CBOR), with an error for an
+			// item far past them.
+			body, _ := wire.AppendChunkResultHeader(nil, []wire.ItemError{{Index: 1000, Err: wire.ErrorBody{Message: "no such item"}}})
+			body = append(body, 0x83, 0, 0, 0)
+			results.Write(wire.AppendFrame(nil, wire.KindResult, f.ID, body))
 		}
 	}
 }

@@ -34,8 +34,10 @@ func (f *Future[T]) set(v T, err error) {
 	})
 }
 
-// Get waits for the result and returns it, or the task's error. If ctx ends
-// first, Get returns ctx.Err() and the task goes on (call Cancel to stop it).
+// Get waits for the result and returns it, or the task's error (with the
+// zero value, except for MapAsync's future, which returns the results of
+// the items that succeeded with its *MapError). If ctx ends first, Get
+// returns ctx.Err() and the task goes on (call Cancel to stop it).
 func (f *Future[T]) Get(ctx context.Context) (T, error) {
 	select {
 	case <-f.done:

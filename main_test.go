@@ -42,6 +42,8 @@ func TestMain(m *testing.M) {
 		badWorker("wrong-id")
 	case "huge-frame":
 		badWorker("huge-frame")
+	case "item-out-of-range":
+		badWorker("item-out-of-range")
 	}
 	procpool.Main()
 	if os.Getenv(envMode) == "orphan-parent" {

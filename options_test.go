@@ -130,6 +130,13 @@ func calls(ctx context.Context, p *procpool.Pool, f procpool.Func[int, int], opt
 		"Apply": applyErr, "ApplyAsync": asyncErr, "TryApplyAsync": tryErr, "Map": mapErr, "MapAsync": mapAsyncErr,
 		"Imap":          first(procpool.Imap(ctx, p, f, slices.Values([]int{1, 2}), opts...)),
 		"ImapUnordered": first(procpool.ImapUnordered(ctx, p, f, slices.Values([]int{1, 2}), opts...)),
+		"ImapUnorderedIndexed": first(func(yield func(int, error) bool) {
+			for r, err := range procpool.ImapUnorderedIndexed(ctx, p, f, slices.Values([]int{1, 2}), opts...) {
+				if !yield(r.Value, err) {
+					return
+				}
+			}
+		}),
 	}
 }
 
