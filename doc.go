@@ -26,6 +26,55 @@
 //		v, err := procpool.Apply(ctx, p, Square, 7) // 49
 //	}
 //
+// # Workers re-run the program
+//
+// Go cannot fork, so a worker is the program's own binary started again
+// (os.Executable, or the program given to WithCommand), told by an
+// environment variable that it is a worker. It runs everything the program
+// runs before Main, then serves tasks; it never runs the rest of main. So:
+//
+//   - Package-level variable initializers and init functions — of every
+//     package the program links — run in the parent and again in every
+//     worker, each time one starts (replacements too), and their cost adds
+//     to the worker's start. Computing read-only data there is fine: each
+//     worker computes its own copy, which its tasks can read. Side effects
+//     there happen once per process: keep opening or truncating files,
+//     listening on ports, starting servers, connecting to databases and
+//     parsing flags out of init functions and package-level initializers,
+//     or guard them with IsWorker.
+//   - main's statements after Main, and everything they start, run only in
+//     the parent. flag.Parse placed after Main is never reached in a
+//     worker, so a task that reads a flag's variable sees its default:
+//     pass the values to tasks as arguments, or to WithInitializer.
+//   - A worker gets the parent's arguments (os.Args[1:]; os.Args[0] is the
+//     binary's absolute path) unless WithCommand sets them, and the
+//     parent's environment as it is when that worker starts (os.Setenv in
+//     the parent reaches workers started afterwards), plus WithEnv, plus
+//     GOMAXPROCS=1 unless GOMAXPROCS is set there; the PROCPOOL_* variables
+//     the pool adds are removed by Main before any task runs, so the
+//     processes that tasks start are not workers. Its working directory is
+//     the parent's (or WithDir's); its standard input is /dev/null, its
+//     standard output and error the parent's (or WithStdout's and
+//     WithStderr's).
+//   - Nothing else of the parent's state reaches a worker: not the values
+//     of variables the parent set after it started, not its open files,
+//     sockets or locks (Go opens files close-on-exec; a worker holds only
+//     descriptors 0 to 2 and the pool's 3 to 7, which the processes its
+//     tasks start do not inherit), not its goroutines. A task sees what its
+//     worker computed before Main, what earlier tasks on the same worker
+//     left in package-level variables, its argument, and what
+//     WithInitializer set up in that worker.
+//   - A worker is in a process group of its own and ignores SIGINT: Ctrl-C
+//     in a terminal reaches the parent only, and the workers end when it
+//     closes its pools or dies (a worker exits when its parent does).
+//     SIGTERM stops a worker, and whatever its tasks started.
+//
+// IsWorker reports which kind of process the code runs in, at the cost of
+// one environment lookup before Main and one atomic load after it. Per-worker
+// state (a connection, a loaded model) is set up by the function given to
+// WithInitializer, which runs once in each worker before its first task.
+// None of this applies to WithInProcess, whose tasks run in the parent.
+//
 // # Calls
 //
 // Apply and ApplyAsync run one task; Map and MapAsync run a function over a

@@ -55,12 +55,62 @@ const (
 //
 // After Main, Register panics: functions must be registered at package level
 // so that workers know them before they start serving.
+//
+// A worker is the program started again, with the same arguments: whatever
+// the program does before Main — every package's package-level variable
+// initializers and init functions, and any statement of main above Main —
+// runs in each worker too, and what the parent does after Main does not.
+// The package documentation's section "Workers re-run the program" lists
+// what that means; IsWorker tells the two kinds of process apart.
 func Main() {
 	registry.serving.Store(true)
 	if os.Getenv(envWorker) != "1" {
+		mainFound.Store(foundParent)
 		return
 	}
+	// Before serveProcess clears the marker: IsWorker must stay true.
+	mainFound.Store(foundWorker)
 	os.Exit(serveProcess())
+}
+
+// What Main found, for IsWorker: 0 until Main has run.
+const (
+	foundParent = 1
+	foundWorker = 2
+)
+
+var mainFound atomic.Int32
+
+// IsWorker reports whether this process is a worker process started by a
+// pool. It is meant for the code that every process of the program runs —
+// init functions, package-level variable initializers, functions that tasks
+// call — to keep a side effect to the parent (opening a log file, listening
+// on a port, starting a server) or to the workers:
+//
+//	func init() {
+//		if !procpool.IsWorker() {
+//			startMetricsServer()
+//		}
+//	}
+//
+// It is true in a worker from its first init function on, whether it was
+// started by re-executing the program or by WithCommand, and stays true
+// after Main, which removes the worker marker from the environment so that
+// the processes a task starts are not workers: in those it is false. It is
+// false in the parent, and in tasks run in the parent by WithInProcess.
+// In a worker, the code after Main never runs (Main does not return there),
+// so main needs no IsWorker test.
+//
+// Once Main has run, it costs one atomic load; before (in init functions
+// and package-level initializers), one environment lookup.
+func IsWorker() bool {
+	switch mainFound.Load() {
+	case foundWorker:
+		return true
+	case foundParent:
+		return false
+	}
+	return os.Getenv(envWorker) == "1"
 }
 
 // serveProcess runs the worker side and returns the exit code.
