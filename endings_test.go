@@ -464,3 +464,53 @@ func TestImapBreakRace(t *testing.T) {
 }
 
 func killPid(pid int) { _ = syscall.Kill(pid, syscall.SIGKILL) }
+
+// TestChaosExactlyOnce: tasks that log each run, while another goroutine
+// SIGKILLs a random worker every few milliseconds, with retries off. A task
+// that succeeded ran exactly once; one that failed with its worker's exit
+// ran at most once (it was killed after it began, perhaps before it
+// logged); none ran twice.
+func TestChaosExactlyOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos test in -short mode")
+	}
+	ctx := testCtx(t)
+	p := newPool(t, procpool.WithProcesses(2), procpool.WithQueueSize(64))
+	log := newRunLog(t)
+	killed, stopKilling := killWorkers(p, 2, 5*time.Millisecond)
+	var futs []*procpool.Future[int]
+	for x := 0; x < 4000 || killed.Load() < 200; x++ {
+		f, err := procpool.ApplyAsync(ctx, p, doubleOrCrash, crashArg{Log: string(log), X: x, Crash: -1, Fail: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		futs = append(futs, f)
+	}
+	for _, f := range futs {
+		<-f.Done()
+	}
+	stopKilling()
+	counts := log.counts(t)
+	crashed := 0
+	for x, f := range futs {
+		v, err := f.Get(ctx)
+		var we *procpool.WorkerExitError
+		switch {
+		case err == nil && v == 2*x:
+			if counts[x] != 1 {
+				t.Fatalf("task %d succeeded and ran %d times", x, counts[x])
+			}
+		case errors.As(err, &we):
+			crashed++
+			if counts[x] > 1 {
+				t.Fatalf("task %d failed with its worker's exit and ran %d times", x, counts[x])
+			}
+		default:
+			t.Fatalf("task %d: %d, %v", x, v, err)
+		}
+	}
+	t.Logf("%d tasks, %d kills, %d failed with their worker", len(futs), killed.Load(), crashed)
+	if killed.Load() == 0 {
+		t.Fatal("no kill happened")
+	}
+}
