@@ -55,7 +55,7 @@ type server struct {
 	runMu      sync.Mutex
 	running    uint64        // the id of the task running, 0 between tasks
 	runCtx     *taskCtx      // the running task's context
-	runEnded   chan struct{} // closed once the running task has answered
+	runEnded   chan struct{} // made by terminate: closed once the running task has answered
 	graceTimer *time.Timer   // a stopped task's grace period
 	stopFor    uint64        // a stop that came before its task started: skip that task
 	dead       bool          // die was called (in-process): start nothing more; running stays what it was
@@ -174,7 +174,6 @@ func (s *server) begin(t *pendingTask, j *wire.Journal) bool {
 		deadline = time.Unix(0, t.deadline)
 	}
 	s.runCtx = newTaskCtx(deadline, time.Duration(t.timeout))
-	s.runEnded = make(chan struct{})
 	if j != nil {
 		j.SetRunning(t.id)
 	}
@@ -198,7 +197,10 @@ func (s *server) answer(frame []byte) {
 	if s.runCtx != nil {
 		s.runCtx.release()
 		s.runCtx = nil
+	}
+	if s.runEnded != nil {
 		close(s.runEnded)
+		s.runEnded = nil
 	}
 	if s.graceTimer != nil {
 		s.graceTimer.Stop()
@@ -255,8 +257,12 @@ func (s *server) cancelRunning() {
 func (s *server) terminate(exit func()) {
 	s.runMu.Lock()
 	s.exiting = true
-	ended := s.runEnded
+	var ended chan struct{}
 	if s.runCtx != nil {
+		if s.runEnded == nil {
+			s.runEnded = make(chan struct{})
+		}
+		ended = s.runEnded
 		s.runCtx.cancel(context.Canceled)
 	}
 	s.runMu.Unlock()
