@@ -416,19 +416,25 @@ func (p *Pool) onFrame(w *worker, f wire.Frame, dispatch bool) error {
 	if t.timer != nil {
 		t.timer.Stop()
 	}
-	var skippedFor error // why a stop made the worker skip t, if not a cancel or timeout
+	var memStop error // the memory limit stopped t: why, for its outcome
 	if w.stopTarget == t && !w.stopKilled {
 		// The stop found its task ended, not begun, or honouring its
-		// context: the worker lives on.
+		// context: the worker lives on, but retires if it is over its
+		// memory limit.
 		if f.Kind != wire.KindSkipped {
 			p.stats.stoppedClean.Add(1)
 		}
-		if f.Kind == wire.KindSkipped && w.stopReason == ReasonMemory {
-			skippedFor = fmt.Errorf("procpool: stopped before it began: worker %d %w", w.pid, w.stopErr)
+		if w.stopReason == ReasonMemory {
+			memStop = fmt.Errorf("procpool: task stopped: worker %d %w", w.pid, w.stopErr)
 			w.retireLocked(ReasonMemory, w.stopErr)
 		}
 		w.stopReason, w.stopErr, w.stopTarget = "", nil, nil
 	}
+	// A task whose deadline passed in the worker may answer before the
+	// parent's own timer fires (the worker counts from the task's start,
+	// the parent from the front of the pipeline): its deadline is still
+	// why it ended.
+	expired := t.expired || t.timeout > 0 && now.Sub(t.started) >= t.timeout || deadlinePassed(t.ctx, now)
 	t.w = nil
 	if next := w.inflight.front(); next != nil {
 		p.startLocked(w, next, now)
@@ -446,9 +452,13 @@ func (p *Pool) onFrame(w *worker, f wire.Frame, dispatch bool) error {
 	case wire.KindResult:
 		t.finishResult(p, f)
 	case wire.KindError:
-		if err := remoteError(t.fn, f.Body); t.expired {
-			t.finish(p, timeoutErr(t, err), timedOut) // it returned once its context was done
-		} else {
+		err := remoteError(t.fn, f.Body)
+		switch {
+		case expired && errors.Is(err, context.DeadlineExceeded):
+			t.finish(p, timeoutErr(t, err), timedOut) // it returned once its context's deadline passed
+		case memStop != nil:
+			t.finish(p, fmt.Errorf("%w: %w", memStop, err), failed)
+		default:
 			t.finish(p, err, failed)
 		}
 	case wire.KindSkipped:
@@ -456,8 +466,8 @@ func (p *Pool) onFrame(w *worker, f wire.Frame, dispatch bool) error {
 		switch {
 		case t.expired:
 			t.finish(p, timeoutErr(t, nil), timedOut)
-		case skippedFor != nil:
-			t.finish(p, skippedFor, failed)
+		case memStop != nil:
+			t.finish(p, memStop, failed)
 		default:
 			t.finish(p, context.Canceled, cancelled)
 		}
@@ -833,7 +843,9 @@ func (p *Pool) splitChunkLocked(t *task, victim bool, w *worker, reason string, 
 		}
 	}
 	for i := pc.items.listed; i < finished; i++ {
-		pc.items.errs[i] = errResultLost // finished, but no room to record it
+		if pc.items.errs[i] == nil {
+			pc.items.errs[i] = errResultLost // finished, but no room to record its result
+		}
 	}
 	o := failed
 	if finished < n {
@@ -942,12 +954,19 @@ func (p *Pool) runningAtExitLocked(w *worker) *task {
 func (p *Pool) exitError(w *worker, reason string, cause error, attempts int) *WorkerExitError {
 	e := &WorkerExitError{Pid: w.pid, ExitCode: -1, Reason: reason, Attempts: attempts, Err: cause}
 	switch {
+	case w.cmd == nil: // a goroutine has no exit status
 	case w.status.Signaled():
 		e.Signal = w.status.Signal()
 	case w.status.Exited():
 		e.ExitCode = w.status.ExitStatus()
 	}
 	return e
+}
+
+// deadlinePassed reports whether ctx's deadline is at or before now.
+func deadlinePassed(ctx context.Context, now time.Time) bool {
+	d, ok := ctx.Deadline()
+	return ok && !now.Before(d)
 }
 
 // timeoutErr is the error of a task stopped at its deadline, with what

@@ -288,8 +288,10 @@ func WithQueueSize(n int) Option {
 // WithTaskTimeout bounds each task's run time, counted from the moment it
 // starts on a worker: the task's context there has that deadline (or its
 // caller's, if earlier). A task that runs longer is stopped (see
-// WithKillGrace) and ends with ErrTimeout. 0 (the default) means no limit;
-// d < 0 is an error from New.
+// WithKillGrace) and ends with ErrTimeout, unless it returns its result
+// within the grace period: as with a function called with a context, a
+// result that comes after the deadline is still the result. 0 (the default)
+// means no limit; d < 0 is an error from New.
 func WithTaskTimeout(d time.Duration) Option {
 	return func(c *config) {
 		if d < 0 {

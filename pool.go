@@ -305,7 +305,9 @@ func (p *Pool) growLocked() {
 // Close stops accepting tasks, waits for every accepted task to end (and its
 // callbacks to run), then stops the workers and waits for them to exit.
 // It is Python's close followed by join. It returns nil; calling it again,
-// or after Terminate, waits for the same end and returns nil.
+// or after Terminate, waits for the same end and returns nil. In process
+// (WithInProcess), a task that never returns keeps Close waiting: a
+// goroutine cannot be killed (Terminate cancels its context first).
 //
 // Called from a callback (Callback, ErrorCallback, of this pool or of
 // another), Close does all of that except wait for the callbacks: the one

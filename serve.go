@@ -270,11 +270,11 @@ func (s *server) terminate(exit func()) {
 		t := time.NewTimer(s.grace)
 		select {
 		case <-ended:
-			_ = s.out.flush() // its answer, to the parent
 		case <-t.C:
 		}
 		t.Stop()
 	}
+	_ = s.out.flush() // the answers journalled so far, to the parent
 	exit()
 }
 
