@@ -430,11 +430,7 @@ func (p *Pool) onFrame(w *worker, f wire.Frame, dispatch bool) error {
 		}
 		w.stopReason, w.stopErr, w.stopTarget = "", nil, nil
 	}
-	// A task whose deadline passed in the worker may answer before the
-	// parent's own timer fires (the worker counts from the task's start,
-	// the parent from the front of the pipeline): its deadline is still
-	// why it ended.
-	expired := t.expired || t.timeout > 0 && now.Sub(t.started) >= t.timeout || deadlinePassed(t.ctx, now)
+
 	t.w = nil
 	if next := w.inflight.front(); next != nil {
 		p.startLocked(w, next, now)
@@ -454,8 +450,12 @@ func (p *Pool) onFrame(w *worker, f wire.Frame, dispatch bool) error {
 	case wire.KindError:
 		err := remoteError(t.fn, f.Body)
 		switch {
-		case expired && errors.Is(err, context.DeadlineExceeded):
-			t.finish(p, timeoutErr(t, err), timedOut) // it returned once its context's deadline passed
+		case t.expired || err.Code == CodeDeadline:
+			// It returned once its deadline had passed, by the parent's
+			// clock or by the worker's, which may run out first (it
+			// counts from the task's start, the parent from the front of
+			// the pipeline).
+			t.finish(p, timeoutErr(t, err), timedOut)
 		case memStop != nil:
 			t.finish(p, fmt.Errorf("%w: %w", memStop, err), failed)
 		default:
@@ -961,12 +961,6 @@ func (p *Pool) exitError(w *worker, reason string, cause error, attempts int) *W
 		e.ExitCode = w.status.ExitStatus()
 	}
 	return e
-}
-
-// deadlinePassed reports whether ctx's deadline is at or before now.
-func deadlinePassed(ctx context.Context, now time.Time) bool {
-	d, ok := ctx.Deadline()
-	return ok && !now.Before(d)
 }
 
 // timeoutErr is the error of a task stopped at its deadline, with what

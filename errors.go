@@ -140,6 +140,7 @@ const (
 	CodeDecode      = "decode"           // the argument did not decode in the worker
 	CodeEncode      = "encode"           // the result did not encode, or its frame is over WithMaxFrame
 	CodeInit        = "init"             // the initializer failed
+	CodeDeadline    = "deadline"         // the function returned an error once its context's deadline had passed: the task ends with ErrTimeout wrapping it
 	CodeProtocol    = "protocol"         // the worker's error report did not parse
 )
 

@@ -442,6 +442,11 @@ func (s *server) run(ctx context.Context, t pendingTask) {
 		s.releaseRecords()
 	} else {
 		frame, err = h.call(ctx, s.codec, t.payload, frame)
+		if re, ok := err.(*RemoteError); ok && re.Code == "" && ctx.Err() == context.DeadlineExceeded {
+			// Its deadline is why it failed: the parent ends it with
+			// ErrTimeout, whichever clock ran out first.
+			re.Code = CodeDeadline
+		}
 	}
 	if n := wire.LengthOf(frame, start); err == nil && !wire.Fits(n, s.max) {
 		err = &RemoteError{Func: h.name(), Code: CodeEncode, Message: fmt.Sprintf("the result's frame is %d bytes (length field %d), over the frame limit of %d (WithMaxFrame)", len(frame)-start, n, s.max)}
