@@ -163,6 +163,12 @@ func (p *Pool) launchProcess(w *worker) error {
 		// WithProcesses).
 		cmd.Env = append(cmd.Env, "GOMAXPROCS=1")
 	}
+	if !hasEnv(cmd.Env, "GORACE") {
+		// A program built with -race sleeps a second at exit by default:
+		// every Close of a pool of such workers (go test -race) would wait
+		// that long. Without -race the variable means nothing.
+		cmd.Env = append(cmd.Env, "GORACE=atexit_sleep_ms=0")
+	}
 	cmd.Dir = p.cfg.dir
 	cmd.Stdout, cmd.Stderr = p.cfg.stdout, p.cfg.stderr
 	// Descriptors 3 to 7: tasks, results, shared memory, journal, control
