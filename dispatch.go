@@ -921,12 +921,13 @@ func (p *Pool) runningAtExitLocked(w *worker) *task {
 }
 
 func (p *Pool) exitError(w *worker, reason string, cause error, attempts int) *WorkerExitError {
-	e := &WorkerExitError{Pid: w.pid, ExitCode: -1, Reason: reason, Attempts: attempts, Err: cause}
+	e := &WorkerExitError{Pid: w.pid, ExitCode: -1, Reason: reason, Attempts: attempts, Err: cause, Stderr: w.stderr}
 	switch {
 	case w.status.Signaled():
 		e.Signal = w.status.Signal()
 	case w.status.Exited():
 		e.ExitCode = w.status.ExitStatus()
+		e.Signal = w.reportedSignal(reason)
 	}
 	return e
 }

@@ -128,13 +128,21 @@ func WithDir(dir string) Option { return func(c *config) { c.dir = dir } }
 // copying goroutine per worker; the pool serializes their writes, so w need
 // not be safe for concurrent use. Output travels apart from results: a line
 // a task printed may reach w after its Future is ready, but Close returns
-// only after it has. A nil w discards the workers' standard output.
+// only after it has (so a w whose Write never returns holds Close up). A nil w discards the workers' standard output.
 // In-process workers (WithInProcess) write to the parent's os.Stdout
 // whatever the setting.
 func WithStdout(w io.Writer) Option { return func(c *config) { c.stdout = w } }
 
 // WithStderr sets where the workers' standard error goes (default: the
 // parent's os.Stderr), under the same rules as WithStdout; nil discards it.
+//
+// Whatever the setting, a worker's standard error is a pipe that the pool
+// reads, one goroutine per worker: the pool keeps its last 8 KiB, which the
+// errors that report the worker's death quote (WorkerExitError.Stderr,
+// StartError.Stderr), and notes a fatal signal the Go runtime reports
+// there. Nothing of it costs anything per task. Once a worker has been
+// reaped, the pool reads what its pipe holds and stops: a process the
+// worker left behind that still writes to it then gets EPIPE.
 func WithStderr(w io.Writer) Option { return func(c *config) { c.stderr = w } }
 
 // lockedWriter serializes the writes of several workers' copying goroutines.

@@ -1,0 +1,269 @@
+package procpool_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/procpool/procpool"
+	"github.com/procpool/procpool/internal/crashtest"
+)
+
+var (
+	// cgoSegfault crashes the worker in C code (see internal/crashtest).
+	cgoSegfault = procpool.Register("cgoSegfault", func(_ context.Context, _ int) (int, error) {
+		crashtest.Segfault()
+		return 0, nil
+	})
+
+	// selfSignal sends the worker the given signal, then waits for it to
+	// take effect.
+	selfSignal = procpool.Register("selfSignal", func(_ context.Context, sig int) (int, error) {
+		if err := syscall.Kill(os.Getpid(), syscall.Signal(sig)); err != nil {
+			return 0, err
+		}
+		time.Sleep(time.Hour)
+		return 0, nil
+	})
+
+	// printErr writes s to the worker's standard error as it is.
+	printErr = procpool.Register("printErr", func(_ context.Context, s string) (int, error) {
+		return os.Stderr.WriteString(s)
+	})
+
+	// heldStderr starts a grandchild that leaves the worker's group and
+	// session and keeps the worker's standard error open, writes its pid to
+	// path, then exits the worker with status 3.
+	heldStderr = procpool.Register("heldStderr", func(_ context.Context, path string) (int, error) {
+		cmd := exec.Command("sh", "-c", "setsid sleep 1000 </dev/null >/dev/null & echo $!")
+		cmd.Stderr = os.Stderr // the grandchild inherits it
+		out, err := cmd.Output()
+		if err != nil {
+			return 0, err
+		}
+		if err := os.WriteFile(path, []byte(strings.TrimSpace(string(out))), 0o600); err != nil {
+			return 0, err
+		}
+		fmt.Fprintln(os.Stderr, "exiting with a grandchild holding stderr")
+		os.Exit(3)
+		return 0, nil
+	})
+)
+
+// checkRuntimeSignal checks the error of a task whose worker the Go runtime
+// ended with exit status 2 after a fatal SIGSEGV, and what the parent's
+// standard error got.
+func checkRuntimeSignal(t *testing.T, err error, parentStderr string, want ...string) {
+	t.Helper()
+	var we *procpool.WorkerExitError
+	if !errors.As(err, &we) {
+		t.Fatalf("task whose worker got SIGSEGV: %v", err)
+	}
+	if we.Reason != procpool.ReasonCrashed || we.ExitCode != 2 || we.Signal != syscall.SIGSEGV {
+		t.Errorf("reason %q, exit code %d, signal %v; want %q, 2, SIGSEGV", we.Reason, we.ExitCode, we.Signal, procpool.ReasonCrashed)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "crashed by SIGSEGV (reported by the Go runtime, exit status 2)") {
+		t.Errorf("message %q does not say that the runtime reported a SIGSEGV", msg)
+	}
+	if len(we.Stderr) > 8<<10 {
+		t.Errorf("Stderr holds %d bytes, want 8 KiB at most", len(we.Stderr))
+	}
+	for _, s := range want {
+		if !strings.Contains(we.Stderr, s) {
+			t.Errorf("Stderr lacks %q:\n%s", s, we.Stderr)
+		}
+		if !strings.Contains(parentStderr, s) {
+			t.Errorf("the parent's stderr (WithStderr) lacks %q:\n%s", s, parentStderr)
+		}
+	}
+}
+
+// A SIGSEGV in C code: the Go runtime prints its report and a traceback of
+// every goroutine, and exits with status 2. The task's error names the
+// signal and carries the end of the worker's stderr, which still reaches
+// the parent's.
+func TestCgoSegfaultReported(t *testing.T) {
+	if !crashtest.Available {
+		t.Skip("needs cgo (CGO_ENABLED=0)")
+	}
+	ctx := testCtx(t)
+	var stderr syncBuffer
+	p := newPool(t, procpool.WithProcesses(1), procpool.WithStderr(&stderr))
+	_, err := procpool.Apply(ctx, p, cgoSegfault, 0)
+	checkRuntimeSignal(t, err, stderr.String(), "signal arrived during cgo execution", "crashtest")
+	t.Logf("%v\nStderr starts:\n%.300s", err, err.(*procpool.WorkerExitError).Stderr)
+	// The pool goes on with a new worker.
+	if v, err := procpool.Apply(ctx, p, square, 3); err != nil || v != 9 {
+		t.Fatalf("after the crash: %d, %v", v, err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A SIGSEGV sent by kill(2), which the Go runtime did not cause either: it
+// handles the signal, reports it and exits with status 2, as for a crash
+// in C code (the worker does not die by the signal).
+func TestSentSIGSEGVReported(t *testing.T) {
+	ctx := testCtx(t)
+	var stderr syncBuffer
+	p := newPool(t, procpool.WithProcesses(1), procpool.WithStderr(&stderr))
+	_, err := procpool.Apply(ctx, p, selfSignal, int(syscall.SIGSEGV))
+	checkRuntimeSignal(t, err, stderr.String(), "SIGSEGV: segmentation violation", "PC=")
+}
+
+// A worker program that fails before the handshake, saying why on its
+// stderr: the start error quotes it and gives the exit status, and does not
+// blame a missing procpool.Main.
+func TestStartErrorQuotesStderr(t *testing.T) {
+	noOrphans(t)
+	var stderr syncBuffer
+	_, err := procpool.New(procpool.WithProcesses(1), procpool.WithCommand(os.Args[0]),
+		procpool.WithEnv(envMode+"=stderr-exit-3"), procpool.WithStderr(&stderr))
+	var se *procpool.StartError
+	if !errors.As(err, &se) || !errors.Is(err, procpool.ErrHandshake) {
+		t.Fatalf("New with a worker that exits 3: %v", err)
+	}
+	const said = "loading config.yaml: no such file or directory"
+	msg := err.Error()
+	if !strings.Contains(msg, "exited with status 3 before the handshake") || !strings.Contains(msg, said) ||
+		strings.Contains(msg, "procpool.Main()") {
+		t.Errorf("message:\n%s", msg)
+	}
+	if !strings.Contains(se.Stderr, said) || !strings.Contains(stderr.String(), said) {
+		t.Errorf("Stderr %q, the parent's stderr %q; want both to hold %q", se.Stderr, stderr.String(), said)
+	}
+
+	// A panic: the message quotes the start of the runtime's report, which
+	// says what happened, rather than the end of the traceback.
+	_, err = procpool.New(procpool.WithProcesses(1), procpool.WithCommand(os.Args[0]),
+		procpool.WithEnv(envMode+"=panic-at-start"), procpool.WithStderr(new(syncBuffer)))
+	if !errors.As(err, &se) || se.Signal != 0 {
+		t.Fatalf("New with a worker that panics: %v", err)
+	}
+	msg = err.Error()
+	if !strings.Contains(msg, "exited with status 2 before the handshake") ||
+		!strings.Contains(msg, "the Go runtime reported:\n\tpanic: no configuration for this host") ||
+		strings.Contains(msg, "procpool.Main()") {
+		t.Errorf("message:\n%s", msg)
+	}
+	t.Logf("a worker that panics before the handshake:\n%s", msg)
+}
+
+// The hint about procpool.Main comes only with a worker that timed out
+// without a word on its stderr.
+func TestStartTimeoutHint(t *testing.T) {
+	noOrphans(t)
+	for _, tc := range []struct {
+		mode, said string
+		hint       bool
+	}{
+		{"hang-without-main", "", true},
+		{"stderr-hang", "waiting for the database at db:5432", false},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			_, err := procpool.New(procpool.WithProcesses(1), procpool.WithCommand(os.Args[0]),
+				procpool.WithEnv(envMode+"="+tc.mode), procpool.WithStartTimeout(300*time.Millisecond),
+				procpool.WithStderr(new(syncBuffer)))
+			var se *procpool.StartError
+			if !errors.As(err, &se) || !errors.Is(err, procpool.ErrHandshake) {
+				t.Fatalf("New: %v", err)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, "no handshake within") {
+				t.Errorf("message: %s", msg)
+			}
+			if got := strings.Contains(msg, "does its main function call procpool.Main() first?"); got != tc.hint {
+				t.Errorf("hint given: %v, want %v:\n%s", got, tc.hint, msg)
+			}
+			if !strings.Contains(se.Stderr, tc.said) || !strings.Contains(msg, tc.said) || tc.said == "" && se.Stderr != "" {
+				t.Errorf("Stderr %q; want %q, quoted:\n%s", se.Stderr, tc.said, msg)
+			}
+		})
+	}
+}
+
+// Workers get GORACE=atexit_sleep_ms=0 (each Close of a pool under -race
+// would otherwise cost a second), unless GORACE is set.
+func TestGORACEDefault(t *testing.T) {
+	ctx := testCtx(t)
+	t.Setenv("GORACE", "") // restored after the test
+	os.Unsetenv("GORACE")
+	p := newPool(t, procpool.WithProcesses(1))
+	if got, err := procpool.Apply(ctx, p, workerEnv, "GORACE"); err != nil || got[1] != "atexit_sleep_ms=0" {
+		t.Errorf("worker's GORACE with none set: %q, %v", got[1], err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	const mine = "atexit_sleep_ms=0 halt_on_error=1"
+	p = newPool(t, procpool.WithProcesses(1), procpool.WithEnv("GORACE="+mine))
+	if got, err := procpool.Apply(ctx, p, workerEnv, "GORACE"); err != nil || got[1] != mine {
+		t.Errorf("worker's GORACE with WithEnv(GORACE=%s): %q, %v", mine, got[1], err)
+	}
+}
+
+// The output reaches the pool's writer as the worker wrote it.
+func TestOutputUnprefixed(t *testing.T) {
+	ctx := testCtx(t)
+	var stderr syncBuffer
+	p := newPool(t, procpool.WithProcesses(1), procpool.WithStderr(&stderr))
+	if _, err := procpool.Apply(ctx, p, printErr, "as is"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := stderr.String(); got != "as is" {
+		t.Errorf("stderr %q, want %q", got, "as is")
+	}
+}
+
+// A process a task started that keeps the worker's stderr open (it left the
+// worker's group and session, and the worker died without killing it) holds
+// nothing up: the task gets its error with the stderr the worker wrote, and
+// Close returns.
+func TestGrandchildHoldingStderr(t *testing.T) {
+	ctx := testCtx(t)
+	path := filepath.Join(t.TempDir(), "grandchild")
+	var stderr syncBuffer
+	p := newPool(t, procpool.WithProcesses(1), procpool.WithStderr(&stderr))
+	var err error
+	within(t, "the task of a worker whose grandchild holds its stderr", func() {
+		_, err = procpool.Apply(ctx, p, heldStderr, path)
+	})
+	b, rerr := os.ReadFile(path)
+	g, _ := strconv.Atoi(string(b))
+	if rerr != nil || g <= 0 {
+		t.Fatalf("no grandchild pid: %q, %v", b, rerr)
+	}
+	defer func() {
+		syscall.Kill(g, syscall.SIGKILL)
+		waitFor(t, "the grandchild to die", func() bool { return !alive(g) })
+	}()
+	var we *procpool.WorkerExitError
+	if !errors.As(err, &we) || we.ExitCode != 3 || !strings.Contains(we.Stderr, "exiting with a grandchild holding stderr") {
+		t.Fatalf("task: %v (stderr %q)", err, func() string {
+			if we != nil {
+				return we.Stderr
+			}
+			return ""
+		}())
+	}
+	if !alive(g) {
+		t.Fatal("the grandchild is gone: the test tested nothing")
+	}
+	within(t, "Close", func() {
+		if err := p.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+}
