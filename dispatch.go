@@ -668,8 +668,13 @@ func (p *Pool) workerExited(w *worker, readErr error) {
 	}
 	running := p.runningAtExitLocked(w)
 	reason, cause := ReasonCrashed, error(nil)
-	if w.status.Signaled() {
+	switch {
+	case w.status.Signaled():
 		reason = ReasonSignal
+	case w.cmd != nil && w.status.Exited() && w.status.ExitStatus() == exitSIGTERM:
+		// What a Go worker's SIGTERM handler exits with. The pool's own
+		// stops (which end with the same status) override this below.
+		reason = ReasonTerminatedOutside
 	}
 	if errors.Is(readErr, ErrProtocol) {
 		reason, cause = ReasonProtocol, readErr

@@ -129,6 +129,14 @@ const (
 	ReasonTerminated = "terminated"       // the pool stopped it: Terminate or Shutdown's deadline
 	ReasonRecycled   = "recycled"         // the pool retired it: WithMaxTasksPerWorker or idle
 	ReasonStart      = "failed to start"  // it did not complete the handshake or the initializer
+
+	// ReasonTerminatedOutside: a SIGTERM the pool did not send stopped the
+	// worker (kill(1), a service manager, a chaos tool). A Go worker's
+	// SIGTERM handler kills what its tasks started and exits with status
+	// 143 (Signal is SIGTERM); the pool's own stops end with that status
+	// too, but then their reason is the pool's. A task that calls
+	// os.Exit(143) looks the same.
+	ReasonTerminatedOutside = "terminated by SIGTERM from outside the pool"
 )
 
 // WorkerExitError ends a task whose worker process died while running it.
@@ -140,7 +148,8 @@ const (
 // exited: the Go runtime ends a program that gets a fatal signal it did not
 // cause in Go code (a SIGSEGV in cgo, a SIGABRT, a SIGSEGV sent by another
 // process) with exit status 2 and a report on its standard error, which the
-// pool reads.
+// pool reads; and a Go worker stopped by SIGTERM exits with status 143
+// (ReasonTerminatedOutside when the pool did not send it).
 type WorkerExitError struct {
 	Pid      int            // the worker's process id
 	ExitCode int            // the exit status, or -1 if it was killed by a signal
@@ -161,6 +170,8 @@ func (e *WorkerExitError) Error() string {
 	switch {
 	case e.Signal != 0 && e.ExitCode < 0:
 		fmt.Fprintf(&b, " (%s)", signalName(e.Signal))
+	case e.Signal != 0 && e.Reason == ReasonTerminatedOutside:
+		fmt.Fprintf(&b, " (exit status %d)", e.ExitCode)
 	case e.Signal != 0 && e.Reason == ReasonCrashed:
 		fmt.Fprintf(&b, " by %s (reported by the Go runtime, exit status %d)", signalName(e.Signal), e.ExitCode)
 	case e.Signal != 0:

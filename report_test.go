@@ -34,6 +34,16 @@ var (
 		return 0, nil
 	})
 
+	// markThenSleep creates the file at path, then sleeps for an hour: once
+	// the file exists the task is running.
+	markThenSleep = procpool.Register("markThenSleep", func(_ context.Context, path string) (int, error) {
+		if err := os.WriteFile(path, nil, 0o600); err != nil {
+			return 0, err
+		}
+		time.Sleep(time.Hour)
+		return 0, nil
+	})
+
 	// printErr writes s to the worker's standard error as it is.
 	printErr = procpool.Register("printErr", func(_ context.Context, s string) (int, error) {
 		return os.Stderr.WriteString(s)
@@ -118,6 +128,56 @@ func TestSentSIGSEGVReported(t *testing.T) {
 	p := newPool(t, procpool.WithProcesses(1), procpool.WithStderr(&stderr))
 	_, err := procpool.Apply(ctx, p, selfSignal, int(syscall.SIGSEGV))
 	checkRuntimeSignal(t, err, stderr.String(), "SIGSEGV: segmentation violation", "PC=")
+}
+
+// A SIGTERM from another process: the worker's handler exits with status
+// 143, which is not the pool's doing, and is reported as such, for a task
+// that was running and for an idle worker.
+func TestSIGTERMFromOutside(t *testing.T) {
+	ctx := testCtx(t)
+	p := newPool(t, procpool.WithProcesses(1))
+	mark := filepath.Join(t.TempDir(), "running")
+	fut, err := procpool.ApplyAsync(ctx, p, markThenSleep, mark)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the task to start", func() bool { _, err := os.Stat(mark); return err == nil })
+	victim := p.Stats().Workers[0].Pid
+	if err := syscall.Kill(victim, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	_, err = fut.Get(ctx)
+	var we *procpool.WorkerExitError
+	if !errors.As(err, &we) || we.Reason != procpool.ReasonTerminatedOutside || we.Pid != victim ||
+		we.ExitCode != 143 || we.Signal != syscall.SIGTERM {
+		t.Fatalf("task on a worker SIGTERMed from outside: %#v", err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "terminated by SIGTERM from outside the pool") || strings.Contains(msg, "killed") {
+		t.Errorf("message: %q", msg)
+	}
+
+	// An idle worker: no task fails, the exit is counted as such.
+	var idle int
+	waitFor(t, "a replacement worker", func() bool {
+		ws := p.Stats().Workers
+		if len(ws) == 1 && ws[0].Pid != victim {
+			idle = ws[0].Pid
+			return true
+		}
+		return false
+	})
+	if err := syscall.Kill(idle, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the SIGTERMed idle worker's exit to be counted", func() bool {
+		return p.Stats().WorkerExits[procpool.ReasonTerminatedOutside] == 2
+	})
+	if s := p.Stats(); s.WorkerExits[procpool.ReasonCrashed] != 0 || s.WorkerExits[procpool.ReasonSignal] != 0 {
+		t.Errorf("exits: %v, want 2 terminated from outside and nothing else", s.WorkerExits)
+	}
+	if v, err := procpool.Apply(ctx, p, square, 5); err != nil || v != 25 {
+		t.Fatalf("after the SIGTERMs: %d, %v", v, err)
+	}
 }
 
 // A worker program that fails before the handshake, saying why on its

@@ -362,10 +362,14 @@ const mainHint = "does its main function call procpool.Main() first?"
 func (w *worker) silent() bool { return strings.TrimSpace(w.stderr) == "" }
 
 // reportedSignal returns the signal that a worker which exited (rather than
-// being killed) reported itself: the fatal signal the Go runtime reported on
-// its standard error for exit status 2, else 0. Call it after the reap.
+// being killed) reported itself: SIGTERM for ReasonTerminatedOutside, the
+// fatal signal the Go runtime reported on its standard error for exit
+// status 2, else 0. Call it after the reap.
 func (w *worker) reportedSignal(reason string) syscall.Signal {
-	if w.status.Exited() && w.status.ExitStatus() == goRuntimeExit {
+	switch {
+	case reason == ReasonTerminatedOutside:
+		return syscall.SIGTERM
+	case w.status.Exited() && w.status.ExitStatus() == goRuntimeExit:
 		return w.reportSig
 	}
 	return 0
