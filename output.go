@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -198,6 +199,12 @@ func (c *outputCopy) emit(b []byte) {
 	if _, err := c.dst.Write(b); err != nil {
 		c.dst = nil
 	}
+}
+
+// outputPrefix is what WithOutputPrefix puts before each line of worker
+// pid's output.
+func outputPrefix(pid int) []byte {
+	return []byte("[worker " + strconv.Itoa(pid) + "] ")
 }
 
 // outputTail keeps the end of a worker's standard error, stderrTailSize

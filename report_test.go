@@ -271,7 +271,62 @@ func TestGORACEDefault(t *testing.T) {
 	}
 }
 
-// The output reaches the pool's writer as the worker wrote it.
+// WithOutputPrefix: each line of a worker's stdout and stderr starts with
+// its pid, to a writer or to a file; a last line without an end is ended.
+func TestOutputPrefix(t *testing.T) {
+	ctx := testCtx(t)
+	var stdout, stderr syncBuffer
+	p := newPool(t, procpool.WithProcesses(1), procpool.WithOutputPrefix(),
+		procpool.WithStdout(&stdout), procpool.WithStderr(&stderr))
+	w, err := procpool.Apply(ctx, p, pid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"one\ntw", "o\nthr", "ee"} {
+		if _, err := procpool.Apply(ctx, p, printErr, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := procpool.Apply(ctx, p, printLine, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	pre := "[worker " + strconv.Itoa(w) + "] "
+	if got, want := stdout.String(), pre+"hello\n"; got != want {
+		t.Errorf("stdout %q, want %q", got, want)
+	}
+	if got, want := stderr.String(), pre+"one\n"+pre+"two\n"+pre+"three\n"; got != want {
+		t.Errorf("stderr %q, want %q", got, want)
+	}
+
+	// To a file: the worker's output goes through the pool too.
+	r, wf, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	p = newPool(t, procpool.WithProcesses(1), procpool.WithOutputPrefix(), procpool.WithStdout(wf))
+	w, err = procpool.Apply(ctx, p, pid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := procpool.Apply(ctx, p, printLine, "to a file"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wf.Close()
+	buf := make([]byte, 100)
+	n, _ := r.Read(buf)
+	if got, want := string(buf[:n]), "[worker "+strconv.Itoa(w)+"] to a file\n"; got != want {
+		t.Errorf("stdout file got %q, want %q", got, want)
+	}
+}
+
+// Without WithOutputPrefix the output is as the worker wrote it.
 func TestOutputUnprefixed(t *testing.T) {
 	ctx := testCtx(t)
 	var stderr syncBuffer

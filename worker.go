@@ -181,7 +181,7 @@ func (p *Pool) launchProcess(w *worker) error {
 	cmd.Dir = p.cfg.dir
 	// Standard error goes through the pool, which keeps its tail for the
 	// errors that report the worker's death; standard output only when it
-	// needs carrying (a writer that is not a file).
+	// needs carrying (a writer that is not a file, a prefix).
 	var outW []*os.File // the write ends the worker gets
 	closeOutputs := func() {
 		for _, f := range outW {
@@ -203,7 +203,7 @@ func (p *Pool) launchProcess(w *worker) error {
 	w.outputs, outW = append(w.outputs, ec), append(outW, ew)
 	cmd.Stderr = ew
 	cmd.Stdout = p.cfg.stdout
-	if _, isFile := p.cfg.stdout.(*os.File); p.cfg.stdout != nil && !isFile {
+	if _, isFile := p.cfg.stdout.(*os.File); p.cfg.stdout != nil && (!isFile || p.cfg.outputPrefix) {
 		oc, ow, err := newOutputCopy(p.cfg.stdout, nil, nil)
 		if err != nil {
 			closeOutputs()
@@ -274,6 +274,9 @@ func (p *Pool) launchProcess(w *worker) error {
 	}
 	w.cmd, w.pid = cmd, cmd.Process.Pid
 	for _, c := range w.outputs {
+		if p.cfg.outputPrefix {
+			c.prefix = outputPrefix(w.pid)
+		}
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
