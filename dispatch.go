@@ -697,8 +697,13 @@ func (p *Pool) workerExited(w *worker, readErr error) {
 	}
 	running := p.runningAtExitLocked(w)
 	reason, cause := ReasonCrashed, error(nil)
-	if w.status.Signaled() {
+	switch {
+	case w.status.Signaled():
 		reason = ReasonSignal
+	case w.cmd != nil && w.status.Exited() && w.status.ExitStatus() == exitSIGTERM:
+		// What a Go worker's SIGTERM handler exits with. The pool's own
+		// stops (which end with the same status) override this below.
+		reason = ReasonTerminatedOutside
 	}
 	if errors.Is(readErr, ErrProtocol) {
 		reason, cause = ReasonProtocol, readErr
@@ -952,13 +957,14 @@ func (p *Pool) runningAtExitLocked(w *worker) *task {
 }
 
 func (p *Pool) exitError(w *worker, reason string, cause error, attempts int) *WorkerExitError {
-	e := &WorkerExitError{Pid: w.pid, ExitCode: -1, Reason: reason, Attempts: attempts, Err: cause}
+	e := &WorkerExitError{Pid: w.pid, ExitCode: -1, Reason: reason, Attempts: attempts, Err: cause, Stderr: w.stderr}
 	switch {
 	case w.cmd == nil: // a goroutine has no exit status
 	case w.status.Signaled():
 		e.Signal = w.status.Signal()
 	case w.status.Exited():
 		e.ExitCode = w.status.ExitStatus()
+		e.Signal = w.reportedSignal(reason)
 	}
 	return e
 }

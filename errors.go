@@ -191,8 +191,8 @@ func (e *RemoteError) Unwrap() []error {
 
 // Exit reasons carried by WorkerExitError.Reason.
 const (
-	ReasonCrashed    = "crashed"          // the worker exited by itself (os.Exit, a fatal runtime error)
-	ReasonSignal     = "killed by signal" // a signal the pool did not send killed it (SIGKILL from outside, SIGSEGV in cgo, the OOM killer)
+	ReasonCrashed    = "crashed"          // the worker exited by itself (os.Exit, a fatal runtime error; Signal is set if the Go runtime reported a fatal signal, such as a SIGSEGV in cgo)
+	ReasonSignal     = "killed by signal" // a signal the pool did not send killed it (SIGKILL from outside, the OOM killer)
 	ReasonTimeout    = "timeout"          // the pool stopped it: its task ran past the deadline
 	ReasonCancelled  = "cancelled"        // the pool stopped it: its task was cancelled
 	ReasonMemory     = "memory limit"     // the pool stopped it: it used more memory than WithMaxWorkerMemory
@@ -200,26 +200,53 @@ const (
 	ReasonTerminated = "terminated"       // the pool stopped it: Terminate or Shutdown's deadline
 	ReasonRecycled   = "recycled"         // the pool retired it: WithMaxTasksPerWorker or idle
 	ReasonStart      = "failed to start"  // it did not complete the handshake or the initializer
+
+	// ReasonTerminatedOutside: a SIGTERM the pool did not send stopped the
+	// worker (kill(1), a service manager, a chaos tool). A Go worker's
+	// SIGTERM handler kills what its tasks started and exits with status
+	// 143 (Signal is SIGTERM); the pool's own stops end with that status
+	// too, but then their reason is the pool's. A task that calls
+	// os.Exit(143) looks the same.
+	ReasonTerminatedOutside = "terminated by SIGTERM from outside the pool"
 )
 
 // WorkerExitError ends a task whose worker process died while running it.
 // Tasks queued behind it on the same worker never started; they are run on
 // another worker and do not see this error.
+//
+// Signal is set with ExitCode -1 when a signal killed the worker, and with
+// an exit status when the worker reported the signal itself before it
+// exited: the Go runtime ends a program that gets a fatal signal it did not
+// cause in Go code (a SIGSEGV in cgo, a SIGABRT, a SIGSEGV sent by another
+// process) with exit status 2 and a report on its standard error, which the
+// pool reads; and a Go worker stopped by SIGTERM exits with status 143
+// (ReasonTerminatedOutside when the pool did not send it).
 type WorkerExitError struct {
 	Pid      int            // the worker's process id
 	ExitCode int            // the exit status, or -1 if it was killed by a signal
-	Signal   syscall.Signal // the signal that killed it, or 0
+	Signal   syscall.Signal // the signal that killed it or that it reported (see above), or 0
 	Reason   string         // one of the Reason constants
 	Attempts int            // how many times the task was started (more than 1 with retries)
 	Err      error          // the cause where there is one (a protocol error, the memory figure)
+	// Stderr is the end of what the worker wrote to its standard error,
+	// 8 KiB at most, starting at a line's start when it was cut: a Go
+	// runtime's panic or crash report, the message of an os.Exit. Error
+	// does not include it. It is empty for an in-process worker.
+	Stderr string
 }
 
 func (e *WorkerExitError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "procpool: worker %d %s", e.Pid, e.Reason)
 	switch {
-	case e.Signal != 0:
+	case e.Signal != 0 && e.ExitCode < 0:
 		fmt.Fprintf(&b, " (%s)", signalName(e.Signal))
+	case e.Signal != 0 && e.Reason == ReasonTerminatedOutside:
+		fmt.Fprintf(&b, " (exit status %d)", e.ExitCode)
+	case e.Signal != 0 && e.Reason == ReasonCrashed:
+		fmt.Fprintf(&b, " by %s (reported by the Go runtime, exit status %d)", signalName(e.Signal), e.ExitCode)
+	case e.Signal != 0:
+		fmt.Fprintf(&b, " (%s reported by the Go runtime, exit status %d)", signalName(e.Signal), e.ExitCode)
 	case e.ExitCode >= 0:
 		fmt.Fprintf(&b, " (exit status %d)", e.ExitCode)
 	}
@@ -321,20 +348,107 @@ func (e *CodecError) Unwrap() error { return e.Err }
 type StartError struct {
 	Pid    int            // 0 if the process never started
 	Reason string         // what went wrong, in words a user can act on
-	Signal syscall.Signal // the signal that killed the worker during its start, or 0
+	Signal syscall.Signal // the signal that killed the worker during its start (or that the Go runtime reported, see WorkerExitError), or 0
 	Err    error          // the cause: ErrHandshake, an exec error, a *RemoteError from the initializer
+	// Stderr is the end of what a worker that exited or timed out during
+	// its start wrote to its standard error, 8 KiB at most (see
+	// WorkerExitError.Stderr); Error quotes its last lines.
+	Stderr string
 
 	// external: a signal from another process killed the worker (the OOM
 	// killer, a kill from outside): not the program's fault, so the pool
 	// replaces it without counting against the restart budget.
 	external bool
+	// report: where a report of the Go runtime (a panic, a fatal error or
+	// signal) starts in Stderr, if there is one (> 0 means at report-1).
+	report int
 }
 
 func (e *StartError) Error() string {
+	var s string
 	if e.Pid != 0 {
-		return fmt.Sprintf("procpool: worker %d: %s: %v", e.Pid, e.Reason, e.Err)
+		s = fmt.Sprintf("procpool: worker %d: %s: %v", e.Pid, e.Reason, e.Err)
+	} else {
+		s = fmt.Sprintf("procpool: starting a worker: %s: %v", e.Reason, e.Err)
 	}
-	return fmt.Sprintf("procpool: starting a worker: %s: %v", e.Reason, e.Err)
+	switch {
+	case e.report > 0:
+		if q := quoteHead(e.Stderr[e.report-1:]); q != "" {
+			s += "; the Go runtime reported:\n" + q
+		}
+	default:
+		if q := quoteTail(e.Stderr); q != "" {
+			s += "; its standard error ended with:\n" + q
+		}
+	}
+	return s
+}
+
+// Bounds of the part of a worker's standard error that StartError.Error
+// quotes: its last lines, as much as fits.
+const (
+	quoteLines = 10
+	quoteBytes = 1 << 10
+)
+
+// quoteTail returns the last lines of tail (quoteLines and quoteBytes at
+// most), each indented by a tab, or "" if tail is blank.
+func quoteTail(tail string) string {
+	tail = strings.TrimRight(tail, "\n\r\t ")
+	if strings.TrimSpace(tail) == "" {
+		return ""
+	}
+	if len(tail) > quoteBytes {
+		tail = tail[len(tail)-quoteBytes:]
+		if i := strings.IndexByte(tail, '\n'); i >= 0 && i+1 < len(tail) {
+			tail = tail[i+1:]
+		}
+		tail = strings.ToValidUTF8(tail, "") // one long line, cut in a character
+	}
+	lines := strings.Split(tail, "\n")
+	if len(lines) > quoteLines {
+		lines = lines[len(lines)-quoteLines:]
+	}
+	return indent(lines)
+}
+
+// indent joins lines, each but the empty ones indented by a tab.
+func indent(lines []string) string {
+	var b strings.Builder
+	for i, l := range lines {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		if l != "" {
+			b.WriteByte('\t')
+			b.WriteString(l)
+		}
+	}
+	return b.String()
+}
+
+// quoteHead returns the first lines of report (quoteLines and quoteBytes
+// at most), each indented by a tab, or "" if report is blank: the start of
+// a Go runtime's report says what happened, its end is goroutines and
+// registers.
+func quoteHead(report string) string {
+	report = strings.TrimRight(report, "\n\r\t ")
+	if strings.TrimSpace(report) == "" {
+		return ""
+	}
+	lines := strings.SplitN(report, "\n", quoteLines+1)
+	if len(lines) > quoteLines {
+		lines = lines[:quoteLines]
+	}
+	q := strings.Join(lines, "\n")
+	if len(q) > quoteBytes {
+		q = q[:quoteBytes]
+		if i := strings.LastIndexByte(q, '\n'); i > 0 {
+			q = q[:i]
+		}
+		q = strings.ToValidUTF8(q, "") // one long line, cut in a character
+	}
+	return indent(strings.Split(q, "\n"))
 }
 func (e *StartError) Unwrap() error { return e.Err }
 

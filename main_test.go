@@ -33,6 +33,18 @@ func TestMain(m *testing.M) {
 		// A program that never calls procpool.Main and never exits.
 		time.Sleep(time.Hour)
 		os.Exit(0)
+	case "stderr-exit-3":
+		// A program that fails before it could become a worker, saying why.
+		fmt.Fprintln(os.Stderr, "loading config.yaml: no such file or directory")
+		os.Exit(3)
+	case "panic-at-start":
+		// A program that panics before it could become a worker.
+		panic("no configuration for this host")
+	case "stderr-hang":
+		// A program that complains and then hangs, never answering.
+		fmt.Fprintln(os.Stderr, "waiting for the database at db:5432")
+		time.Sleep(time.Hour)
+		os.Exit(0)
 	case "garbage":
 		// Says hello like a worker, then answers every task with garbage.
 		badWorker("garbage")

@@ -27,6 +27,7 @@ type config struct {
 	env            []string
 	dir            string
 	stdout, stderr io.Writer
+	outputPrefix   bool
 	inProcess      bool
 	codec          codec.Codec
 	initName       string
@@ -155,18 +156,37 @@ func WithDir(dir string) Option { return func(c *config) { c.dir = dir } }
 
 // WithStdout sets where the workers' standard output goes (default: the
 // parent's os.Stdout, which workers then write to directly, as a print in a
-// Python worker does). A writer that is not an *os.File is fed by one
+// Python worker does, unless WithOutputPrefix is on). A writer that is not an *os.File is fed by one
 // copying goroutine per worker; the pool serializes their writes, so w need
 // not be safe for concurrent use. Output travels apart from results: a line
 // a task printed may reach w after its Future is ready, but Close returns
-// only after it has. A nil w discards the workers' standard output.
+// only after it has (so a w whose Write never returns holds Close up). A nil w discards the workers' standard output.
 // In-process workers (WithInProcess) write to the parent's os.Stdout
 // whatever the setting.
 func WithStdout(w io.Writer) Option { return func(c *config) { c.stdout = w } }
 
 // WithStderr sets where the workers' standard error goes (default: the
 // parent's os.Stderr), under the same rules as WithStdout; nil discards it.
+//
+// Whatever the setting, a worker's standard error is a pipe that the pool
+// reads, one goroutine per worker: the pool keeps its last 8 KiB, which the
+// errors that report the worker's death quote (WorkerExitError.Stderr,
+// StartError.Stderr), and notes a fatal signal the Go runtime reports
+// there. Nothing of it costs anything per task. Once a worker has been
+// reaped, the pool reads what its pipe holds and stops: a process the
+// worker left behind that still writes to it then gets EPIPE.
 func WithStderr(w io.Writer) Option { return func(c *config) { c.stderr = w } }
+
+// WithOutputPrefix puts "[worker PID] " before each line that a worker
+// writes to its standard output and standard error, so that the output of
+// several workers can be told apart. It is off by default. Each line is
+// written whole, once its end has come (a line longer than 4 KiB is written
+// in pieces, each ended and prefixed; a last line without an end is ended
+// when the worker exits), so the lines of workers writing at once do not
+// cut into each other. Standard output then goes through the pool too, as
+// standard error always does (see WithStderr). In-process workers
+// (WithInProcess) write to the parent's own streams, unprefixed.
+func WithOutputPrefix() Option { return func(c *config) { c.outputPrefix = true } }
 
 // lockedWriter serializes the writes of several workers' copying goroutines.
 type lockedWriter struct {

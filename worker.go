@@ -87,12 +87,21 @@ type worker struct {
 	lastUsed    time.Time
 	svc         time.Duration // average run time of its recent tasks; starts high, so nothing is pipelined until tasks prove short
 	rss         int64
+
+	// Its output streams that the pool carries (standard error always,
+	// standard output when it must), and what its standard error ended
+	// with: set by waitExit before it closes exited, read after.
+	outputs   []*outputCopy
+	errTail   *outputTail
+	stderr    string         // the last bytes of its standard error
+	reportSig syscall.Signal // the last fatal signal the Go runtime reported on its standard error, or 0
+	reportAt  int            // where the Go runtime's last report starts in stderr, or -1
 }
 
 // launch starts a worker process (or goroutine) and its writer goroutine.
 // The handshake is not done yet.
 func (p *Pool) launch() (*worker, error) {
-	w := &worker{p: p, exited: make(chan struct{}), wake: make(chan struct{}, 1), kick: make(chan struct{}, 1), svc: time.Second}
+	w := &worker{p: p, exited: make(chan struct{}), wake: make(chan struct{}, 1), kick: make(chan struct{}, 1), svc: time.Second, reportAt: -1}
 	if p.cfg.inProcess {
 		w.inproc.tasks, w.inproc.results = newMemPipe(), newMemPipe()
 		w.tasks, w.results = w.inproc.tasks, io.NopCloser(w.inproc.results)
@@ -165,8 +174,50 @@ func (p *Pool) launchProcess(w *worker) error {
 		// WithProcesses).
 		cmd.Env = append(cmd.Env, "GOMAXPROCS=1")
 	}
+	if !hasEnv(cmd.Env, "GORACE") {
+		// A program built with -race sleeps a second at exit by default:
+		// every Close of a pool of such workers (go test -race) would wait
+		// that long. Without -race the variable means nothing.
+		cmd.Env = append(cmd.Env, "GORACE=atexit_sleep_ms=0")
+	}
 	cmd.Dir = p.cfg.dir
-	cmd.Stdout, cmd.Stderr = p.cfg.stdout, p.cfg.stderr
+	// Standard error goes through the pool, which keeps its tail for the
+	// errors that report the worker's death; standard output only when it
+	// needs carrying (a writer that is not a file, a prefix).
+	var outW []*os.File // the write ends the worker gets
+	closeOutputs := func() {
+		for _, f := range outW {
+			f.Close()
+		}
+		for _, c := range w.outputs {
+			c.r.Close()
+		}
+	}
+	w.errTail = newOutputTail()
+	ec, ew, err := newOutputCopy(p.cfg.stderr, nil, w.errTail)
+	if err != nil {
+		taskR.Close()
+		taskW.Close()
+		resR.Close()
+		resW.Close()
+		return &StartError{Reason: "creating the standard error pipe", Err: err}
+	}
+	w.outputs, outW = append(w.outputs, ec), append(outW, ew)
+	cmd.Stderr = ew
+	cmd.Stdout = p.cfg.stdout
+	if _, isFile := p.cfg.stdout.(*os.File); p.cfg.stdout != nil && (!isFile || p.cfg.outputPrefix) {
+		oc, ow, err := newOutputCopy(p.cfg.stdout, nil, nil)
+		if err != nil {
+			closeOutputs()
+			taskR.Close()
+			taskW.Close()
+			resR.Close()
+			resW.Close()
+			return &StartError{Reason: "creating the standard output pipe", Err: err}
+		}
+		w.outputs, outW = append(w.outputs, oc), append(outW, ow)
+		cmd.Stdout = ow
+	}
 	// Descriptors 3 to 7: tasks, results, shared memory, journal, control
 	// (a missing one is closed in the worker; the environment names those
 	// that are there).
@@ -201,6 +252,9 @@ func (p *Pool) launchProcess(w *worker) error {
 	err = p.spawner.Start(cmd)
 	taskR.Close()
 	resW.Close()
+	for _, f := range outW {
+		f.Close() // the worker's now
+	}
 	for _, f := range []*os.File{shmFile, ctlR} {
 		if f != nil {
 			f.Close() // the worker has it now; a mapping stays
@@ -214,9 +268,23 @@ func (p *Pool) launchProcess(w *worker) error {
 		w.closeFiles()
 		taskW.Close()
 		resR.Close()
+		for _, c := range w.outputs {
+			c.r.Close()
+		}
+		w.outputs = nil
 		return &StartError{Reason: "running " + path, Err: err}
 	}
 	w.cmd, w.pid = cmd, cmd.Process.Pid
+	for _, c := range w.outputs {
+		if p.cfg.outputPrefix {
+			c.prefix = outputPrefix(w.pid)
+		}
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			c.run()
+		}()
+	}
 	w.tasks, w.results = taskW, resultPipe{resR}
 	w.pipes[0], _ = supervise.PipeInode(resR)
 	w.pipes[1], _ = supervise.PipeInode(taskW)
@@ -245,7 +313,13 @@ func (w *worker) handshake() error {
 		if timer.Stop() || !timedOut.Load() {
 			return w.startExit("before the handshake")
 		}
-		return &StartError{Pid: w.pid, Reason: fmt.Sprintf("no handshake within %v (WithStartTimeout): does the worker program call procpool.Main() at the start of main?", p.cfg.startTimeout), Err: ErrHandshake}
+		e := &StartError{Pid: w.pid, Reason: fmt.Sprintf("no handshake within %v (WithStartTimeout)", p.cfg.startTimeout), Err: ErrHandshake, Stderr: w.stderr, report: w.reportAt + 1}
+		if w.silent() {
+			// Nothing went wrong that it could tell: most likely it never
+			// became a worker.
+			e.Reason += "; " + mainHint
+		}
+		return e
 	}
 	var h wire.Hello
 	if f.Kind != wire.KindHello || json.Unmarshal(f.Body, &h) != nil {
@@ -277,7 +351,7 @@ func (w *worker) handshake() error {
 		if timer.Stop() || !timedOut.Load() {
 			return w.startExit("in the initializer")
 		}
-		return &StartError{Pid: w.pid, Reason: fmt.Sprintf("the initializer did not finish within %v (WithStartTimeout)", p.cfg.startTimeout), Err: ErrHandshake}
+		return &StartError{Pid: w.pid, Reason: fmt.Sprintf("the initializer did not finish within %v (WithStartTimeout)", p.cfg.startTimeout), Err: ErrHandshake, Stderr: w.stderr, report: w.reportAt + 1}
 	case f.Kind == wire.KindResult && f.ID == 0:
 		return nil
 	case f.Kind == wire.KindError && f.ID == 0:
@@ -287,17 +361,40 @@ func (w *worker) handshake() error {
 	}
 }
 
+// mainHint is what a start error says when the worker program most likely
+// does not call procpool.Main.
+const mainHint = "does its main function call procpool.Main() first?"
+
+// silent reports whether the worker wrote nothing (but white space) to its
+// standard error. Call it after the reap.
+func (w *worker) silent() bool { return strings.TrimSpace(w.stderr) == "" }
+
+// reportedSignal returns the signal that a worker which exited (rather than
+// being killed) reported itself: SIGTERM for ReasonTerminatedOutside, the
+// fatal signal the Go runtime reported on its standard error for exit
+// status 2, else 0. Call it after the reap.
+func (w *worker) reportedSignal(reason string) syscall.Signal {
+	switch {
+	case reason == ReasonTerminatedOutside:
+		return syscall.SIGTERM
+	case w.status.Exited() && w.status.ExitStatus() == goRuntimeExit:
+		return w.reportSig
+	}
+	return 0
+}
+
 // startExit describes a worker that exited during its start (stage says
-// when) by itself or by a signal the pool did not send. A signal from
-// another process (the OOM killer, a kill(1), a chaos tool) says nothing
-// about the worker program: the StartError is marked to be replaced without
-// counting against the restart budget. The hint about procpool.Main is
-// given only where a missing call is the likely cause: a clean exit before
-// the handshake. A worker that fails its own set-up (an rlimit, the
+// when) by itself or by a signal the pool did not send, and quotes the end
+// of its standard error. A signal from another process (the OOM killer, a
+// kill(1), a chaos tool) says nothing about the worker program: the
+// StartError is marked to be replaced without counting against the restart
+// budget. The hint about procpool.Main is given only where a missing call
+// is the likely cause: a clean exit before the handshake, with nothing on
+// its standard error. A worker that fails its own set-up (an rlimit, the
 // shared-memory mapping) exits with status 2 and says why on its stderr.
 func (w *worker) startExit(stage string) *StartError {
 	ws := w.status
-	e := &StartError{Pid: w.pid, Err: ErrHandshake}
+	e := &StartError{Pid: w.pid, Err: ErrHandshake, Stderr: w.stderr, report: w.reportAt + 1}
 	switch {
 	case w.cmd == nil:
 		e.Reason = "the in-process worker stopped " + stage
@@ -315,10 +412,16 @@ func (w *worker) startExit(stage string) *StartError {
 		// does not lead its process group, which it then kills).
 		e.Signal, e.external = syscall.SIGTERM, true
 		e.Reason = "stopped by signal SIGTERM during start-up (" + stage + "), not by the pool"
-	case ws.Exited() && ws.ExitStatus() == 0 && stage == "before the handshake":
-		e.Reason = "the worker exited with status 0 before the handshake; does its main function call procpool.Main() first?"
+	case ws.Exited() && ws.ExitStatus() == 0 && stage == "before the handshake" && w.silent():
+		e.Reason = "the worker exited with status 0 before the handshake; " + mainHint
+	case ws.Exited() && ws.ExitStatus() == goRuntimeExit && w.reportSig != 0:
+		e.Signal = w.reportSig
+		e.Reason = "the worker crashed by " + signalName(e.Signal) + " " + stage + " (reported by the Go runtime, exit status 2)"
 	case ws.Exited():
-		e.Reason = fmt.Sprintf("the worker exited with status %d %s (its standard error may say why)", ws.ExitStatus(), stage)
+		e.Reason = fmt.Sprintf("the worker exited with status %d %s", ws.ExitStatus(), stage)
+		if w.silent() {
+			e.Reason += ", and wrote nothing to its standard error"
+		}
 	default:
 		e.Reason = "the worker stopped " + stage + " (" + exitText(ws) + ")"
 	}
@@ -586,6 +689,8 @@ func (w *worker) waitExit() {
 	}
 	// Sweep whatever the worker left in its group.
 	_ = supervise.KillGroup(w.pid, syscall.SIGKILL)
+	endOutputs(w.outputs)
+	w.stderr, w.reportSig, w.reportAt = w.errTail.snapshot()
 	w.endReading()
 	p := w.p
 	p.mu.Lock()
