@@ -167,7 +167,11 @@ func (p *Pool) initTask(t *task, ctx context.Context, fn string, chunk bool, arg
 	}
 	id := p.nextID.Add(1)
 	frame, start := wire.BeginFrame(p.frameBuffer(fn, arg), wire.KindTask, id)
-	frame = appendTaskHeader(frame, ctx, chunk, fn, 0, cc.timeout)
+	var deadline int64
+	if d, ok := ctx.Deadline(); ok {
+		deadline = d.UnixNano()
+	}
+	frame = wire.AppendTaskHeaderExt(frame, chunk, fn, 0, deadline, int64(cc.timeout))
 	payloadAt := len(frame) - start
 	frame, err := p.codec.Append(frame, arg)
 	if err != nil {
@@ -184,19 +188,8 @@ func (p *Pool) initTask(t *task, ctx context.Context, fn string, chunk bool, arg
 		return &CodecError{Op: "encode argument", Err: err}
 	}
 	t.id, t.fn, t.chunk, t.frame, t.ctx, t.timeout, t.retries = id, fn, chunk, frame, ctx, cc.timeout, cc.retries
-	t.payloadAt = payloadAt
+	t.payloadAt, t.deadline = payloadAt, deadline
 	return nil
-}
-
-// appendTaskHeader appends a task's header: its function, a chunk's first
-// item to run, and the deadline the worker gives the task's context (ctx's,
-// and the timeout counted from the task's start).
-func appendTaskHeader(dst []byte, ctx context.Context, chunk bool, fn string, from int, timeout time.Duration) []byte {
-	var deadline int64
-	if d, ok := ctx.Deadline(); ok {
-		deadline = d.UnixNano()
-	}
-	return wire.AppendTaskHeaderExt(dst, chunk, fn, from, deadline, int64(timeout))
 }
 
 // checkFrame returns an error wrapping wire.ErrFrameTooLarge if the frame

@@ -179,12 +179,14 @@ func TestSIGTERMFromOutsideCancelsTask(t *testing.T) {
 	if err := syscall.Kill(w, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	// The task saw its context cancelled and returned its error; then the
-	// worker exited.
+	// The task saw its context cancelled and returned (its cleanup ran);
+	// then the worker exited with it running: the task fails with the
+	// worker's exit (or would run again with retries), not with an error
+	// of its own.
 	_, err = f.Get(ctx)
-	var re *procpool.RemoteError
-	if !errors.As(err, &re) || re.Message != context.Canceled.Error() {
-		t.Fatalf("task of a worker given SIGTERM: %v, want its own context error", err)
+	var we *procpool.WorkerExitError
+	if !errors.As(err, &we) || we.Reason != procpool.ReasonTerminatedOutside || we.Pid != w {
+		t.Fatalf("task of a worker given SIGTERM: %v, want worker %d's exit, terminated from outside", err, w)
 	}
 	if !cleanedUp(a) {
 		t.Fatal("the task's deferred cleanup did not run")

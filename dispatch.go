@@ -755,8 +755,11 @@ func (p *Pool) workerExited(w *worker, readErr error) {
 				fail(t, ErrTerminated, terminated)
 			case p.broken != nil:
 				fail(t, p.broken, failed)
+			case t.expireCause != nil:
+				// Its caller's context has ended: it must not run again.
+				fail(t, timeoutErr(t, nil), timedOut)
 			default:
-				t.expired, t.expireCause = false, nil
+				t.expired = false
 				t.requeued = true
 				p.queue.pushFront(t)
 			}
@@ -769,9 +772,9 @@ func (p *Pool) workerExited(w *worker, readErr error) {
 		if t.expired {
 			err, o = timeoutErr(t, exitErr), timedOut
 		}
-		if t.retries > 0 && reason != ReasonTerminated && p.broken == nil {
+		if t.retries > 0 && reason != ReasonTerminated && p.broken == nil && t.expireCause == nil {
 			t.retries--
-			t.expired, t.expireCause = false, nil
+			t.expired = false
 			t.requeued = true
 			p.stats.retried.Add(1)
 			p.queue.pushFront(t)
@@ -844,7 +847,7 @@ func (p *Pool) splitChunkLocked(t *task, victim bool, w *worker, reason string, 
 	pc.items = itemPiece{count: finished, listed: min(d.listed, finished), list: d.list, errs: map[int]error{}}
 	for i, body := range d.itemErrs {
 		if i < finished {
-			pc.items.errs[i] = remoteError(t.fn, body)
+			pc.items.errs[i] = chunkItemError(remoteError(t.fn, body))
 		}
 	}
 	for i := pc.items.listed; i < finished; i++ {
@@ -853,11 +856,15 @@ func (p *Pool) splitChunkLocked(t *task, victim bool, w *worker, reason string, 
 		}
 	}
 	o := failed
-	if finished < n {
+	if finished < n && !d.stopped {
 		// The item after those was running when the worker died.
+		item := t.from + finished
+		if item != t.attemptItem {
+			t.attemptItem, t.attempts = item, 0 // attempts count per item
+		}
 		switch {
-		case victim:
-		case t.retries > 0 && reason != ReasonTerminated:
+		case victim && t.expireCause == nil:
+		case t.retries > 0 && reason != ReasonTerminated && t.expireCause == nil:
 			t.attempts++
 			t.retries--
 			p.stats.retried.Add(1)
@@ -870,10 +877,16 @@ func (p *Pool) splitChunkLocked(t *task, victim bool, w *worker, reason string, 
 			}
 			pc.items.errs[finished] = err
 			pc.items.count++
-			t.attempts = 0 // the next item has not been tried
 		}
 	}
-	t.expired, t.expireCause = false, nil
+	if t.expireCause != nil {
+		// The caller's context has ended: the items left must not run.
+		for i := pc.items.count; i < n; i++ {
+			pc.items.errs[i] = timeoutErr(t, nil)
+		}
+		pc.items.count, o = n, timedOut
+	}
+	t.expired = false
 	from := t.from + pc.items.count
 	if from >= t.items {
 		if len(pc.items.errs) == 0 {
@@ -904,7 +917,7 @@ func (p *Pool) splitChunkLocked(t *task, victim bool, w *worker, reason string, 
 func chunkFrameFrom(t *task, from int) []byte {
 	payload := t.frame[t.payloadAt:]
 	frame, start := wire.BeginFrame(make([]byte, 0, t.payloadAt+4+len(payload)), wire.KindTask, t.id)
-	frame = appendTaskHeader(frame, t.ctx, true, t.fn, from, t.timeout)
+	frame = wire.AppendTaskHeaderExt(frame, true, t.fn, from, t.deadline, int64(t.timeout))
 	frame = append(frame, payload...)
 	_ = wire.EndFrame(frame, start)
 	return frame

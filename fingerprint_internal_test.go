@@ -158,6 +158,11 @@ func TestHelloFingerprints(t *testing.T) {
 			t.Errorf("%s: fingerprint %q, want %q", name, fp, want)
 		}
 	}
+	if h, _ := hello(n - 4 - 1); len(h.Fingerprints) != len(h.Functions) {
+		t.Errorf("a hello over a small frame limit but within wire.HelloLimit lost its fingerprints")
+	}
+	defer func(l int) { helloLimit = l }(helloLimit)
+	helloLimit = 0
 	h, _ = hello(n - 4 - 1) // the length field counts what follows it
 	if h.Fingerprints != nil || len(h.Functions) == 0 {
 		t.Errorf("a hello one byte over the limit: %d fingerprints, %d functions; want the functions only", len(h.Fingerprints), len(h.Functions))

@@ -2,6 +2,7 @@ package procpool
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/procpool/procpool/codec"
@@ -71,51 +72,77 @@ func pieceItem[Out any](pc *itemPiece, vals []Out, verr error, i int) (Out, erro
 // itemSet tracks which items of a chunk have settled, so that each settles
 // exactly once whatever the order of the pieces (a piece from a dead
 // worker's journal may come after the chunk's own ending) and the chunk
-// completes exactly once.
+// completes exactly once, after every item's outcome is written: a caller
+// claims items (reserving them), writes their outcomes, then calls written;
+// the call that writes the last ones completes the chunk.
 type itemSet struct {
-	mu   sync.Mutex
-	n    int
-	left int
-	done []bool // nil until an item settles on its own
+	mu    sync.Mutex
+	n     int
+	taken int    // items claimed
+	left  int    // items not written yet
+	done  []bool // claimed items; nil while none was claimed on its own
 }
 
 // init sets the chunk's number of items; call it before the set is shared.
 func (s *itemSet) init(n int) { s.n, s.left = n, n }
 
-// claim marks the items in [from, to) settled and returns the ones that were
-// not, as ranges, and whether they were the last.
-func (s *itemSet) claim(from, to int) (ranges [][2]int, last bool) {
+// claim reserves the items in [from, to) not reserved yet, and returns them
+// as ranges. The caller writes their outcomes, then calls written.
+func (s *itemSet) claim(from, to int) (ranges [][2]int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if from >= to {
-		return nil, false
+	if from >= to || s.taken == s.n {
+		return nil
 	}
-	if s.done == nil && from == 0 && to == s.n {
-		if s.left == 0 {
-			return nil, false
-		}
-		s.left = 0
-		return [][2]int{{0, s.n}}, true
+	if s.done == nil && from == 0 && to == s.n && s.taken == 0 {
+		s.taken = s.n
+		return [][2]int{{0, s.n}}
 	}
 	if s.done == nil {
 		s.done = make([]bool, s.n)
-		if s.left == 0 {
-			for i := range s.done {
-				s.done[i] = true
-			}
-		}
 	}
 	for i := from; i < to; i++ {
 		if s.done[i] {
 			continue
 		}
 		s.done[i] = true
-		s.left--
+		s.taken++
 		if k := len(ranges); k > 0 && ranges[k-1][1] == i {
 			ranges[k-1][1] = i + 1
 		} else {
 			ranges = append(ranges, [2]int{i, i + 1})
 		}
 	}
-	return ranges, len(ranges) > 0 && s.left == 0
+	return ranges
+}
+
+// written records that the outcomes of n claimed items are written, and
+// reports whether they were the last: the chunk is then complete.
+func (s *itemSet) written(n int) bool {
+	if n == 0 {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.left -= n
+	return s.left == 0
+}
+
+// count returns the number of items in ranges.
+func count(ranges [][2]int) int {
+	n := 0
+	for _, r := range ranges {
+		n += r[1] - r[0]
+	}
+	return n
+}
+
+// chunkItemError is the error of a chunk item the worker reported failed: its
+// *RemoteError, wrapped in ErrTimeout if the item failed once the chunk's
+// deadline had passed (code CodeDeadline), as a task would be.
+func chunkItemError(re *RemoteError) error {
+	if re.Code == CodeDeadline {
+		return fmt.Errorf("%w: %w", ErrTimeout, re)
+	}
+	return re
 }

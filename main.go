@@ -253,7 +253,11 @@ func watchdog(s *server, f *os.File) {
 			exitSwept(exitStopped)
 		}
 		if fr.Kind == wire.KindStop {
-			s.stop(fr.ID, wire.StopCause(fr.Body))
+			why := wire.StopCancel
+			if len(fr.Body) > 0 {
+				why = fr.Body[0]
+			}
+			s.stop(fr.ID, why)
 		}
 	}
 }

@@ -155,14 +155,14 @@ type mapSink[Out any] struct {
 }
 
 func (s *mapSink[Out]) result(p *Pool, body []byte, from int) bool {
-	ranges, _ := s.set.claim(from, s.hi-s.lo)
+	ranges := s.set.claim(from, s.hi-s.lo)
 	if len(ranges) != 1 || ranges[0] != [2]int{from, s.hi - s.lo} {
 		return false // cannot happen: only the task's own ending settles its items from from on
 	}
 	out := s.agg.out[s.lo+from : s.hi : s.hi]
 	vals, itemErrs, err := decodeChunk[Out](p, body, out)
 	// The remote errors are built before the lock is taken.
-	var remote []*RemoteError
+	var remote []error
 	switch {
 	case err != nil:
 		clear(out) // a decoding that failed may have written some
@@ -171,10 +171,10 @@ func (s *mapSink[Out]) result(p *Pool, body []byte, from int) bool {
 			copy(out, vals)
 		}
 		if len(itemErrs) > 0 {
-			remote = make([]*RemoteError, len(itemErrs))
+			remote = make([]error, len(itemErrs))
 			var zero Out
 			for k, ie := range itemErrs {
-				remote[k] = remoteFromBody(s.agg.fn, ie.Err)
+				remote[k] = chunkItemError(remoteFromBody(s.agg.fn, ie.Err))
 				out[ie.Index] = zero // a failed item's result is the zero value
 			}
 		}
@@ -196,7 +196,7 @@ func (s *mapSink[Out]) result(p *Pool, body []byte, from int) bool {
 }
 
 func (s *mapSink[Out]) fail(p *Pool, err error, from int) {
-	ranges, _ := s.set.claim(from, s.hi-s.lo)
+	ranges := s.set.claim(from, s.hi-s.lo)
 	n := 0
 	a := s.agg
 	a.begin()
@@ -210,7 +210,7 @@ func (s *mapSink[Out]) fail(p *Pool, err error, from int) {
 }
 
 func (s *mapSink[Out]) settle(p *Pool, from int, pc *itemPiece) {
-	ranges, _ := s.set.claim(from, from+pc.count)
+	ranges := s.set.claim(from, from+pc.count)
 	vals, verr := decodePiece[Out](p, pc)
 	n, failed := 0, 0
 	for _, r := range ranges {
@@ -382,7 +382,7 @@ func (c *imapChunk[Out]) setErr(i int, err error) {
 }
 
 func (c *imapChunk[Out]) result(p *Pool, body []byte, from int) bool {
-	ranges, last := c.set.claim(from, c.n)
+	ranges := c.set.claim(from, c.n)
 	if len(ranges) != 1 || ranges[0] != [2]int{from, c.n} {
 		return false // cannot happen: only the task's own ending settles its items from from on
 	}
@@ -398,29 +398,29 @@ func (c *imapChunk[Out]) result(p *Pool, body []byte, from int) bool {
 			copy(c.vals[from:], vals)
 		}
 		for _, ie := range itemErrs {
-			c.setErr(from+ie.Index, remoteFromBody(c.fn, ie.Err))
+			c.setErr(from+ie.Index, chunkItemError(remoteFromBody(c.fn, ie.Err)))
 		}
 	}
-	if last {
+	if c.set.written(count(ranges)) {
 		c.end()
 	}
 	return ok
 }
 
 func (c *imapChunk[Out]) fail(p *Pool, err error, from int) {
-	ranges, last := c.set.claim(from, c.n)
+	ranges := c.set.claim(from, c.n)
 	for _, r := range ranges {
 		for i := r[0]; i < r[1]; i++ {
 			c.setErr(i, err)
 		}
 	}
-	if last {
+	if c.set.written(count(ranges)) {
 		c.end()
 	}
 }
 
 func (c *imapChunk[Out]) settle(p *Pool, from int, pc *itemPiece) {
-	ranges, last := c.set.claim(from, from+pc.count)
+	ranges := c.set.claim(from, from+pc.count)
 	vals, verr := decodePiece[Out](p, pc)
 	for _, r := range ranges {
 		for i := r[0]; i < r[1]; i++ {
@@ -431,7 +431,7 @@ func (c *imapChunk[Out]) settle(p *Pool, from int, pc *itemPiece) {
 			}
 		}
 	}
-	if last {
+	if c.set.written(count(ranges)) {
 		c.end()
 	}
 }

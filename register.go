@@ -3,6 +3,7 @@ package procpool
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"sort"
@@ -154,9 +155,26 @@ func (h typedHandler[In, Out]) callChunk(ctx context.Context, c codec.Codec, pay
 		// death in the middle of the chunk loses no finished item.
 		list := rec.StartItems()
 		var out Out // one variable for every item: encoding it boxes a pointer, once
+		tc, _ := ctx.(*taskCtx)
 		for i, in := range ins {
 			var err error
-			if out, err = runProtected(ctx, c, h.fname, h.fn, in); err != nil {
+			switch why := stoppedFor(tc); {
+			case i > 0 && (why == wire.StopMemory || why == stopSIGTERM):
+				// The items left run elsewhere: the worker ends between
+				// items, blaming none.
+				rec.StopItems()
+				return dst, nil, errItemsStopped
+			case i > 0 && why == wire.StopCancel:
+				// The parent has ended the chunk: run nothing more.
+				var zero Out
+				out, err = zero, context.Canceled
+			default:
+				out, err = runProtected(ctx, c, h.fname, h.fn, in)
+			}
+			if err != nil {
+				if re, ok := err.(*RemoteError); ok && re.Code == "" && ctx.Err() == context.DeadlineExceeded {
+					re.Code = CodeDeadline // it failed once the chunk's deadline had passed
+				}
 				fails = append(fails, itemFailure{i, err})
 				body, _ := json.Marshal(errorBody(err))
 				rec.ItemError(i, body)
@@ -233,4 +251,15 @@ func typeName(v any) string {
 		return ""
 	}
 	return reflect.TypeOf(v).String()
+}
+
+// errItemsStopped ends a chunk that stopped between items (see callChunk).
+var errItemsStopped = errors.New("procpool: chunk stopped between items")
+
+// stoppedFor returns why a stop cancelled tc, 0 if none did or tc is nil.
+func stoppedFor(tc *taskCtx) byte {
+	if tc == nil {
+		return 0
+	}
+	return tc.stoppedFor()
 }

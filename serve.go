@@ -211,7 +211,7 @@ func (s *server) answer(frame []byte) {
 // stop handles the parent's request to stop task id: if it is running, the
 // worker dies (die); if it has not started, it will be skipped; if it has
 // ended, nothing happens.
-func (s *server) stop(id uint64, cause error) {
+func (s *server) stop(id uint64, why byte) {
 	s.runMu.Lock()
 	defer s.runMu.Unlock()
 	if id == 0 || s.dead {
@@ -229,7 +229,7 @@ func (s *server) stop(id uint64, cause error) {
 	// Cancel the task's context: a task that honours it returns within
 	// the grace period, its answer ends the grace timer, and the worker
 	// lives on. One that does not is ended with its worker.
-	s.runCtx.cancel(cause)
+	s.runCtx.stop(why)
 	if s.graceTimer == nil {
 		s.graceTimer = time.AfterFunc(s.grace, func() {
 			s.runMu.Lock()
@@ -242,10 +242,29 @@ func (s *server) stop(id uint64, cause error) {
 	}
 }
 
-// cancelRunning cancels the running task's context, if a task runs.
-func (s *server) cancelRunning() {
+// stopSIGTERM is the reason a task's context gives when SIGTERM from
+// outside stopped it (next to the wire.Stop* reasons).
+const stopSIGTERM byte = 255
+
+// stopNow ends the worker at once, because a chunk stopped between items
+// for a stop that sends its other items elsewhere (the memory limit,
+// SIGTERM): the journal says no item runs, so none is blamed.
+func (s *server) stopNow() {
 	s.runMu.Lock()
 	defer s.runMu.Unlock()
+	if !s.dead {
+		s.dead = true
+		s.die()
+	}
+}
+
+// kill ends an in-process worker (Terminate, a protocol error): it begins
+// no further task (one already read ahead is skipped), and the running
+// task's context is cancelled.
+func (s *server) kill() {
+	s.runMu.Lock()
+	defer s.runMu.Unlock()
+	s.dead = true
 	if s.runCtx != nil {
 		s.runCtx.cancel(context.Canceled)
 	}
@@ -263,7 +282,7 @@ func (s *server) terminate(exit func()) {
 			s.runEnded = make(chan struct{})
 		}
 		ended = s.runEnded
-		s.runCtx.cancel(context.Canceled)
+		s.runCtx.stop(stopSIGTERM)
 	}
 	s.runMu.Unlock()
 	if ended != nil && s.grace > 0 {
@@ -278,23 +297,28 @@ func (s *server) terminate(exit func()) {
 	exit()
 }
 
-// hello writes the handshake frame. It carries the functions'
-// fingerprints unless the frame would then exceed the frame limit: the
-// parent does not check a worker that sends none.
+// helloLimit is wire.HelloLimit; a test lowers it.
+var helloLimit = wire.HelloLimit
+
+// hello writes the handshake frame, which may be as large as the frame
+// limit or wire.HelloLimit, whichever is larger. It carries the functions'
+// fingerprints unless the frame would then exceed that: the parent does not
+// check a worker that sends none.
 func (s *server) hello(pid int) error {
 	h := wire.Hello{Protocol: wire.Version, Pid: pid, Codec: s.codec.Name(), Functions: registeredNames(), Journal: s.out.j != nil, Control: s.control, Fingerprints: localFingerprints()}
 	body, err := json.Marshal(h)
 	if err != nil {
 		return err
 	}
+	limit := max(s.max, helloLimit)
 	frame := wire.AppendFrame(nil, wire.KindHello, 0, body)
-	if n := wire.LengthOf(frame, 0); !wire.Fits(n, s.max) {
+	if n := wire.LengthOf(frame, 0); !wire.Fits(n, limit) {
 		h.Fingerprints = nil
 		body, _ = json.Marshal(h)
 		frame = wire.AppendFrame(nil, wire.KindHello, 0, body)
 	}
-	if n := wire.LengthOf(frame, 0); !wire.Fits(n, s.max) {
-		return fmt.Errorf("the hello frame, which lists the %d registered functions, is %d bytes (length field %d), over the frame limit of %d set by WithMaxFrame", len(h.Functions), len(frame), n, s.max)
+	if n := wire.LengthOf(frame, 0); !wire.Fits(n, limit) {
+		return fmt.Errorf("the hello frame, which lists the %d registered functions, is %d bytes (length field %d), over its limit of %d", len(h.Functions), len(frame), n, limit)
 	}
 	s.out.mu.Lock()
 	defer s.out.mu.Unlock()
@@ -436,6 +460,10 @@ func (s *server) run(ctx context.Context, t pendingTask) {
 		var fails []itemFailure
 		frame, _ = wire.AppendChunkResultHeader(frame, nil)
 		frame, fails, err = h.callChunk(ctx, s.codec, t.payload, frame, t.from, s.items())
+		if err == errItemsStopped {
+			s.stopNow() // a worker process does not return from it
+			return
+		}
 		if err == nil && len(fails) > 0 {
 			frame, err = chunkWithErrors(frame, start, fails)
 		}
@@ -446,6 +474,18 @@ func (s *server) run(ctx context.Context, t pendingTask) {
 			// Its deadline is why it failed: the parent ends it with
 			// ErrTimeout, whichever clock ran out first.
 			re.Code = CodeDeadline
+		}
+		if tc, ok := ctx.(*taskCtx); ok {
+			if why := tc.stoppedFor(); why == wire.StopMemory || why == stopSIGTERM {
+				// Stopped for its worker's memory or the worker's
+				// SIGTERM: its cleanup has run, but its answer is not its
+				// own outcome. The worker exits with it running, so the
+				// parent treats it as after any stop of its worker (it
+				// fails with the worker's exit, or runs again if retries
+				// allow).
+				s.stopNow()
+				return
+			}
 		}
 	}
 	if n := wire.LengthOf(frame, start); err == nil && !wire.Fits(n, s.max) {

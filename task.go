@@ -13,15 +13,16 @@ import (
 // exactly once, through finish; the atomic done flag makes the first ending
 // win when several paths (a result, a crash, a timeout, a cancel) race.
 type task struct {
-	id      uint64
-	fn      string // the function's registered name
-	chunk   bool   // a chunk of a Map or Imap
-	frame   []byte // the whole task frame, kept for a resend after a crash
-	ctx     context.Context
-	items   int           // a chunk's number of items
-	timeout time.Duration // run-time bound, counted from the start on a worker
-	retries int           // how many more starts a crash or timeout may cost
-	sink    sink
+	id       uint64
+	fn       string // the function's registered name
+	chunk    bool   // a chunk of a Map or Imap
+	frame    []byte // the whole task frame, kept for a resend after a crash
+	ctx      context.Context
+	items    int           // a chunk's number of items
+	deadline int64         // its context's deadline, Unix nanoseconds, 0 if none (read once: a context is user code)
+	timeout  time.Duration // run-time bound, counted from the start on a worker
+	retries  int           // how many more starts a crash or timeout may cost
+	sink     sink
 
 	done atomic.Bool
 	// Guarded by Pool.watchMu: what cancels t when its context ends.
@@ -38,7 +39,8 @@ type task struct {
 	// that run was sent with.
 	from        int
 	payloadAt   int         // where the encoded argument starts in frame
-	attempts    int         // how many times it was started on a worker
+	attempts    int         // how many times it (a chunk: its item attemptItem) was started on a worker and blamed
+	attemptItem int         // a chunk's item that attempts counts
 	started     time.Time   // when it became the running task of its worker
 	sentBytes   int         // the bytes of the frame sent to w
 	callerReads *worker     // the worker whose answers Apply's caller reads itself (see readAsCaller)
@@ -47,7 +49,8 @@ type task struct {
 	timer       *time.Timer // fires at its deadline while it runs
 	expired     bool        // it ran past its deadline; its worker is being stopped
 	// expireCause is the context error when the deadline was the caller's
-	// context rather than a timeout option.
+	// context rather than a timeout option. It stays set: the task must not
+	// run again once its caller's context has ended.
 	expireCause error
 }
 

@@ -3,7 +3,10 @@ package procpool
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/procpool/procpool/internal/wire"
 )
 
 // taskCtx is the context a task's function gets in the worker: it carries
@@ -17,6 +20,7 @@ import (
 // asks for Done, and its timer only if there is a deadline.
 type taskCtx struct {
 	deadline time.Time
+	why      atomic.Uint32 // why a stop cancelled it: a wire.Stop* reason, or stopSIGTERM; 0 otherwise (read per chunk item: no lock)
 
 	mu    sync.Mutex
 	done  chan struct{} // made on the first Done or cancel
@@ -85,6 +89,19 @@ func (c *taskCtx) cancel(err error) {
 		close(c.done)
 	}
 }
+
+// stop cancels the context for a stop of the task, for the reason why.
+func (c *taskCtx) stop(why byte) {
+	err := context.Canceled
+	if why == wire.StopDeadline {
+		err = context.DeadlineExceeded
+	}
+	c.why.CompareAndSwap(0, uint32(why))
+	c.cancel(err)
+}
+
+// stoppedFor returns why a stop cancelled the context, 0 if none did.
+func (c *taskCtx) stoppedFor() byte { return byte(c.why.Load()) }
 
 // release stops the deadline's timer once the task has returned.
 func (c *taskCtx) release() {

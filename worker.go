@@ -305,7 +305,9 @@ func (w *worker) handshake() error {
 		w.kill()
 	})
 	defer timer.Stop()
+	w.r.SetMaxFrame(max(p.cfg.maxFrame, wire.HelloLimit))
 	f, err := w.r.Next()
+	w.r.SetMaxFrame(p.cfg.maxFrame)
 	if err != nil {
 		if w.cmd != nil {
 			w.reap()
@@ -629,7 +631,7 @@ func (w *worker) kill() {
 	if w.cmd == nil {
 		// A goroutine cannot be killed: cancel its task's context, cut
 		// the pipes, and let it return.
-		w.inproc.srv.cancelRunning()
+		w.inproc.srv.kill()
 		w.inproc.results.breakPipe()
 		w.inproc.tasks.breakPipe()
 		return
@@ -779,7 +781,7 @@ func (w *worker) closeFiles() {
 // which its exit reports.
 func (w *worker) sendStop(id uint64, why byte) {
 	if w.cmd == nil {
-		w.inproc.srv.stop(id, wire.StopCause([]byte{why}))
+		w.inproc.srv.stop(id, why)
 		return
 	}
 	var b [wire.HeaderSize + 1]byte
@@ -798,7 +800,8 @@ func (w *worker) sendStop(id uint64, why byte) {
 type death struct {
 	running  uint64
 	answers  []byte
-	finished int // -1: the chunk had not started its items
+	finished int  // -1: the chunk had not started its items
+	stopped  bool // the chunk stopped between items: none was running
 	listed   int
 	list     []byte
 	itemErrs map[int][]byte
@@ -824,7 +827,7 @@ func (w *worker) readJournal() death {
 	if err != nil {
 		return death{finished: -1}
 	}
-	d := death{running: st.Running, finished: st.Finished}
+	d := death{running: st.Running, finished: st.Finished, stopped: st.Stopped}
 	read := func(n int, at int64) []byte {
 		if n == 0 {
 			return nil

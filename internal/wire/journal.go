@@ -15,8 +15,9 @@ import (
 //	0           8     running   uint64: id of the task the worker is running, 0 between tasks
 //	8           8     answers   uint64: bytes of answer frames in the answer area
 //	16          8     items     uint64: 0 until the running chunk task starts its items; then
-//	                            bit 63 set, bits 32-62 the items encoded in the list area,
-//	                            bits 0-31 the list area's bytes
+//	                            bit 63 set, bit 62 set if it stopped between items (no item
+//	                            runs), bits 32-61 the items encoded in the list area, bits
+//	                            0-31 the list area's bytes
 //	24          8     errors    uint64: bytes of item errors in the error area
 //	32          8     finished  uint64: 0, or 1 + the items of the running chunk that finished,
 //	                            once the list area has no room for more
@@ -134,7 +135,7 @@ func (j *Journal) StartItems() []byte {
 // does not reorder stores across, and a process dies at an instruction, with
 // every store before it done.
 func (j *Journal) Finished(list []byte, n int) {
-	if !j.overflow && unsafe.SliceData(list) == &j.mem[listBase] && len(list) < 1<<32 {
+	if !j.overflow && unsafe.SliceData(list) == &j.mem[listBase] && len(list) < 1<<32 && n < 1<<30 {
 		j.list = len(list)
 		v := 1<<63 | uint64(n)<<32 | uint64(len(list))
 		if !littleEndian {
@@ -145,6 +146,17 @@ func (j *Journal) Finished(list []byte, n int) {
 	}
 	j.overflow = true
 	j.store(32, uint64(n)+1)
+}
+
+// StopItems records that the running chunk task stopped between items: the
+// item after the last finished one did not begin (the worker was told to
+// stop), so no item is to blame for the worker's exit.
+func (j *Journal) StopItems() {
+	v := binary.LittleEndian.Uint64(j.mem[16:])
+	if !littleEndian {
+		v = swap64(v)
+	}
+	j.store(16, v|1<<62)
 }
 
 // ItemError records the error of item i (a JSON ErrorBody); call it before
@@ -176,9 +188,10 @@ type JournalState struct {
 	// Finished is -1 if the running chunk task had not started its items,
 	// else how many had finished.
 	Finished int
-	Listed   int // how many of them have their results in the list area
-	List     int // bytes of the list area in use
-	Errors   int // bytes of the error area in use
+	Stopped  bool // the chunk stopped between items: none was running
+	Listed   int  // how many of them have their results in the list area
+	List     int  // bytes of the list area in use
+	Errors   int  // bytes of the error area in use
 }
 
 // Offsets of the areas a parent reads.
@@ -202,7 +215,8 @@ func ParseJournalHeader(hdr []byte, size int) (JournalState, error) {
 	}
 	st.Answers, st.Errors = int(answers), int(errs)
 	if items&(1<<63) != 0 {
-		st.Listed, st.List = int(items>>32&(1<<31-1)), int(items&(1<<32-1))
+		st.Stopped = items&(1<<62) != 0
+		st.Listed, st.List = int(items>>32&(1<<30-1)), int(items&(1<<32-1))
 		if st.List > size-listBase || st.Listed > MaxItemIndex {
 			return JournalState{}, fmt.Errorf("%w: journal list of %d bytes exceeds its area", ErrMalformed, st.List)
 		}

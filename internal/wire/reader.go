@@ -60,6 +60,11 @@ func NewReader(r io.Reader, bufSize, maxFrame int) *Reader {
 	return &Reader{rd: r, buf: b, base: b, maxFrame: effectiveMax(maxFrame)}
 }
 
+// SetMaxFrame changes the limit on the length field of the frames Next reads
+// from now on, as NewReader's maxFrame (a parent reads the hello under
+// HelloLimit, then tasks' answers under the pool's limit).
+func (r *Reader) SetMaxFrame(maxFrame int) { r.maxFrame = effectiveMax(maxFrame) }
+
 // Next reads and returns the next frame. The frame's Body aliases the
 // reader's buffer and is valid only until the next call to Next.
 //

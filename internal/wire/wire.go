@@ -222,3 +222,8 @@ func StopCause(body []byte) error {
 	}
 	return context.Canceled
 }
+
+// HelloLimit bounds the hello frame's length field, whatever the frame
+// limit a pool sets for tasks: the hello lists every registered function,
+// and a small limit for payloads must not keep a worker from starting.
+const HelloLimit = 1 << 20
