@@ -430,8 +430,17 @@ func WithSharedMemory(bytes int) Option {
 	}
 }
 
-// WithLogger logs worker starts and exits, with their causes, to l. Logging
-// is off by default, and with a nil l.
+// WithLogger logs worker starts and exits, with their causes, and
+// callbacks' panics, to l. Logging is off by default, and with a nil l.
+//
+// The pool hands its records to l's handler on a goroutine of its own, one
+// at a time, in the order the events happened (each record keeps the time
+// of its event). No lock of the pool is held then, and nothing in the pool
+// waits for the handler: it may call Stats, or submit tasks and wait for
+// them. A slow handler delays only the records behind it. Close, Shutdown
+// and Terminate return only once every record made before the workers
+// exited has been handled; called from the handler, they do not wait for
+// it (as from a callback).
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
 func (c *config) setErr(err error) {
