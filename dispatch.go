@@ -884,10 +884,13 @@ func (p *Pool) splitChunkLocked(t *task, victim bool, w *worker, reason string, 
 }
 
 // chunkFrameFrom rebuilds t's frame to ask for its items from index from on.
+// The deadline and timeout are read back from t's frame, not from t.ctx:
+// this runs under Pool.mu, and a caller's own Context type is user code.
 func chunkFrameFrom(t *task, from int) []byte {
 	payload := t.frame[t.payloadAt:]
+	h, _, _ := wire.ParseTaskHeader(t.frame[wire.HeaderSize:t.payloadAt]) // built by the pool: well formed
 	frame, start := wire.BeginFrame(make([]byte, 0, t.payloadAt+4+len(payload)), wire.KindTask, t.id)
-	frame = appendTaskHeader(frame, t.ctx, true, t.fn, from, t.timeout)
+	frame = wire.AppendTaskHeaderExt(frame, true, t.fn, from, h.Deadline, h.Timeout)
 	frame = append(frame, payload...)
 	_ = wire.EndFrame(frame, start)
 	return frame

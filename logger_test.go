@@ -240,3 +240,88 @@ func TestLoggerMayClose(t *testing.T) {
 		t.Fatalf("Apply after the handler's Close: %v, want ErrClosed", err)
 	}
 }
+
+// userCtx is a caller's own Context type whose methods call back into the
+// pool: Stats on every call (it takes the pool's main lock), and once, in
+// Value, a submission with a context of its own (which takes the lock of
+// the pool's context watches). The pool must call none of its methods
+// under a lock of its own.
+type userCtx struct {
+	context.Context
+	pr *ctxProbe
+}
+
+type ctxProbe struct {
+	pool   atomic.Pointer[procpool.Pool]
+	calls  atomic.Int64
+	nested atomic.Bool
+	fut    chan *procpool.Future[int]
+}
+
+func (c userCtx) touch() {
+	if p := c.pr.pool.Load(); p != nil {
+		p.Stats()
+		c.pr.calls.Add(1)
+	}
+}
+
+func (c userCtx) Deadline() (time.Time, bool) { c.touch(); return c.Context.Deadline() }
+func (c userCtx) Done() <-chan struct{}       { c.touch(); return c.Context.Done() }
+func (c userCtx) Err() error                  { c.touch(); return c.Context.Err() }
+
+func (c userCtx) Value(key any) any {
+	c.touch()
+	if p := c.pr.pool.Load(); p != nil && c.pr.nested.CompareAndSwap(false, true) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		f, err := procpool.ApplyAsync(ctx, p, square, 5)
+		if err != nil {
+			panic(err)
+		}
+		c.pr.fut <- f
+		_, _ = f.Get(ctx)
+	}
+	return c.Context.Value(key)
+}
+
+// A caller's own Context type is user code too: the pool calls its methods
+// under no lock, when it watches the context and when it asks again for
+// the rest of a chunk whose worker died.
+func TestUserContextNotCalledUnderLock(t *testing.T) {
+	base, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pr := &ctxProbe{fut: make(chan *procpool.Future[int], 1)}
+	ctx := userCtx{base, pr}
+	p := newPool(t, procpool.WithProcesses(1))
+	pr.pool.Store(p)
+	boundedOrDump("ApplyAsync with the caller's context", func() {
+		f, err := procpool.ApplyAsync(ctx, p, square, 3)
+		if err != nil {
+			t.Errorf("ApplyAsync: %v", err)
+			return
+		}
+		if v, err := f.Get(base); err != nil || v != 9 {
+			t.Errorf("square(3) = %d, %v", v, err)
+		}
+	})
+	boundedOrDump("Map of crashing items with the caller's context", func() {
+		// Each item kills its worker: the rest of the chunk is asked for
+		// again, from the next item, with the context's deadline.
+		_, err := procpool.Map(ctx, p, exitWith, []int{3, 3, 3, 3}, procpool.ChunkSize(4))
+		var me *procpool.MapError
+		if !errors.As(err, &me) || len(me.Errors) != 4 {
+			t.Errorf("Map: %v, want a *MapError with 4 items", err)
+		}
+	})
+	select {
+	case f := <-pr.fut:
+		if v, err := f.Get(base); err != nil || v != 25 {
+			t.Errorf("the task the context's Value submitted: %d, %v", v, err)
+		}
+	default:
+		t.Error("the pool never called the context's Value")
+	}
+	if pr.calls.Load() == 0 {
+		t.Error("the pool never called the context's methods")
+	}
+}
