@@ -173,14 +173,6 @@ func TestAttackCancelledTaskOutlivesClose(t *testing.T) {
 	}
 }
 
-func fdCount(t *testing.T) int {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
-}
-
 func fdNames(t *testing.T) map[string]int {
 	ents, _ := os.ReadDir("/proc/self/fd")
 	m := map[string]int{}

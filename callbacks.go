@@ -2,6 +2,7 @@ package procpool
 
 import (
 	"fmt"
+	"log/slog"
 	"reflect"
 	"runtime"
 	"runtime/debug"
@@ -59,8 +60,8 @@ func (q *callbackQueue) call(fn func()) {
 	defer func() {
 		if v := recover(); v != nil {
 			q.p.stats.callbackPanics.Add(1)
-			if l := q.p.cfg.logger; l != nil {
-				l.Error("procpool: callback panicked", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			if q.p.logs.h != nil {
+				q.p.logAt(slog.LevelError, 0, "procpool: callback panicked", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 			}
 		}
 	}()

@@ -914,6 +914,8 @@ func (p *Pool) splitChunkLocked(t *task, victim bool, w *worker, reason string, 
 }
 
 // chunkFrameFrom rebuilds t's frame to ask for its items from index from on.
+// The deadline is the one read from t.ctx at submission: this runs under
+// Pool.mu, and a caller's own Context type is user code.
 func chunkFrameFrom(t *task, from int) []byte {
 	payload := t.frame[t.payloadAt:]
 	frame, start := wire.BeginFrame(make([]byte, 0, t.payloadAt+4+len(payload)), wire.KindTask, t.id)

@@ -2,6 +2,7 @@ package procpool
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/signal"
@@ -165,6 +166,9 @@ func serveProcess() int {
 	}
 	c, err := codec.ByName(codecName)
 	if err != nil {
+		// A hello that names no codec lets the parent say which one this
+		// program lacks; then exit.
+		helloNoCodec()
 		return fail("%v", err)
 	}
 	mf := wire.DefaultMaxFrame
@@ -233,6 +237,15 @@ func serveProcess() int {
 		return fail("%v", err)
 	}
 	return 0
+}
+
+// helloNoCodec writes a hello frame whose codec is empty: the worker does
+// not know the codec the parent asked for (see docs/protocol.md).
+func helloNoCodec() {
+	body, err := json.Marshal(wire.Hello{Protocol: wire.Version, Pid: os.Getpid()})
+	if results := os.NewFile(fdResults, "procpool-results"); err == nil && results != nil {
+		_, _ = results.Write(wire.AppendFrame(nil, wire.KindHello, 0, body))
+	}
 }
 
 // exitStopped is the exit status of a worker that ended itself because the

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -229,19 +230,37 @@ func (c *config) serializeOutput() {
 func WithInProcess() Option { return func(c *config) { c.inProcess = true } }
 
 // WithCodec sets the codec for arguments and results (default
-// codec.Default). Workers look it up by name, so it must be one of the codec
-// package's built-in codecs: nil, or another codec, is an error from New.
+// codec.Default, CBOR). Workers find the codec by its name (codec.ByName),
+// so it must be registered in this program, as cd itself: the built-in
+// codec.CBOR and codec.JSON are, msgpack.Codec and gob.Codec (packages
+// codec/msgpack and codec/gob) register themselves when their package is
+// imported, and a codec of one's own is registered with codec.Register at
+// package level. nil, or a codec whose name is not registered as that
+// codec, is an *OptionError from New. A worker whose program does not know
+// the codec (a WithCommand binary that does not import its package) fails
+// its start: New returns a *StartError that names the codec.
 func WithCodec(cd codec.Codec) Option {
 	return func(c *config) {
 		if cd == nil {
-			c.invalid("WithCodec(nil)", "need a codec: codec.Default, or another of the codec package's")
+			c.invalid("WithCodec(nil)", "need a codec: codec.Default, or another registered codec")
 			return
 		}
-		if _, err := codec.ByName(cd.Name()); err != nil {
-			c.setErr(&OptionError{Option: fmt.Sprintf("WithCodec(%q)", cd.Name()), Reason: "workers can only use the codec package's built-in codecs: " + err.Error(), Err: err})
+		reg, err := codec.ByName(cd.Name())
+		switch {
+		case err != nil:
+			c.setErr(&OptionError{Option: fmt.Sprintf("WithCodec(%q)", cd.Name()), Reason: "workers find a codec by its name: register it with codec.Register at package level, in a package the workers' program imports too: " + err.Error(), Err: err})
+		case !sameCodec(reg, cd):
+			c.invalid(fmt.Sprintf("WithCodec(%q)", cd.Name()), fmt.Sprintf("another codec (%T) is registered under that name, and workers would use it", reg))
 		}
 		c.codec = cd
 	}
+}
+
+// sameCodec reports whether a and b are the same codec value (false for
+// values that cannot be compared, rather than a panic).
+func sameCodec(a, b codec.Codec) bool {
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	return va.Type() == vb.Type() && va.Comparable() && vb.Comparable() && a == b
 }
 
 // WithInitializer runs f(arg) once in each worker before its first task,
@@ -452,8 +471,17 @@ func WithSharedMemory(bytes int) Option {
 	}
 }
 
-// WithLogger logs worker starts and exits, with their causes, to l. Logging
-// is off by default, and with a nil l.
+// WithLogger logs worker starts and exits, with their causes, and
+// callbacks' panics, to l. Logging is off by default, and with a nil l.
+//
+// The pool hands its records to l's handler on a goroutine of its own, one
+// at a time, in the order the events happened (each record keeps the time
+// of its event). No lock of the pool is held then, and nothing in the pool
+// waits for the handler: it may call Stats, or submit tasks and wait for
+// them. A slow handler delays only the records behind it. Close, Shutdown
+// and Terminate return only once every record made before the workers
+// exited has been handled; called from the handler, they do not wait for
+// it (as from a callback).
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
 func (c *config) setErr(err error) {

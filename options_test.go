@@ -20,6 +20,9 @@ type homemade struct{ codec.Codec }
 
 func (homemade) Name() string { return "homemade" }
 
+// impostor takes the name of a registered codec ("cbor") that it is not.
+type impostor struct{ codec.Codec }
+
 // Every option refuses the values that mean nothing, with an *OptionError
 // from New that names it, and starts nothing.
 func TestInvalidOptions(t *testing.T) {
@@ -36,6 +39,7 @@ func TestInvalidOptions(t *testing.T) {
 		{procpool.WithEnv("=1"), `WithEnv("=1")`},
 		{procpool.WithCodec(nil), "WithCodec(nil)"},
 		{procpool.WithCodec(homemade{codec.Default}), `WithCodec("homemade")`},
+		{procpool.WithCodec(impostor{codec.CBOR}), `WithCodec("cbor")`},
 		{procpool.WithInitializer(zeroFunc, 1), "WithInitializer"},
 		{procpool.WithMaxTasksPerWorker(-1), "WithMaxTasksPerWorker(-1)"},
 		{procpool.WithPipelineDepth(0), "WithPipelineDepth(0)"},

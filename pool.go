@@ -32,6 +32,7 @@ type Pool struct {
 	spawner   *supervise.Spawner // nil in-process
 	initFrame []byte
 	cb        callbackQueue
+	logs      logQueue
 	wg        sync.WaitGroup // every goroutine the pool starts
 	stats     counters
 	bigFrames sync.Pool // *[]byte: buffers of answered tasks' large frames
@@ -108,6 +109,7 @@ func New(opts ...Option) (*Pool, error) {
 		p.spawner = supervise.NewSpawner()
 	}
 	p.cb.init(p)
+	p.logs.init(cfg.logger)
 
 	n := cfg.processes
 	errs := make(chan error, n)
@@ -136,12 +138,6 @@ func New(opts ...Option) (*Pool, error) {
 		go p.monitor()
 	}
 	return p, nil
-}
-
-func (p *Pool) logf(msg string, args ...any) {
-	if p.cfg.logger != nil {
-		p.cfg.logger.Info(msg, args...)
-	}
 }
 
 // runWorker starts one worker, runs it until it exits and cleans up after
@@ -303,21 +299,23 @@ func (p *Pool) growLocked() {
 }
 
 // Close stops accepting tasks, waits for every accepted task to end (and its
-// callbacks to run), then stops the workers and waits for them to exit.
-// It is Python's close followed by join. It returns nil; calling it again,
-// or after Terminate, waits for the same end and returns nil. In process
-// (WithInProcess), a task that never returns keeps Close waiting: a
-// goroutine cannot be killed (Terminate cancels its context first).
+// callbacks to run), then stops the workers and waits for them to exit (and
+// the logger to handle their records). It is Python's close followed by
+// join. It returns nil; calling it again, or after Terminate, waits for the
+// same end and returns nil. In process (WithInProcess), a task that never
+// returns keeps Close waiting: a goroutine cannot be killed (Terminate
+// cancels its context first).
 //
 // Called from a callback (Callback, ErrorCallback, of this pool or of
-// another), Close does all of that except wait for the callbacks: the one
-// calling it and those queued behind it cannot run before it returns. It
-// returns nil once every task has ended and the workers have exited; the
-// remaining callbacks then run, in order, after the calling one returns, and
-// the pool releases its last resources once they have. A later Close from
-// any goroutine waits for all of that. A callback must not wait for another
-// goroutine that calls Close, Shutdown or Terminate: that one waits for the
-// callbacks.
+// another; a WithLogger handler counts as one), Close does all of that
+// except wait for the callbacks and the logger: the one calling it and
+// those queued behind it cannot run before it returns. It returns nil once
+// every task has ended and the workers have exited; the remaining
+// callbacks and records are then handled, in order, after the calling one
+// returns, and the pool releases its last resources once they have. A
+// later Close from any goroutine waits for all of that. A callback must not
+// wait for another goroutine that calls Close, Shutdown or Terminate: that
+// one waits for the callbacks.
 func (p *Pool) Close() error {
 	inCallback := onCallbackGoroutine()
 	p.beginClose()
@@ -450,6 +448,7 @@ func (p *Pool) finalize(inCallback bool) {
 func (p *Pool) release() {
 	p.cb.close()
 	p.wg.Wait()
+	p.logs.close() // after wg: the pool's goroutines log until they end
 	p.dropWatches()
 	if p.spawner != nil {
 		p.spawner.Stop()

@@ -41,15 +41,38 @@ func (p *Pool) watch(t *task) {
 		return
 	}
 	w := p.watches[t.ctx]
+	var drop func() bool // a registration that turned out not to be needed
 	if w == nil {
-		w = &ctxWatch{ctx: t.ctx}
-		if p.watches == nil {
-			p.watches = make(map[context.Context]*ctxWatch)
+		// Register outside the lock: context.AfterFunc calls ctx's
+		// methods (Done, Err, Value, an AfterFunc of its own), which a
+		// caller's own Context type implements. If ctx is done already,
+		// contextDone(nw) runs at once on another goroutine.
+		p.watchMu.Unlock()
+		nw := &ctxWatch{ctx: t.ctx}
+		nw.stop = context.AfterFunc(t.ctx, func() { p.contextDone(nw) })
+		p.watchMu.Lock()
+		w = p.watches[t.ctx]
+		switch {
+		case t.done.Load():
+			p.watchMu.Unlock()
+			nw.stop()
+			return
+		case w != nil:
+			// Another call registered ctx meanwhile: share its watch.
+			drop = nw.stop
+		case nw.fired:
+			// ctx ended, and contextDone(nw) ran before t was on its
+			// list: cancel t here.
+			p.watchMu.Unlock()
+			p.cancelTask(t, context.Cause(t.ctx))
+			return
+		default:
+			w = nw
+			if p.watches == nil {
+				p.watches = make(map[context.Context]*ctxWatch)
+			}
+			p.watches[t.ctx] = w
 		}
-		p.watches[t.ctx] = w
-		// If ctx is already done, this runs at once on another goroutine,
-		// which waits for watchMu.
-		w.stop = context.AfterFunc(t.ctx, func() { p.contextDone(w) })
 	}
 	if p.idleWatch == w {
 		p.idleWatch = nil
@@ -62,6 +85,9 @@ func (p *Pool) watch(t *task) {
 	w.n++
 	t.watch = w
 	p.watchMu.Unlock()
+	if drop != nil {
+		drop()
+	}
 }
 
 // unwatch forgets t (it has ended). A watch left with no task stays

@@ -330,6 +330,9 @@ func (w *worker) handshake() error {
 	if h.Protocol != wire.Version {
 		return &StartError{Pid: w.pid, Reason: fmt.Sprintf("the worker speaks protocol %d, this pool %d", h.Protocol, wire.Version), Err: ErrHandshake}
 	}
+	if h.Codec == "" && p.codec.Name() != "" {
+		return &StartError{Pid: w.pid, Reason: fmt.Sprintf("the worker does not know codec %q: its program must import the package that registers it (codec.Register)", p.codec.Name()), Err: ErrHandshake}
+	}
 	if h.Codec != p.codec.Name() {
 		return &StartError{Pid: w.pid, Reason: fmt.Sprintf("the worker uses codec %q, this pool %q", h.Codec, p.codec.Name()), Err: ErrHandshake}
 	}

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/fxamacker/cbor/v2"
+	"github.com/procpool/procpool/codec/internal/guard"
 )
 
 type cborCodec struct{}
@@ -41,9 +42,9 @@ func init() {
 	opts := cbor.DecOptions{
 		DupMapKey:        cbor.DupMapKeyQuiet,
 		TimeTag:          cbor.DecTagIgnored,
-		MaxNestedLevels:  maxNestedLevels,
-		MaxArrayElements: maxElements,
-		MaxMapPairs:      maxElements,
+		MaxNestedLevels:  guard.MaxNestedLevels,
+		MaxArrayElements: guard.MaxElements,
+		MaxMapPairs:      guard.MaxElements,
 		IndefLength:      cbor.IndefLengthAllowed,
 		TagsMd:           cbor.TagsAllowed,
 		IntDec:           cbor.IntDecConvertSignedOrBigInt,
@@ -72,11 +73,11 @@ func (cborCodec) Append(dst []byte, v any) (out []byte, err error) {
 	n := len(dst)
 	defer func() {
 		if r := recover(); r != nil {
-			out, err = dst[:n], encodeError(cborName, v, panicError(r))
+			out, err = dst[:n], guard.EncodeError(cborName, v, guard.PanicError(r))
 		}
 	}()
-	if err := checkCycles(v); err != nil {
-		return dst, encodeError(cborName, v, err)
+	if err := guard.CheckCycles(v); err != nil {
+		return dst, guard.EncodeError(cborName, v, err)
 	}
 	// The buffer writes after len(dst), into dst's spare capacity while it
 	// lasts. Buffers are pooled only to save allocating the Buffer itself.
@@ -87,7 +88,7 @@ func (cborCodec) Append(dst []byte, v any) (out []byte, err error) {
 	*buf = bytes.Buffer{} // do not keep the caller's memory
 	bufferPool.Put(buf)
 	if err != nil {
-		return dst[:n], encodeError(cborName, v, err)
+		return dst[:n], guard.EncodeError(cborName, v, err)
 	}
 	return out, nil
 }
@@ -100,7 +101,7 @@ func (cborCodec) Unmarshal(data []byte, v any) (err error) {
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			err = decodeError(cborName, v, panicError(r))
+			err = guard.DecodeError(cborName, v, guard.PanicError(r))
 		}
 	}()
 	err = cborDec.Unmarshal(data, v)
@@ -122,7 +123,7 @@ func (cborCodec) Unmarshal(data []byte, v any) (err error) {
 		}
 	}
 	if err != nil {
-		return decodeError(cborName, v, err)
+		return guard.DecodeError(cborName, v, err)
 	}
 	return nil
 }

@@ -1,7 +1,9 @@
-package codec
+package codec_test
 
 import (
 	"testing"
+
+	"github.com/procpool/procpool/codec"
 )
 
 // The benchmarks measure one encode plus one decode, which is what procpool
@@ -37,7 +39,7 @@ func benchInts() []int {
 	return s
 }
 
-func benchRoundTrip[T any](b *testing.B, c Codec, v T, setBytes int64) {
+func benchRoundTrip[T any](b *testing.B, c codec.Codec, v T, setBytes int64) {
 	b.ReportAllocs()
 	if setBytes > 0 {
 		b.SetBytes(setBytes)

@@ -1,4 +1,4 @@
-package codec
+package codec_test
 
 import (
 	"bytes"
@@ -13,9 +13,23 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/procpool/procpool/codec"
+	"github.com/procpool/procpool/codec/gob"
+	"github.com/procpool/procpool/codec/msgpack"
 )
 
-var allCodecs = []Codec{CBOR, MsgPack, JSON, Gob}
+// The codecs' names, as the tables below key their expectations.
+const (
+	cborName    = "cbor"
+	msgpackName = "msgpack"
+	jsonName    = "json"
+	gobName     = "gob"
+)
+
+// allCodecs are the codecs this suite checks: the built-in ones and those
+// of the codec packages below this one.
+var allCodecs = []codec.Codec{codec.CBOR, msgpack.Codec, codec.JSON, gob.Codec}
 
 // Small is the small-struct workload of the benchmarks.
 type Small struct {
@@ -214,7 +228,7 @@ func TestDecodeAny(t *testing.T) {
 		}},
 		{v: nil, want: map[string]any{cborName: nil, msgpackName: nil, jsonName: nil}},
 	}
-	for _, c := range []Codec{CBOR, MsgPack, JSON} {
+	for _, c := range []codec.Codec{codec.CBOR, msgpack.Codec, codec.JSON} {
 		for _, tc := range cases {
 			t.Run(fmt.Sprintf("%s/%T", c.Name(), tc.v), func(t *testing.T) {
 				b, err := c.Append(nil, tc.v)
@@ -232,23 +246,23 @@ func TestDecodeAny(t *testing.T) {
 		}
 	}
 	// MsgPack normalizes *[]any and *map[string]any destinations too.
-	b, err := MsgPack.Append(nil, []any{1, map[string]any{"k": uint16(2)}, float32(0.5)})
+	b, err := msgpack.Codec.Append(nil, []any{1, map[string]any{"k": uint16(2)}, float32(0.5)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var list []any
-	if err := MsgPack.Unmarshal(b, &list); err != nil {
+	if err := msgpack.Codec.Unmarshal(b, &list); err != nil {
 		t.Fatal(err)
 	}
 	if want := []any{int64(1), map[string]any{"k": int64(2)}, 0.5}; !reflect.DeepEqual(list, want) {
 		t.Errorf("msgpack []any: got %#v, want %#v", list, want)
 	}
-	b, err = MsgPack.Append(nil, map[string]any{"a": []any{int8(-3)}})
+	b, err = msgpack.Codec.Append(nil, map[string]any{"a": []any{int8(-3)}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var m map[string]any
-	if err := MsgPack.Unmarshal(b, &m); err != nil {
+	if err := msgpack.Codec.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)
 	}
 	if want := map[string]any{"a": []any{int64(-3)}}; !reflect.DeepEqual(m, want) {
@@ -256,12 +270,12 @@ func TestDecodeAny(t *testing.T) {
 	}
 
 	// Gob needs a concrete destination.
-	b, err = Gob.Append(nil, 5)
+	b, err = gob.Codec.Append(nil, 5)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var got any
-	if err := Gob.Unmarshal(b, &got); err == nil {
+	if err := gob.Codec.Unmarshal(b, &got); err == nil {
 		t.Fatalf("gob decoded a concrete value into *any: %#v", got)
 	}
 }
@@ -335,7 +349,7 @@ func TestTime(t *testing.T) {
 	}
 
 	// Into any: CBOR and MsgPack yield time.Time.
-	for _, c := range []Codec{CBOR, MsgPack} {
+	for _, c := range []codec.Codec{codec.CBOR, msgpack.Codec} {
 		b, err := c.Append(nil, times[0])
 		if err != nil {
 			t.Fatal(err)
@@ -354,12 +368,12 @@ func TestTime(t *testing.T) {
 // but cannot decode it: RFC 3339 has four-digit years.
 func TestCBORTimeOutOfRange(t *testing.T) {
 	tm := time.Date(12000, 1, 1, 0, 0, 0, 0, time.UTC)
-	b, err := CBOR.Append(nil, tm)
+	b, err := codec.CBOR.Append(nil, tm)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var got time.Time
-	if err := CBOR.Unmarshal(b, &got); err == nil {
+	if err := codec.CBOR.Unmarshal(b, &got); err == nil {
 		t.Fatalf("decoded %v; the documentation says this fails", got)
 	}
 }
@@ -369,7 +383,7 @@ func TestSpecialFloats(t *testing.T) {
 		for _, f := range []float64{math.NaN(), math.Inf(1), math.Inf(-1), math.Copysign(0, -1)} {
 			t.Run(fmt.Sprintf("%s/%v", c.Name(), f), func(t *testing.T) {
 				b, err := c.Append(nil, f)
-				if c == JSON && (math.IsNaN(f) || math.IsInf(f, 0)) {
+				if c == codec.JSON && (math.IsNaN(f) || math.IsInf(f, 0)) {
 					if err == nil {
 						t.Fatal("json encoded NaN or Inf without error")
 					}
@@ -424,7 +438,7 @@ func TestUnencodable(t *testing.T) {
 	for _, c := range allCodecs {
 		for name, v := range unencodable() {
 			t.Run(c.Name()+"/"+name, func(t *testing.T) {
-				if name == "complex" && c != JSON {
+				if name == "complex" && c != codec.JSON {
 					t.Skip("only JSON cannot encode complex numbers")
 				}
 				b, err := c.Append(nil, v)
@@ -443,7 +457,7 @@ func TestUnencodable(t *testing.T) {
 func TestNilPointer(t *testing.T) {
 	for _, c := range allCodecs {
 		b, err := c.Append(nil, (*Small)(nil))
-		if c == Gob {
+		if c == gob.Codec {
 			// gob panics on a nil pointer; Append must turn that
 			// into an error.
 			if err == nil {
@@ -487,7 +501,7 @@ func TestDeepAcyclic(t *testing.T) {
 	}
 	for _, c := range allCodecs {
 		for _, v := range []any{head, twice{shared, shared}, deep} {
-			if c == Gob && reflect.TypeOf(v) == reflect.TypeOf(deep) {
+			if c == gob.Codec && reflect.TypeOf(v) == reflect.TypeOf(deep) {
 				continue // gob cannot encode []any without registration
 			}
 			b, err := c.Append(nil, v)
@@ -498,7 +512,7 @@ func TestDeepAcyclic(t *testing.T) {
 			got := reflect.New(reflect.TypeOf(v))
 			if err := c.Unmarshal(b, got.Interface()); err != nil {
 				t.Errorf("%s %T: %v", c.Name(), v, err)
-			} else if !reflect.DeepEqual(got.Elem().Interface(), v) && c != JSON {
+			} else if !reflect.DeepEqual(got.Elem().Interface(), v) && c != codec.JSON {
 				t.Errorf("%s %T: round trip changed the value", c.Name(), v)
 			}
 		}
@@ -542,9 +556,9 @@ func TestUnmarshalBadDestination(t *testing.T) {
 // Gob is not given destinations that contain maps: up to Go 1.26 gob
 // preallocates a map of the declared size (golang.org/issue/79539), which a
 // fuzzer finds quickly and which can exhaust memory.
-func destinations(c Codec) []any {
+func destinations(c codec.Codec) []any {
 	d := []any{new(any), new(Small), new([]int), new(int), new(string), new([]byte), new(time.Time), new([]Inner)}
-	if c != Gob {
+	if c != gob.Codec {
 		d = append(d, new(Outer), new(map[string]any), new(map[string][]int), new([]any))
 	}
 	return d
@@ -637,7 +651,7 @@ func allocated(f func()) uint64 {
 func TestLyingLengths(t *testing.T) {
 	type tcase struct {
 		name string
-		c    Codec
+		c    codec.Codec
 		in   []byte
 		// valid: the input is also a legitimate value for some
 		// destinations, so only the allocation is checked.
@@ -647,38 +661,38 @@ func TestLyingLengths(t *testing.T) {
 	huge8 := []byte{0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
 	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 	cases := []tcase{
-		{"cbor array", CBOR, cat([]byte{0x9b}, huge8, []byte{1, 2}), false},
-		{"cbor map", CBOR, cat([]byte{0xbb}, huge8, []byte{1, 2}), false},
-		{"cbor bytes", CBOR, cat([]byte{0x5b}, huge8, []byte{1, 2}), false},
-		{"cbor text", CBOR, cat([]byte{0x7b}, huge8, []byte{'a'}), false},
-		{"cbor array32", CBOR, cat([]byte{0x9a}, huge4, []byte{1}), false},
-		{"cbor nested array", CBOR, cat([]byte{0x82, 0x01, 0x9a}, huge4, []byte{1}), false},
-		{"msgpack array32", MsgPack, cat([]byte{0xdd}, huge4, []byte{1, 2}), false},
-		{"msgpack map32", MsgPack, cat([]byte{0xdf}, huge4, []byte{0xa1, 'k', 1}), false},
-		{"msgpack bin32", MsgPack, cat([]byte{0xc6}, huge4, []byte{1, 2}), false},
-		{"msgpack str32", MsgPack, cat([]byte{0xdb}, huge4, []byte{'a'}), false},
-		{"msgpack ext32", MsgPack, cat([]byte{0xc9}, huge4, []byte{1, 2}), false},
-		{"msgpack array16 in array", MsgPack, []byte{0x92, 0x01, 0xdc, 0xff, 0xff, 0x01}, false},
+		{"cbor array", codec.CBOR, cat([]byte{0x9b}, huge8, []byte{1, 2}), false},
+		{"cbor map", codec.CBOR, cat([]byte{0xbb}, huge8, []byte{1, 2}), false},
+		{"cbor bytes", codec.CBOR, cat([]byte{0x5b}, huge8, []byte{1, 2}), false},
+		{"cbor text", codec.CBOR, cat([]byte{0x7b}, huge8, []byte{'a'}), false},
+		{"cbor array32", codec.CBOR, cat([]byte{0x9a}, huge4, []byte{1}), false},
+		{"cbor nested array", codec.CBOR, cat([]byte{0x82, 0x01, 0x9a}, huge4, []byte{1}), false},
+		{"msgpack array32", msgpack.Codec, cat([]byte{0xdd}, huge4, []byte{1, 2}), false},
+		{"msgpack map32", msgpack.Codec, cat([]byte{0xdf}, huge4, []byte{0xa1, 'k', 1}), false},
+		{"msgpack bin32", msgpack.Codec, cat([]byte{0xc6}, huge4, []byte{1, 2}), false},
+		{"msgpack str32", msgpack.Codec, cat([]byte{0xdb}, huge4, []byte{'a'}), false},
+		{"msgpack ext32", msgpack.Codec, cat([]byte{0xc9}, huge4, []byte{1, 2}), false},
+		{"msgpack array16 in array", msgpack.Codec, []byte{0x92, 0x01, 0xdc, 0xff, 0xff, 0x01}, false},
 		// An extension whose payload, read as MessagePack, is a map
 		// holding an array of 2^32-1 elements; the library reads it so
 		// when decoding into a map or struct.
-		{"msgpack ext as map", MsgPack, cat([]byte{0xc7, 0x08, 0x05, 0x81, 0xa1, 'T', 0xdd}, huge4, []byte{0x00}), false},
+		{"msgpack ext as map", msgpack.Codec, cat([]byte{0xc7, 0x08, 0x05, 0x81, 0xa1, 'T', 0xdd}, huge4, []byte{0x00}), false},
 		// A valid timestamp whose payload, read as MessagePack, is a map
 		// holding an array of 2^32-1 elements.
-		{"msgpack timestamp as map", MsgPack, cat([]byte{0xd7, 0xff, 0x81, 0xa0, 0xdd}, huge4, []byte{0x00}), true},
-		{"gob huge message", Gob, cat([]byte{0xf8}, huge8[:7], []byte{0xff, 0x01}), false},
+		{"msgpack timestamp as map", msgpack.Codec, cat([]byte{0xd7, 0xff, 0x81, 0xa0, 0xdd}, huge4, []byte{0x00}), true},
+		{"gob huge message", gob.Codec, cat([]byte{0xf8}, huge8[:7], []byte{0xff, 0x01}), false},
 	}
 	// gob: a []int message whose element count lies. The last message of
 	// the stream is the value; for []int{1} it ends with the count 01 and
 	// the element 02. Replace the count by 2^32-1.
-	b, err := Gob.Append(nil, []int{1})
+	b, err := gob.Codec.Append(nil, []int{1})
 	if err != nil || !bytes.HasSuffix(b, []byte{0x01, 0x02}) {
 		t.Fatalf("unexpected gob encoding % x, %v", b, err)
 	}
 	lied := cat(b[:len(b)-2], []byte{0xfc}, huge4, []byte{0x02})
-	cases = append(cases, tcase{"gob slice count", Gob, fixLastGobMessage(b, lied), false})
+	cases = append(cases, tcase{"gob slice count", gob.Codec, fixLastGobMessage(b, lied), false})
 
-	dests := func(c Codec) []any {
+	dests := func(c codec.Codec) []any {
 		return append(destinations(c), new(map[string][]int), new(struct{ T []int }), new([]int))
 	}
 	for _, tc := range cases {
@@ -718,25 +732,63 @@ func fixLastGobMessage(orig, newStream []byte) []byte {
 
 func TestByName(t *testing.T) {
 	for _, c := range allCodecs {
-		got, err := ByName(c.Name())
+		got, err := codec.ByName(c.Name())
 		if err != nil || got != c {
 			t.Errorf("ByName(%q) = %v, %v", c.Name(), got, err)
 		}
 	}
-	names := map[Codec]string{CBOR: "cbor", MsgPack: "msgpack", JSON: "json", Gob: "gob"}
+	names := map[codec.Codec]string{codec.CBOR: "cbor", msgpack.Codec: "msgpack", codec.JSON: "json", gob.Codec: "gob"}
 	for c, want := range names {
 		if c.Name() != want {
 			t.Errorf("Name() = %q, want %q", c.Name(), want)
 		}
 	}
 	for _, name := range []string{"", "CBOR", "xml", "cbor "} {
-		c, err := ByName(name)
-		if !errors.Is(err, ErrUnknownCodec) || c != nil {
+		c, err := codec.ByName(name)
+		if !errors.Is(err, codec.ErrUnknownCodec) || c != nil {
 			t.Errorf("ByName(%q) = %v, %v; want ErrUnknownCodec", name, c, err)
 		}
 	}
-	if d, err := ByName(Default.Name()); err != nil || d != Default {
-		t.Errorf("Default %v is not a built-in codec", Default)
+	if d, err := codec.ByName(codec.Default.Name()); err != nil || d != codec.Default {
+		t.Errorf("Default %v is not a built-in codec", codec.Default)
+	}
+}
+
+// named is CBOR under another name.
+type named string
+
+func (n named) Name() string                           { return string(n) }
+func (named) Append(dst []byte, v any) ([]byte, error) { return codec.CBOR.Append(dst, v) }
+func (named) Unmarshal(data []byte, v any) error       { return codec.CBOR.Unmarshal(data, v) }
+
+// registered is registered at package level, as Register asks.
+var registered = func() codec.Codec {
+	c := named("test.Registered_1+x")
+	codec.Register(c)
+	return c
+}()
+
+func TestRegister(t *testing.T) {
+	if c, err := codec.ByName(registered.Name()); err != nil || c != registered {
+		t.Fatalf("ByName(%q) = %v, %v", registered.Name(), c, err)
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = codec.ByName("msgpack") }); n != 0 {
+		t.Errorf("ByName of a registered codec: %v allocations", n)
+	}
+	_, err := codec.ByName("nope")
+	if !errors.Is(err, codec.ErrUnknownCodec) || !strings.Contains(err.Error(), "cbor, json, gob, msgpack, test.Registered_1+x") {
+		t.Errorf("ByName(\"nope\"): %v; want ErrUnknownCodec listing the known codecs", err)
+	}
+	for _, c := range []codec.Codec{nil, named(""), named("a b"), named("é"), named(strings.Repeat("x", 65)),
+		named("cbor"), named("json"), named("msgpack"), named("gob"), registered} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("Register(%v) did not panic", c)
+				}
+			}()
+			codec.Register(c)
+		}()
 	}
 }
 
@@ -810,7 +862,7 @@ func FuzzUnmarshal(f *testing.F) {
 				// Whatever decoded must encode again, except that gob
 				// cannot encode a nil interface it can decode.
 				out := reflect.ValueOf(dst).Elem().Interface()
-				if c == Gob && out == nil {
+				if c == gob.Codec && out == nil {
 					continue
 				}
 				if _, err := c.Append(nil, out); err != nil {

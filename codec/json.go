@@ -2,6 +2,8 @@ package codec
 
 import (
 	"encoding/json"
+
+	"github.com/procpool/procpool/codec/internal/guard"
 )
 
 type jsonCodec struct{}
@@ -12,12 +14,12 @@ func (jsonCodec) Append(dst []byte, v any) (out []byte, err error) {
 	n := len(dst)
 	defer func() {
 		if r := recover(); r != nil {
-			out, err = dst[:n], encodeError(jsonName, v, panicError(r))
+			out, err = dst[:n], guard.EncodeError(jsonName, v, guard.PanicError(r))
 		}
 	}()
 	b, err := json.Marshal(v)
 	if err != nil {
-		return dst, encodeError(jsonName, v, err)
+		return dst, guard.EncodeError(jsonName, v, err)
 	}
 	if n == 0 && cap(dst) < len(b) {
 		return b, nil // dst would have to grow anyway: skip the copy.
@@ -28,11 +30,11 @@ func (jsonCodec) Append(dst []byte, v any) (out []byte, err error) {
 func (jsonCodec) Unmarshal(data []byte, v any) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = decodeError(jsonName, v, panicError(r))
+			err = guard.DecodeError(jsonName, v, guard.PanicError(r))
 		}
 	}()
 	if err := json.Unmarshal(data, v); err != nil {
-		return decodeError(jsonName, v, err)
+		return guard.DecodeError(jsonName, v, err)
 	}
 	return nil
 }

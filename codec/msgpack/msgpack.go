@@ -1,4 +1,26 @@
-package codec
+// Package msgpack is a procpool codec that encodes values as MessagePack
+// with github.com/vmihailenco/msgpack/v5.
+//
+// Importing the package registers [Codec] with package codec under the
+// name "msgpack", so that a worker finds it by that name: select it with
+// procpool.WithCodec(msgpack.Codec) in a program whose workers run the same
+// binary (or, with procpool.WithCommand, a binary that imports this package
+// too). Programs that do not import it do not link the MessagePack library.
+//
+// # Safety
+//
+// Append and Unmarshal never panic: a panic inside the library becomes an
+// error. Before encoding, a value whose type can hold a reference cycle is
+// checked, and a cyclic value is an error rather than a stack overflow.
+//
+// The library has no decoding limits, so Unmarshal validates its input
+// itself before decoding, with the same limits as codec.CBOR: exactly one
+// well-formed value, every declared length backed by input bytes, nesting
+// at most 1000 levels, arrays and maps at most 1<<26 elements. It also
+// stops the library from reading an extension's payload as MessagePack (see
+// [Codec]). Allocation is therefore bounded by the input size (times the
+// size of the destination element types).
+package msgpack
 
 import (
 	"errors"
@@ -8,12 +30,77 @@ import (
 	"reflect"
 	"sync"
 
+	"github.com/procpool/procpool/codec"
+	"github.com/procpool/procpool/codec/internal/guard"
 	"github.com/vmihailenco/msgpack/v5"
 )
+
+const msgpackName = "msgpack"
+
+// Codec encodes values as MessagePack. Its name is "msgpack". It is a
+// codec.ListCodec.
+//
+// Encoding: integers use their shortest form, floats their own width,
+// []byte is bin, strings are str, time.Time is the timestamp extension
+// (-1), struct fields are keyed by name (tags "msgpack", then "json").
+// Nil slices and maps are encoded as nil and decode as nil.
+//
+// Decoding into *any, *[]any or *map[string]any: every integer becomes
+// int64, or uint64 if above math.MaxInt64; float32 becomes float64;
+// maps become map[string]any when every key is a string and map[any]any
+// otherwise; bin becomes []byte; timestamps become time.Time in the
+// local zone (the instant survives, the UTC offset and zone do not).
+// Values of type any inside other destinations (a struct field of type
+// any, a []map[string]any) get the library's own types instead: int8,
+// int16, int32, int64, uint8 ... uint64 according to the size on the
+// wire, and float32 for single-precision floats; their maps follow the
+// rule above.
+//
+// The library has no decoding limits and, in v5.4.1, allocates a slice
+// or map of the declared length before reading its elements. Unmarshal
+// therefore validates the whole input first (a linear pass without
+// allocation in the common case): it must be exactly one well-formed
+// value, every declared length must be backed by input bytes, nesting may
+// not exceed 1000 levels and arrays and maps may not exceed 1<<26
+// elements. The library can also decode an extension value into a map
+// or struct by reading the extension's payload as MessagePack; Unmarshal
+// refuses that with an error, because the payload was not validated.
+// Extension types registered with msgpack.RegisterExt still decode into
+// their registered Go type, but an extension decoder registered with
+// msgpack.RegisterExtDecoder that reads its payload through the
+// Decoder's methods is refused the same way.
+//
+// Cost: Append allocates only when dst lacks capacity (encoders and
+// decoders are pooled). Unmarshal validates the input first, one linear
+// pass. The library decodes slices element by element through
+// reflection, so large slices of numbers decode slower than with CBOR
+// (docs/benchmarks.md).
+var Codec codec.Codec = msgpackCodec{}
+
+func init() { codec.Register(Codec) }
 
 type msgpackCodec struct{}
 
 func (msgpackCodec) Name() string { return msgpackName }
+
+// AppendListHead, AppendListSep and AppendListTail make the codec a
+// codec.ListCodec: a list is an array with its length in the head.
+func (msgpackCodec) AppendListHead(dst []byte, n int) []byte {
+	switch {
+	case n < 16:
+		return append(dst, 0x90|byte(n))
+	case n <= 0xffff:
+		return append(dst, 0xdc, byte(n>>8), byte(n))
+	default:
+		return append(dst, 0xdd, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+}
+
+func (msgpackCodec) AppendListSep(dst []byte) []byte  { return dst }
+func (msgpackCodec) AppendListTail(dst []byte) []byte { return dst }
+
+// errTrailing is returned for input left over after the value.
+var errTrailing = errors.New("trailing data after the encoded value")
 
 // appendWriter is the io.Writer and io.ByteWriter the msgpack encoder writes
 // to; it appends to the caller's slice.
@@ -42,11 +129,11 @@ func (msgpackCodec) Append(dst []byte, v any) (out []byte, err error) {
 	n := len(dst)
 	defer func() {
 		if r := recover(); r != nil {
-			out, err = dst[:n], encodeError(msgpackName, v, panicError(r))
+			out, err = dst[:n], guard.EncodeError(msgpackName, v, guard.PanicError(r))
 		}
 	}()
-	if err := checkCycles(v); err != nil {
-		return dst, encodeError(msgpackName, v, err)
+	if err := guard.CheckCycles(v); err != nil {
+		return dst, guard.EncodeError(msgpackName, v, err)
 	}
 	st := msgpackEncPool.Get().(*msgpackEncState)
 	st.w.b = dst
@@ -59,7 +146,7 @@ func (msgpackCodec) Append(dst []byte, v any) (out []byte, err error) {
 	st.enc.Reset(nil)
 	msgpackEncPool.Put(st)
 	if err != nil {
-		return dst[:n], encodeError(msgpackName, v, err)
+		return dst[:n], guard.EncodeError(msgpackName, v, err)
 	}
 	return out, nil
 }
@@ -77,14 +164,14 @@ var msgpackDecPool = sync.Pool{New: func() any {
 func (msgpackCodec) Unmarshal(data []byte, v any) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = decodeError(msgpackName, v, panicError(r))
+			err = guard.DecodeError(msgpackName, v, guard.PanicError(r))
 		}
 	}()
 	st := msgpackDecPool.Get().(*msgpackDecState)
 	guards, err := msgpackCheck(data, st.guards[:0])
 	if err != nil {
 		msgpackDecPool.Put(st)
-		return decodeError(msgpackName, v, err)
+		return guard.DecodeError(msgpackName, v, err)
 	}
 	st.r = msgpackReader{data: data, guards: guards}
 	st.dec.Reset(&st.r) // also clears the options
@@ -100,7 +187,7 @@ func (msgpackCodec) Unmarshal(data []byte, v any) (err error) {
 	}
 	if err != nil {
 		// The decoder may be left mid-value; let it go.
-		return decodeError(msgpackName, v, err)
+		return guard.DecodeError(msgpackName, v, err)
 	}
 	switch p := v.(type) {
 	case *[]any:
@@ -306,14 +393,14 @@ var (
 	errMsgpackTruncated = errors.New("msgpack: unexpected end of input")
 	errMsgpackTrailing  = errors.New("msgpack: trailing data after the encoded value")
 	errMsgpackReserved  = errors.New("msgpack: reserved code 0xc1")
-	errMsgpackTooDeep   = fmt.Errorf("msgpack: nested deeper than %d levels", maxNestedLevels)
+	errMsgpackTooDeep   = fmt.Errorf("msgpack: nested deeper than %d levels", guard.MaxNestedLevels)
 )
 
 // msgpackCheck reports whether data holds exactly one well-formed MessagePack
 // value. Every declared length must fit in the bytes that follow: a string,
 // bin or extension of n bytes needs n bytes, an array of n elements at least
 // n bytes and a map of n pairs at least 2n bytes. Nesting is limited to
-// maxNestedLevels and arrays and maps to maxElements elements. Together these
+// guard.MaxNestedLevels and arrays and maps to guard.MaxElements elements. Together these
 // bound what the library can allocate by the input size.
 //
 // It appends to guards the offset of the payload of every non-empty
@@ -456,8 +543,8 @@ func msgpackCheck(data []byte, guards []int) ([]int, error) {
 		pos += int(skip)
 
 		if items > 0 {
-			if items > maxElements {
-				return guards, fmt.Errorf("msgpack: %d elements exceed the limit of %d", items, maxElements)
+			if items > guard.MaxElements {
+				return guards, fmt.Errorf("msgpack: %d elements exceed the limit of %d", items, guard.MaxElements)
 			}
 			if isMap {
 				items *= 2
@@ -465,7 +552,7 @@ func msgpackCheck(data []byte, guards []int) ([]int, error) {
 			if items > uint64(len(data)-pos) {
 				return guards, errMsgpackTruncated
 			}
-			if len(stack) >= maxNestedLevels {
+			if len(stack) >= guard.MaxNestedLevels {
 				return guards, errMsgpackTooDeep
 			}
 			stack = append(stack, left)

@@ -1,4 +1,4 @@
-package codec
+package guard
 
 import (
 	"errors"
@@ -7,8 +7,9 @@ import (
 	"unsafe"
 )
 
-// errCycle is returned when a value to encode contains a reference cycle.
-var errCycle = errors.New("value contains a reference cycle")
+// ErrCycle is returned by CheckCycles for a value that contains a reference
+// cycle.
+var ErrCycle = errors.New("value contains a reference cycle")
 
 // cyclicTypes caches, per reflect.Type, whether a value of that type can
 // contain a reference cycle that an encoder would follow.
@@ -65,10 +66,10 @@ func typeMayCycle(t reflect.Type, onPath map[reflect.Type]bool) bool {
 	return false
 }
 
-// checkCycles returns errCycle if v contains a reference cycle. It costs one
+// CheckCycles returns ErrCycle if v contains a reference cycle. It costs one
 // cached type lookup for types that cannot hold a cycle; otherwise it walks
 // the value once.
-func checkCycles(v any) error {
+func CheckCycles(v any) error {
 	switch v.(type) {
 	case nil, bool, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64, uintptr,
 		float32, float64, string, []byte, []int, []int64, []float64, []string:
@@ -132,7 +133,7 @@ func (w *cycleWalker) walk(v reflect.Value) error {
 		}
 		k := cycleKey{ptr: v.UnsafePointer(), typ: v.Type()}
 		if !w.enter(k) {
-			return errCycle
+			return ErrCycle
 		}
 		err := w.walk(v.Elem())
 		w.leave(k)
@@ -148,7 +149,7 @@ func (w *cycleWalker) walk(v reflect.Value) error {
 		}
 		k := cycleKey{ptr: v.UnsafePointer(), typ: v.Type()}
 		if !w.enter(k) {
-			return errCycle
+			return ErrCycle
 		}
 		keys, elems := mayCycle(v.Type().Key()), mayCycle(v.Type().Elem())
 		it := v.MapRange()
@@ -172,7 +173,7 @@ func (w *cycleWalker) walk(v reflect.Value) error {
 		}
 		k := cycleKey{ptr: v.UnsafePointer(), len: v.Len(), typ: v.Type()}
 		if !w.enter(k) {
-			return errCycle
+			return ErrCycle
 		}
 		for i := range v.Len() {
 			if err := w.walk(v.Index(i)); err != nil {
