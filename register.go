@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/procpool/procpool/codec"
+	"github.com/procpool/procpool/internal/cborenc"
 	"github.com/procpool/procpool/internal/wire"
 )
 
@@ -156,6 +157,8 @@ func (h typedHandler[In, Out]) callChunk(ctx context.Context, c codec.Codec, pay
 		list := rec.StartItems()
 		var out Out // one variable for every item: encoding it boxes a pointer, once
 		tc, _ := ctx.(*taskCtx)
+		enc := itemEncoder[Out](c)
+		sep := lc.AppendListSep(nil) // the same bytes between every two items
 		for i, in := range ins {
 			var err error
 			switch why := stoppedFor(tc); {
@@ -181,10 +184,10 @@ func (h typedHandler[In, Out]) callChunk(ctx context.Context, c codec.Codec, pay
 				var zero Out
 				out = zero
 			}
-			if i > 0 {
-				list = lc.AppendListSep(list)
+			if i > 0 && len(sep) > 0 {
+				list = append(list, sep...)
 			}
-			if list, err = c.Append(list, &out); err != nil {
+			if list, err = enc(list, &out); err != nil {
 				return dst, nil, &RemoteError{Func: h.fname, Code: CodeEncode, Message: "encoding the results: " + err.Error(), Type: typeName(err)}
 			}
 			rec.Finished(list, i+1)
@@ -262,4 +265,19 @@ func stoppedFor(tc *taskCtx) byte {
 		return 0
 	}
 	return tc.stoppedFor()
+}
+
+// itemEncoder returns how to encode one result of type Out with c: for the
+// CBOR codec and integer results (a Map of numbers, where the per-item cost
+// shows), straight into the buffer; else through c.Append.
+func itemEncoder[Out any](c codec.Codec) func([]byte, *Out) ([]byte, error) {
+	if c == codec.CBOR {
+		switch any((*Out)(nil)).(type) {
+		case *int:
+			return func(dst []byte, v *Out) ([]byte, error) { return cborenc.AppendInt(dst, int64(*any(v).(*int))), nil }
+		case *int64:
+			return func(dst []byte, v *Out) ([]byte, error) { return cborenc.AppendInt(dst, *any(v).(*int64)), nil }
+		}
+	}
+	return func(dst []byte, v *Out) ([]byte, error) { return c.Append(dst, v) }
 }

@@ -2,6 +2,7 @@ package codec
 
 import (
 	"encoding/binary"
+	"github.com/procpool/procpool/internal/cborenc"
 	"math"
 )
 
@@ -62,29 +63,12 @@ func appendCBORFast(dst []byte, v any) ([]byte, bool) {
 	return dst, false
 }
 
-func appendCBORInt(dst []byte, n int64) []byte {
-	if n >= 0 {
-		return appendCBORHead(dst, 0, uint64(n))
-	}
-	return appendCBORHead(dst, 1, uint64(-1-n))
-}
+func appendCBORInt(dst []byte, n int64) []byte { return cborenc.AppendInt(dst, n) }
 
 // appendCBORHead writes a data item's head: major type and argument, in
 // the shortest form.
 func appendCBORHead(dst []byte, major byte, n uint64) []byte {
-	m := major << 5
-	switch {
-	case n < 24:
-		return append(dst, m|byte(n))
-	case n <= math.MaxUint8:
-		return append(dst, m|24, byte(n))
-	case n <= math.MaxUint16:
-		return binary.BigEndian.AppendUint16(append(dst, m|25), uint16(n))
-	case n <= math.MaxUint32:
-		return binary.BigEndian.AppendUint32(append(dst, m|26), uint32(n))
-	default:
-		return binary.BigEndian.AppendUint64(append(dst, m|27), n)
-	}
+	return cborenc.AppendHead(dst, major, n)
 }
 
 // unmarshalCBORFast decodes data into v if v is of a fast-path type and data

@@ -131,7 +131,8 @@ var Default Codec = CBOR
 // ListCodec is a Codec that can encode a list one element at a time:
 // AppendListHead with the number of elements, then each element with
 // Append, each but the first preceded by AppendListSep, then
-// AppendListTail. Unmarshal decodes the bytes into a slice like the
+// AppendListTail; AppendListSep appends the same bytes each time.
+// Unmarshal decodes the bytes into a slice like the
 // encoding of a whole slice. A worker encodes a chunk's results so, as each
 // item finishes, into memory its parent can read if the worker dies (see
 // docs/protocol.md). CBOR and JSON are ListCodecs, and so is

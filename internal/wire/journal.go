@@ -83,12 +83,14 @@ func (j *Journal) store(off int, v uint64) {
 }
 
 // SetRunning records that the task with this id is running (0: none), with
-// no item started.
+// no item started. The item fields are cleared with plain stores: the
+// atomic store of running that follows keeps them ahead of it, and they
+// matter only while running names a task.
 func (j *Journal) SetRunning(id uint64) {
-	j.errs, j.list, j.overflow = 0, 0, false
-	j.store(16, 0)
-	j.store(24, 0)
-	j.store(32, 0)
+	if id != 0 {
+		j.errs, j.list, j.overflow = 0, 0, false
+		clear(j.mem[16:JournalHeader])
+	}
 	j.store(0, id)
 }
 
