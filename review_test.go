@@ -462,7 +462,6 @@ func TestR2ChunkSecondCrashAttempts(t *testing.T) {
 // (release's wg.Wait).
 func TestR2InProcessTerminateBeforeBegin(t *testing.T) {
 	noOrphans(t)
-	hung := 0
 	for round := range 300 {
 		p, err := procpool.New(procpool.WithProcesses(1), procpool.WithInProcess(), procpool.WithKillGrace(10*time.Second))
 		if err != nil {
@@ -486,7 +485,6 @@ func TestR2InProcessTerminateBeforeBegin(t *testing.T) {
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
-			hung++
 			// Free it: the task waits for its context, which nothing will
 			// cancel; its Done file shows whether it began.
 			t.Errorf("round %d: Terminate hangs: the task began after Terminate's cancel with a live context (began: %v); future ready: %v", round, fileExists(a.Marker), f.Ready())
