@@ -18,7 +18,6 @@
 package wire
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -208,20 +207,13 @@ func effectiveMax(maxFrame int) int {
 
 // Why the parent stops a task: the one byte of a KindStop body (an empty
 // body means StopCancel). The worker cancels the task's context with
-// context.DeadlineExceeded for StopDeadline, context.Canceled otherwise.
+// context.DeadlineExceeded for StopDeadline, context.Canceled otherwise
+// (see taskCtx.stop in the procpool package).
 const (
 	StopCancel   byte = 1 // Future.Cancel, the caller's context, Terminate
 	StopDeadline byte = 2 // the task's timeout or its caller's deadline
 	StopMemory   byte = 3 // the worker's memory is over the limit
 )
-
-// StopCause returns the context error a KindStop body asks for.
-func StopCause(body []byte) error {
-	if len(body) > 0 && body[0] == StopDeadline {
-		return context.DeadlineExceeded
-	}
-	return context.Canceled
-}
 
 // HelloLimit bounds the hello frame's length field, whatever the frame
 // limit a pool sets for tasks: the hello lists every registered function,
