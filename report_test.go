@@ -52,6 +52,10 @@ var (
 	// heldStderr starts a grandchild that leaves the worker's group and
 	// session and keeps the worker's standard error open, writes its pid to
 	// path, then exits the worker with status 3.
+	//
+	// It exits only once the grandchild leads a session of its own: before
+	// its setsid, the grandchild is still in the worker's group, and the
+	// group kill that follows the worker's exit would take it too.
 	heldStderr = procpool.Register("heldStderr", func(_ context.Context, path string) (int, error) {
 		cmd := exec.Command("sh", "-c", "setsid sleep 1000 </dev/null >/dev/null & echo $!")
 		cmd.Stderr = os.Stderr // the grandchild inherits it
@@ -59,7 +63,11 @@ var (
 		if err != nil {
 			return 0, err
 		}
-		if err := os.WriteFile(path, []byte(strings.TrimSpace(string(out))), 0o600); err != nil {
+		pid := strings.TrimSpace(string(out))
+		for !leadsSession(pid) {
+			time.Sleep(time.Millisecond)
+		}
+		if err := os.WriteFile(path, []byte(pid), 0o600); err != nil {
 			return 0, err
 		}
 		fmt.Fprintln(os.Stderr, "exiting with a grandchild holding stderr")
@@ -67,6 +75,22 @@ var (
 		return 0, nil
 	})
 )
+
+// leadsSession reports whether the process pid (in decimal) leads a session,
+// as /proc/PID/stat's session field says.
+func leadsSession(pid string) bool {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return false
+	}
+	// After the command: state, ppid, pgrp, session.
+	f := strings.Fields(string(b[i+1:]))
+	return len(f) > 3 && f[3] == pid
+}
 
 // checkRuntimeSignal checks the error of a task whose worker the Go runtime
 // ended with exit status 2 after a fatal SIGSEGV, and what the parent's
