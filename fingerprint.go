@@ -113,8 +113,9 @@ func localFingerprints() map[string]string {
 
 // checkFunctions compares a worker's hello with this program's functions.
 // It returns a *StartError that names the functions whose fingerprints
-// differ from this program's, and those WithRequire names that the worker
-// lacks; nil if there are none. A function the worker sends no fingerprint
+// differ from this program's, and the required functions (those WithRequire
+// names, or else for a WithCommand pool those the program declares) that
+// the worker lacks; nil if there are none. A function the worker sends no fingerprint
 // for, or that this program does not register, is not compared.
 func (p *Pool) checkFunctions(pid int, h *wire.Hello) error {
 	var differ, missing []string
@@ -128,7 +129,11 @@ func (p *Pool) checkFunctions(pid int, h *wire.Hello) error {
 		registry.mu.RUnlock()
 		slices.Sort(differ)
 	}
-	for _, name := range p.cfg.require {
+	required, why := p.cfg.require, "which WithRequire names"
+	if !p.cfg.requireSet && p.cfg.command != "" {
+		required, why = declaredNames(), "which this program declares (procpool.Declare)"
+	}
+	for _, name := range required {
 		if !slices.Contains(h.Functions, name) && !slices.Contains(missing, name) {
 			missing = append(missing, name)
 		}
@@ -141,7 +146,7 @@ func (p *Pool) checkFunctions(pid int, h *wire.Hello) error {
 		reasons = append(reasons, fmt.Sprintf("the worker program was built from another version of the code: the argument or result types of %s differ from this program's (rebuild it)", quoteList(differ)))
 	}
 	if missing != nil {
-		reasons = append(reasons, fmt.Sprintf("the worker program does not register %s, which WithRequire names", quoteList(missing)))
+		reasons = append(reasons, fmt.Sprintf("the worker program does not serve %s, %s", quoteList(missing), why))
 	}
 	return &StartError{Pid: pid, Reason: strings.Join(reasons, "; "), Err: ErrHandshake}
 }

@@ -50,6 +50,7 @@ type config struct {
 	maxFrame       int
 	sharedMem      int
 	require        []string // names of the functions every worker must register
+	requireSet     bool     // WithRequire was given: require replaces the declared functions
 	logger         *slog.Logger
 	err            error
 }
@@ -121,12 +122,16 @@ func WithCommand(path string, args ...string) Option {
 // parent does, so there the check always passes. The zero Func, or a nil
 // one, is an error from New (wrapping ErrZeroFunc).
 //
+// A WithCommand pool without WithRequire requires every function the
+// program declares (see Declare); WithRequire replaces that list with fns.
+//
 // Whether or not a function is required, New also fails when a worker
 // registers a function under the same name with other argument or result
 // types (a worker built from another version of the code); see
 // docs/protocol.md, "Function fingerprints".
 func WithRequire(fns ...AnyFunc) Option {
 	return func(c *config) {
+		c.requireSet = true
 		for _, f := range fns {
 			if f == nil || f.Name() == "" {
 				c.setErr(&OptionError{Option: "WithRequire", Reason: zeroFuncReason, Err: ErrZeroFunc})

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -15,9 +16,9 @@ import (
 	"github.com/procpool/procpool/internal/wire"
 )
 
-// Func is a function registered with Register: a handle that names it in
-// the parent and in the workers. The zero Func is not usable: every call
-// given it returns ErrZeroFunc.
+// Func is a function registered with Register, or declared with Declare: a
+// handle that names it in the parent and in the workers. The zero Func is
+// not usable: every call given it returns ErrZeroFunc.
 type Func[In, Out any] struct {
 	name string
 	fn   func(context.Context, In) (Out, error)
@@ -60,9 +61,10 @@ type itemFailure struct {
 // registry is the one piece of global state: the functions every process of
 // the program knows by name.
 var registry struct {
-	mu      sync.RWMutex
-	funcs   map[string]handler
-	serving atomic.Bool // Main has been called: registering now is a bug
+	mu       sync.RWMutex
+	funcs    map[string]handler // under mu: the functions Register made
+	declared []string           // under mu: the names Declare took, which only foreign workers serve
+	serving  atomic.Bool        // Main has been called: registering now is a bug
 }
 
 // Register makes fn callable in worker processes under name and returns the
@@ -90,8 +92,8 @@ func Register[In, Out any](name string, fn func(context.Context, In) (Out, error
 	if registry.funcs == nil {
 		registry.funcs = make(map[string]handler)
 	}
-	if _, dup := registry.funcs[name]; dup {
-		panic(fmt.Sprintf("procpool: Register(%q): a function with this name is already registered", name))
+	if _, dup := registry.funcs[name]; dup || slices.Contains(registry.declared, name) {
+		panic(fmt.Sprintf("procpool: Register(%q): a function with this name is already registered or declared", name))
 	}
 	registry.funcs[name] = typedHandler[In, Out]{fname: name, fn: fn, fp: fingerprint(reflect.TypeFor[In](), reflect.TypeFor[Out]())}
 	return Func[In, Out]{name: name, fn: fn}
