@@ -766,7 +766,7 @@ func (p *Pool) workerExited(w *worker, readErr error) {
 			continue
 		}
 		t.attempts++
-		exitErr := p.exitError(w, reason, cause, t.attempts)
+		exitErr := p.exitError(w, reason, cause, int(t.attempts))
 		var err error = exitErr
 		o := failed
 		if t.expired {
@@ -859,8 +859,8 @@ func (p *Pool) splitChunkLocked(t *task, victim bool, w *worker, reason string, 
 	if finished < n && !d.stopped {
 		// The item after those was running when the worker died.
 		item := t.from + finished
-		if item != t.attemptItem {
-			t.attemptItem, t.attempts = item, 0 // attempts count per item
+		if int32(item) != t.attemptItem {
+			t.attemptItem, t.attempts = int32(item), 0 // attempts count per item
 		}
 		switch {
 		case victim && t.expireCause == nil:
@@ -870,7 +870,7 @@ func (p *Pool) splitChunkLocked(t *task, victim bool, w *worker, reason string, 
 			p.stats.retried.Add(1)
 		default:
 			t.attempts++
-			exitErr := p.exitError(w, reason, cause, t.attempts)
+			exitErr := p.exitError(w, reason, cause, int(t.attempts))
 			var err error = exitErr
 			if t.expired {
 				err, o = timeoutErr(t, exitErr), timedOut

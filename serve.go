@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -36,7 +37,13 @@ type server struct {
 	max   int           // the frame size limit
 	shm   []byte        // the shared-memory segment, read-only; nil if none
 	out   outBuffer
+	// timer flushes the answers batched in the journal flushDelay after
+	// the first of them, if the loop has not flushed them by then. armed
+	// says it is set: the loop sets it when it arms the timer, the timer
+	// clears it before it flushes, so an answer added after the clear is
+	// either flushed by that flush or arms the timer again.
 	timer *time.Timer
+	armed atomic.Bool
 	frame []byte // scratch for one result frame
 
 	// die ends the worker at once, because the parent stopped the task
@@ -55,6 +62,7 @@ type server struct {
 	runMu      sync.Mutex
 	running    uint64        // the id of the task running, 0 between tasks
 	runCtx     *taskCtx      // the running task's context
+	ctxs       taskCtxs      // where begin takes runCtx from
 	runEnded   chan struct{} // made by terminate: closed once the running task has answered
 	graceTimer *time.Timer   // a stopped task's grace period
 	stopFor    uint64        // a stop that came before its task started: skip that task
@@ -141,7 +149,10 @@ func newServer(ctx context.Context, r io.Reader, w io.Writer, avail func() int, 
 		max:   maxFrame,
 	}
 	s.out.w = w
-	s.timer = time.AfterFunc(time.Hour, func() { _ = s.out.flush() })
+	s.timer = time.AfterFunc(time.Hour, func() {
+		s.armed.Store(false)
+		_ = s.out.flush()
+	})
 	s.timer.Stop()
 	return s
 }
@@ -173,7 +184,7 @@ func (s *server) begin(t *pendingTask, j *wire.Journal) bool {
 	if t.deadline != 0 {
 		deadline = time.Unix(0, t.deadline)
 	}
-	s.runCtx = newTaskCtx(deadline, time.Duration(t.timeout))
+	s.runCtx = s.ctxs.next(deadline, time.Duration(t.timeout))
 	if j != nil {
 		j.SetRunning(t.id)
 	}
@@ -372,11 +383,15 @@ func (s *server) serve() error {
 		s.run(ctx, t)
 		s.cur = 0
 		if !s.out.batching() || len(s.ahead) == 0 && s.r.Buffered() == 0 && s.avail() == 0 {
-			s.timer.Stop()
+			if s.armed.Load() {
+				s.timer.Stop()
+				s.armed.Store(false)
+			}
 			if err := s.out.flush(); err != nil {
 				return err
 			}
-		} else {
+		} else if !s.armed.Load() {
+			s.armed.Store(true)
 			s.timer.Reset(flushDelay)
 		}
 	}

@@ -15,7 +15,6 @@ import (
 type task struct {
 	id       uint64
 	fn       string // the function's registered name
-	chunk    bool   // a chunk of a Map or Imap
 	frame    []byte // the whole task frame, kept for a resend after a crash
 	ctx      context.Context
 	items    int           // a chunk's number of items
@@ -24,7 +23,13 @@ type task struct {
 	retries  int           // how many more starts a crash or timeout may cost
 	sink     sink
 
-	done atomic.Bool
+	done  atomic.Bool
+	chunk bool // a chunk of a Map or Imap
+	// Guarded by Pool.mu (here beside done and chunk, which leaves the
+	// struct in a smaller size class: one is allocated per task).
+	requeued bool // it went back to the queue once: a dead worker's queue may still refer to its frame
+	expired  bool // it ran past its deadline; its worker is being stopped
+
 	// Guarded by Pool.watchMu: what cancels t when its context ends.
 	watch        *ctxWatch
 	wnext, wprev *task // in watch's list
@@ -39,15 +44,13 @@ type task struct {
 	// that run was sent with.
 	from        int
 	payloadAt   int         // where the encoded argument starts in frame
-	attempts    int         // how many times it (a chunk: its item attemptItem) was started on a worker and blamed
-	attemptItem int         // a chunk's item that attempts counts
+	attempts    int32       // how many times it (a chunk: its item attemptItem) was started on a worker and blamed
+	attemptItem int32       // a chunk's item that attempts counts
 	started     time.Time   // when it became the running task of its worker
 	sentBytes   int         // the bytes of the frame sent to w
 	callerReads *worker     // the worker whose answers Apply's caller reads itself (see readAsCaller)
-	requeued    bool        // it went back to the queue once: a dead worker's queue may still refer to its frame
 	shmEnd      int         // end of its argument's region in w's shared memory; 0 if none
 	timer       *time.Timer // fires at its deadline while it runs
-	expired     bool        // it ran past its deadline; its worker is being stopped
 	// expireCause is the context error when the deadline was the caller's
 	// context rather than a timeout option. It stays set: the task must not
 	// run again once its caller's context has ended.

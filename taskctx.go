@@ -16,16 +16,38 @@ import (
 // memory limit, Terminate) or the worker is told to stop (SIGTERM). The
 // function has the kill grace period to return; then the worker dies.
 //
-// One small allocation per task; its channel is made, and for a deadline
-// its timer armed, only if the function asks for Done.
+// The serve loop takes them from a slab (taskCtxs), not one allocation per
+// task; its channel is made, and for a deadline its timer armed, only if
+// the function asks for Done.
 type taskCtx struct {
 	deadline time.Time
 	why      atomic.Uint32 // why a stop cancelled it: a wire.Stop* reason, or stopSIGTERM; 0 otherwise (read per chunk item: no lock)
+	armed    atomic.Bool   // timer is set: release must stop it
 
 	mu    sync.Mutex
 	done  chan struct{} // made on the first Done or cancel
 	err   error
 	timer *time.Timer
+}
+
+// taskCtxs hands out task contexts from slabs of taskCtxSlab: one
+// allocation per slab instead of one per task, which a busy worker felt. A
+// context is never reused: a function may keep its context (in a goroutine
+// that outlives the task) and must see it stay as it was; a kept context
+// keeps its slab alive, a few kilobytes.
+type taskCtxs []taskCtx
+
+const taskCtxSlab = 64
+
+// next returns a fresh context for a task that starts now (see newTaskCtx).
+func (s *taskCtxs) next(deadline time.Time, timeout time.Duration) *taskCtx {
+	if len(*s) == 0 {
+		*s = make([]taskCtx, taskCtxSlab)
+	}
+	c := &(*s)[0]
+	*s = (*s)[1:]
+	c.init(deadline, timeout)
+	return c
 }
 
 var closedChan = func() chan struct{} {
@@ -40,13 +62,19 @@ var closedChan = func() chan struct{} {
 // when a task asks for it (most tasks never do, and a timer per task cost
 // a busy worker a fifth of its throughput).
 func newTaskCtx(deadline time.Time, timeout time.Duration) *taskCtx {
-	c := &taskCtx{deadline: deadline}
+	c := new(taskCtx)
+	c.init(deadline, timeout)
+	return c
+}
+
+// init sets the deadline of a zero taskCtx.
+func (c *taskCtx) init(deadline time.Time, timeout time.Duration) {
+	c.deadline = deadline
 	if timeout > 0 {
 		if d := time.Now().Add(timeout); c.deadline.IsZero() || d.Before(c.deadline) {
 			c.deadline = d
 		}
 	}
-	return c
 }
 
 // expireLocked ends the context if its deadline has passed. Call it with
@@ -77,6 +105,7 @@ func (c *taskCtx) Done() <-chan struct{} {
 				defer c.mu.Unlock()
 				c.expireLocked()
 			})
+			c.armed.Store(true)
 		}
 	}
 	return c.done
@@ -119,8 +148,12 @@ func (c *taskCtx) stop(why byte) {
 func (c *taskCtx) stoppedFor() byte { return byte(c.why.Load()) }
 
 // release stops the deadline's timer, if Done armed one, once the task has
-// returned.
+// returned. Done arms it on the task's goroutine, before the task returns,
+// so the serve loop that calls release sees armed without the lock.
 func (c *taskCtx) release() {
+	if !c.armed.Load() {
+		return
+	}
 	c.mu.Lock()
 	t := c.timer
 	c.mu.Unlock()

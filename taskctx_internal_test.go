@@ -35,12 +35,53 @@ func TestTaskCtx(t *testing.T) {
 	<-child.Done()
 }
 
+// TestTaskCtxSlab checks that the slab never hands out a context twice, and
+// that each starts fresh whatever became of the one before: a function may
+// keep its context after it returns.
+func TestTaskCtxSlab(t *testing.T) {
+	var s taskCtxs
+	seen := map[*taskCtx]bool{}
+	var prev *taskCtx
+	for i := range 3*taskCtxSlab + 1 {
+		c := s.next(time.Time{}, 0)
+		if seen[c] {
+			t.Fatalf("context %d was handed out before", i)
+		}
+		seen[c] = true
+		if c.Err() != nil || c.stoppedFor() != 0 || c.armed.Load() {
+			t.Fatalf("context %d is not fresh: Err %v, stopped for %d, armed %v", i, c.Err(), c.stoppedFor(), c.armed.Load())
+		}
+		if _, ok := c.Deadline(); ok {
+			t.Fatalf("context %d has a deadline", i)
+		}
+		if prev != nil && prev.Err() != context.Canceled {
+			t.Fatalf("context %d: the one before changed: Err %v", i, prev.Err())
+		}
+		c.Done() // arms nothing: no deadline
+		c.stop(1)
+		c.release()
+		prev = c
+	}
+	c := s.next(time.Time{}, time.Hour)
+	c.Done() // arms the timer
+	if !c.armed.Load() {
+		t.Fatal("Done with a deadline armed no timer")
+	}
+	c.release()
+}
+
 // BenchmarkTaskContext is the cost the worker-side context adds to each
 // task: made at the task's start, released at its end.
 func BenchmarkTaskContext(b *testing.B) {
 	b.Run("no-deadline", func(b *testing.B) {
 		for b.Loop() {
 			newTaskCtx(time.Time{}, 0).release()
+		}
+	})
+	b.Run("slab", func(b *testing.B) {
+		var s taskCtxs
+		for b.Loop() {
+			s.next(time.Time{}, 0).release()
 		}
 	})
 	b.Run("timeout", func(b *testing.B) {
