@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"runtime"
 	"time"
 
@@ -777,19 +778,26 @@ func (p *Pool) workerExited(w *worker, readErr error) {
 			t.expired = false
 			t.requeued = true
 			p.stats.retried.Add(1)
+			p.logf("task retried", "task", t.id, "func", t.fn, "pid", w.pid, "reason", reason, "retries_left", t.retries)
 			p.queue.pushFront(t)
 			continue
 		}
 		fail(t, err, o)
 	}
+	starting := p.starting
 	if !p.terminated {
 		p.growLocked()
 		p.dispatchLocked()
 	}
+	replaced := p.starting > starting
 	p.maybeStoppedLocked()
 	p.unlockAndFlush(nil, 0)
 	p.stats.exited(reason)
-	p.logf("worker exited", "pid", w.pid, "reason", reason, "status", exitText(w.status))
+	level := slog.LevelInfo
+	if reason == ReasonCrashed || reason == ReasonSignal || reason == ReasonProtocol {
+		level = slog.LevelWarn
+	}
+	p.logAt(level, 0, "worker exited", "pid", w.pid, "reason", reason, "status", exitText(w.status), "replaced", replaced)
 	for _, pc := range pieces {
 		pc.deliver(p)
 	}
@@ -868,6 +876,7 @@ func (p *Pool) splitChunkLocked(t *task, victim bool, w *worker, reason string, 
 			t.attempts++
 			t.retries--
 			p.stats.retried.Add(1)
+			p.logf("task retried", "task", t.id, "func", t.fn, "pid", w.pid, "reason", reason, "retries_left", t.retries, "item", t.from+finished)
 		default:
 			t.attempts++
 			exitErr := p.exitError(w, reason, cause, int(t.attempts))

@@ -476,8 +476,22 @@ func WithSharedMemory(bytes int) Option {
 	}
 }
 
-// WithLogger logs worker starts and exits, with their causes, and
-// callbacks' panics, to l. Logging is off by default, and with a nil l.
+// WithLogger logs the pool's lifecycle events to l, each a record with
+// structured attributes. Logging is off by default, and with a nil l (it
+// then costs one nil check per event). The events, by message:
+//
+//   - "worker started" (pid), at Info;
+//   - "worker failed to start" (err), at Warn;
+//   - "worker exited" (pid, reason: a Reason* constant, status, replaced:
+//     whether a replacement is starting), at Warn for ReasonCrashed,
+//     ReasonSignal and ReasonProtocol, at Info otherwise;
+//   - "task retried" (task, func, pid, reason, retries_left; item for a
+//     chunk), at Info;
+//   - "task timed out" and "task cancelled" (task, func, err), at Info;
+//   - "pool broken" (err), at Error, once the restart budget is spent;
+//   - "procpool: callback panicked" (panic, stack), at Error;
+//   - the pool's degraded modes at a worker's start ("no shared memory...",
+//     "no answer journal...", "no control pipe..."; err), at Info.
 //
 // The pool hands its records to l's handler on a goroutine of its own, one
 // at a time, in the order the events happened (each record keeps the time

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -236,7 +237,7 @@ func (p *Pool) workerReady(w *worker) bool {
 // another worker, or declares the pool broken. A worker killed from outside
 // during its start is replaced without counting.
 func (p *Pool) startFailed(err error) {
-	p.logf("worker failed to start", "err", err)
+	p.logAt(slog.LevelWarn, 0, "worker failed to start", "err", err)
 	p.stats.exited(ReasonStart)
 	p.mu.Lock()
 	p.starting--
@@ -263,6 +264,7 @@ func (p *Pool) startFailed(err error) {
 	p.startFails = recent
 	if len(recent) > p.cfg.restartN {
 		p.broken = fmt.Errorf("%w: %d failed starts within %v: %w", ErrPoolBroken, len(recent), p.cfg.restartPer, err)
+		p.logAt(slog.LevelError, 0, "pool broken", "err", p.broken)
 		lost := p.queue.drain()
 		p.roomLocked()
 		p.maybeStoppedLocked()

@@ -109,6 +109,12 @@ func (t *task) complete(p *Pool, err error, o outcome) {
 	t.release(p)
 	t.sink.fail(p, err, t.from)
 	p.stats.end(o)
+	switch o {
+	case timedOut:
+		p.logf("task timed out", "task", t.id, "func", t.fn, "err", err)
+	case cancelled:
+		p.logf("task cancelled", "task", t.id, "func", t.fn, "err", err)
+	}
 }
 
 func (t *task) release(p *Pool) {
