@@ -23,6 +23,9 @@ type callConfig struct {
 	hasRetries  bool
 	window      int
 	err         error // the first invalid option
+
+	progress      func(Progress) // OnProgress's f, nil if none
+	progressEvery time.Duration
 }
 
 func (c *callConfig) invalid(option, reason string) {
@@ -205,7 +208,13 @@ func (p *Pool) checkFrame(frame []byte, start int) error {
 // deliver completes fut with (v, err), through the callback queue when the
 // call has callbacks.
 func deliver[T any](p *Pool, fut *Future[T], cb func(T), ecb func(error), v T, err error) {
-	if cb == nil && ecb == nil {
+	deliverQueued(p, fut, cb, ecb, v, err, false)
+}
+
+// deliverQueued is deliver that goes through the callback queue also when
+// queued is true: after the reports OnProgress queued before it.
+func deliverQueued[T any](p *Pool, fut *Future[T], cb func(T), ecb func(error), v T, err error, queued bool) {
+	if cb == nil && ecb == nil && !queued {
 		fut.set(v, err)
 		return
 	}

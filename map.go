@@ -58,9 +58,11 @@ func MapAsync[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], xs []I
 		chunk = defaultChunk(len(xs), p.cfg.processes)
 	}
 	fut := newFuture[[]Out]()
-	agg := &mapAgg[Out]{fn: f.name, out: make([]Out, len(xs)), left: len(xs), fut: fut, cb: cb, ecb: cc.errCallback}
+	prog := newProgress(p, &cc, len(xs))
+	agg := &mapAgg[Out]{fn: f.name, out: make([]Out, len(xs)), left: len(xs), fut: fut, cb: cb, ecb: cc.errCallback, prog: prog}
 	if len(xs) == 0 {
-		deliver(p, fut, cb, cc.errCallback, agg.out, nil)
+		prog.setTotal(0) // the final report
+		deliverQueued(p, fut, cb, cc.errCallback, agg.out, nil, prog != nil)
 		return fut, nil
 	}
 	var tasks []*task
@@ -111,11 +113,18 @@ type mapAgg[Out any] struct {
 	fut   *Future[[]Out]
 	cb    func([]Out)
 	ecb   func(error)
+	prog  *progress // nil without OnProgress
+	// failsAt is len(fails) at begin: the failures recorded since are
+	// the current sink call's. Guarded by mu.
+	failsAt int
 }
 
 // begin starts recording a sink call's outcomes: it locks a.mu until end.
 // Between them only fail is called (no decoding, no user code).
-func (a *mapAgg[Out]) begin() { a.mu.Lock() }
+func (a *mapAgg[Out]) begin() {
+	a.mu.Lock()
+	a.failsAt = len(a.fails)
+}
 
 // fail records that item i failed with err; a.mu is held.
 func (a *mapAgg[Out]) fail(i int, err error) {
@@ -124,16 +133,21 @@ func (a *mapAgg[Out]) fail(i int, err error) {
 
 // end counts n more items settled and unlocks a.mu; the call that settles
 // the last item delivers the results, with a *MapError if any item failed.
+//
+// The progress is counted under a.mu too, so that the call that settles the
+// last item is the one that queues the final report, before it delivers.
 func (a *mapAgg[Out]) end(p *Pool, n int) {
 	a.left -= n
 	last := n > 0 && a.left == 0
+	a.prog.add(n, len(a.fails)-a.failsAt)
 	a.mu.Unlock()
 	if !last {
 		return
 	}
 	// Every item has settled: no other call touches a now.
+	queued := a.prog != nil
 	if len(a.fails) == 0 {
-		deliver(p, a.fut, a.cb, a.ecb, a.out, nil)
+		deliverQueued(p, a.fut, a.cb, a.ecb, a.out, nil, queued)
 		return
 	}
 	fails := a.fails
@@ -141,7 +155,7 @@ func (a *mapAgg[Out]) end(p *Pool, n int) {
 	if !slices.IsSortedFunc(fails, cmpItemErrors) {
 		slices.SortFunc(fails, cmpItemErrors)
 	}
-	deliver(p, a.fut, a.cb, a.ecb, a.out, &MapError{Index: fails[0].Index, Err: fails[0].Err, Errors: fails})
+	deliverQueued(p, a.fut, a.cb, a.ecb, a.out, &MapError{Index: fails[0].Index, Err: fails[0].Err, Errors: fails}, queued)
 }
 
 func cmpItemErrors(a, b ItemError) int { return cmp.Compare(a.Index, b.Index) }
@@ -363,6 +377,7 @@ type imapChunk[Out any] struct {
 	stop  bool       // the chunk could not be submitted: Imap ends with it
 	done  chan struct{}
 	ready chan<- *imapChunk[Out] // ImapUnordered's completion channel
+	prog  *progress              // nil without OnProgress
 }
 
 // itemFail is an item of a chunk that was not sent: its position in the
@@ -393,6 +408,7 @@ func (c *imapChunk[Out]) result(p *Pool, body []byte, from int) bool {
 		for i := from; i < c.n; i++ {
 			c.setErr(i, err)
 		}
+		c.prog.add(c.n-from, c.n-from)
 	default:
 		if len(vals) > 0 && &vals[0] != &c.vals[from] {
 			copy(c.vals[from:], vals)
@@ -400,6 +416,7 @@ func (c *imapChunk[Out]) result(p *Pool, body []byte, from int) bool {
 		for _, ie := range itemErrs {
 			c.setErr(from+ie.Index, chunkItemError(remoteFromBody(c.fn, ie.Err)))
 		}
+		c.prog.add(c.n-from, len(itemErrs))
 	}
 	if c.set.written(count(ranges)) {
 		c.end()
@@ -414,6 +431,7 @@ func (c *imapChunk[Out]) fail(p *Pool, err error, from int) {
 			c.setErr(i, err)
 		}
 	}
+	c.prog.add(count(ranges), count(ranges))
 	if c.set.written(count(ranges)) {
 		c.end()
 	}
@@ -422,15 +440,18 @@ func (c *imapChunk[Out]) fail(p *Pool, err error, from int) {
 func (c *imapChunk[Out]) settle(p *Pool, from int, pc *itemPiece) {
 	ranges := c.set.claim(from, from+pc.count)
 	vals, verr := decodePiece[Out](p, pc)
+	failed := 0
 	for _, r := range ranges {
 		for i := r[0]; i < r[1]; i++ {
 			v, err := pieceItem(pc, vals, verr, i-from)
 			c.vals[i] = v
 			if err != nil {
 				c.setErr(i, err)
+				failed++
 			}
 		}
 	}
+	c.prog.add(count(ranges), failed)
 	if c.set.written(count(ranges)) {
 		c.end()
 	}
@@ -460,6 +481,7 @@ func imap[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], seq iter.S
 	if window <= 0 {
 		window = 4 * p.cfg.processes
 	}
+	prog := newProgress(p, &cc, -1)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	next, stop := iter.Pull(seq)
@@ -474,6 +496,7 @@ func imap[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], seq iter.S
 	// yielded; stopped: a chunk could not be submitted, read no more;
 	// read: the items read from the input so far.
 	inFlight, exhausted, stopped, read := 0, false, false, 0
+	totalKnown := false
 	items := make([]In, 0, chunk)
 	for {
 		for !exhausted && !stopped && inFlight < window {
@@ -494,7 +517,7 @@ func imap[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], seq iter.S
 				if len(items) == 0 {
 					break
 				}
-				c = submitChunk[In, Out](ctx, p, f.name, read, items, &cc, ready)
+				c = submitChunk[In, Out](ctx, p, f.name, read, items, &cc, ready, prog)
 				read += len(items)
 			}
 			inFlight++
@@ -502,6 +525,10 @@ func imap[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], seq iter.S
 			if ordered {
 				pending.pushBack(c)
 			}
+		}
+		if exhausted && !stopped && !totalKnown {
+			prog.setTotal(read)
+			totalKnown = true
 		}
 		if inFlight == 0 {
 			return
@@ -525,8 +552,16 @@ func imap[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], seq iter.S
 // to find the ones that cannot: they get their own *CodecError, and the
 // others are sent as the chunk (work done only on failure). The chunk returned has ended already unless its task was
 // accepted.
-func submitChunk[In, Out any](ctx context.Context, p *Pool, fn string, base int, items []In, cc *callConfig, ready chan<- *imapChunk[Out]) *imapChunk[Out] {
-	c := &imapChunk[Out]{fn: fn, base: base, n: len(items), done: make(chan struct{}), ready: ready}
+func submitChunk[In, Out any](ctx context.Context, p *Pool, fn string, base int, items []In, cc *callConfig, ready chan<- *imapChunk[Out], prog *progress) *imapChunk[Out] {
+	c := &imapChunk[Out]{fn: fn, base: base, n: len(items), done: make(chan struct{}), ready: ready, prog: prog}
+	// Items that end here, without a task, count now.
+	defer func() {
+		if n := len(c.bad) + c.n; c.err != nil {
+			prog.add(n, n)
+		} else {
+			prog.add(len(c.bad), len(c.bad))
+		}
+	}()
 	t, err := p.newTask(ctx, fn, true, items, cc)
 	var ce *CodecError
 	if err != nil && errors.As(err, &ce) {
