@@ -80,7 +80,7 @@ var checks = []check{
 	{"signal/sigterm", "Signals", "an idle worker exits on SIGTERM to its group (should)", false, checkSIGTERM},
 	{"signal/sigint", "Signals", "a worker ignores SIGINT (should)", false, checkSIGINT},
 	{"signal/sigwinch", "Signals", "SIGWINCH while the parent lives does not end the worker (should)", false, checkSIGWINCH},
-	{"eof/close", "Session (4)", "end of input after a session of many tasks: the worker exits with status 0", false, checkEOFAfterWork},
+	{"eof/after-tasks", "Session (4)", "end of input after 20 tasks: the worker exits with status 0", false, checkEOFAfterWork},
 }
 
 // defaults returns the options a pool gives a worker.
@@ -322,8 +322,8 @@ func checkChunk(ctx context.Context, k *kit, c string) error {
 
 func checkDecodeError(ctx context.Context, k *kit, c string) error {
 	bad := map[string][]byte{
-		"cbor": {0xff},            // a break code outside an indefinite-length item
-		"json": []byte("{\"a\":"), // cut short
+		"cbor": {0x83, 0x01, 0x02}, // an array of 3 items that holds 2
+		"json": []byte("{\"a\":"),  // cut short
 	}
 	payload, ok := bad[c]
 	if !ok {
@@ -1125,7 +1125,10 @@ var (
 		return wire.AppendFrame(nil, wire.KindTask, 1<<20, body), nil
 	}}
 	malBelow9 = malformed{"a frame whose length field is 5 (below 9)", nil, func(*session) ([]byte, error) {
-		return []byte{5, 0, 0, 0, byte(wire.KindTask), 1, 0, 0, 0}, nil
+		// Followed by zeros, so that a reader that takes a whole 13-byte
+		// header, or the 5 bytes and then the next length, has its bytes
+		// and meets only invalid lengths.
+		return append([]byte{5, 0, 0, 0, byte(wire.KindTask), 1, 0, 0, 0}, make([]byte, 64)...), nil
 	}}
 	malUnknownKind = malformed{"a frame of kind 9", nil, func(*session) ([]byte, error) {
 		return wire.AppendFrame(nil, wire.Kind(9), 1<<20, nil), nil

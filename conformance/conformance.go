@@ -74,7 +74,8 @@ type Config struct {
 	// slower than this fails the check that waits.
 	Timeout time.Duration
 	// SharedMemory is the size of the shared-memory segment offered on
-	// fd 5; zero means 16 MiB, as a pool's default.
+	// fd 5; zero means 16 MiB, as a pool's default. Sizes below 1 MiB are
+	// raised to 1 MiB, which the checks need.
 	SharedMemory int
 	// NoSharedMemory, NoJournal and NoControl keep the kit from offering
 	// the shared-memory segment, the journal or the control pipe, as a
@@ -127,6 +128,8 @@ type Result struct {
 	// skip, why; for a pass, sometimes which of the allowed behaviours
 	// the worker chose.
 	Detail string
+	// Took is how long the check ran, worker starts included.
+	Took time.Duration
 }
 
 // Report is the outcome of a run of the kit.
@@ -198,6 +201,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.SharedMemory <= 0 {
 		cfg.SharedMemory = defaultShm
 	}
+	cfg.SharedMemory = max(cfg.SharedMemory, 1<<20)
 	if cfg.Codecs == nil {
 		cfg.Codecs = []string{"cbor", "json"}
 	}
@@ -281,8 +285,8 @@ func passf(format string, args ...any) error {
 }
 
 // record adds a check's outcome to the report.
-func (k *kit) record(name, rule string, err error) {
-	r := Result{Name: name, Rule: rule}
+func (k *kit) record(name, rule string, began time.Time, err error) {
+	r := Result{Name: name, Rule: rule, Took: time.Since(began)}
 	var o *outcome
 	switch {
 	case err == nil:
@@ -298,6 +302,7 @@ func (k *kit) record(name, rule string, err error) {
 func (k *kit) run(ctx context.Context) error {
 	// The handshake in each codec: which ones the worker knows.
 	for _, name := range k.cfg.Codecs {
+		began := time.Now()
 		err := k.checkHello(ctx, name)
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -305,22 +310,22 @@ func (k *kit) run(ctx context.Context) error {
 		if isSetup(err) {
 			return err
 		}
-		k.record("hello/"+name, "hello (1)", err)
+		k.record("hello/"+name, "hello (1)", began, err)
 		if err == nil || isStatus(err, Pass) {
 			k.report.Codecs = append(k.report.Codecs, name)
 		}
 	}
 	if len(k.report.Codecs) == 0 {
-		k.record("codecs", "Starting a worker", failf("the worker passed the handshake in none of the codecs tried (%s): a worker must know at least one", strings.Join(k.cfg.Codecs, ", ")))
+		k.record("codecs", "Starting a worker", time.Now(), failf("the worker passed the handshake in none of the codecs tried (%s): a worker must know at least one", strings.Join(k.cfg.Codecs, ", ")))
 		for _, c := range checks {
 			if k.selected(c.name) {
-				k.record(c.name, c.rule, skipf("no codec passed the handshake"))
+				k.record(c.name, c.rule, time.Now(), skipf("no codec passed the handshake"))
 			}
 		}
 		return nil
 	}
 	k.primary = k.report.Codecs[0]
-	k.record("codecs", "Starting a worker", passf("the worker knows %s; the checks that are not about codecs use %s", strings.Join(k.report.Codecs, " and "), k.primary))
+	k.record("codecs", "Starting a worker", time.Now(), passf("the worker knows %s; the checks that are not about codecs use %s", strings.Join(k.report.Codecs, " and "), k.primary))
 	for _, c := range checks {
 		if c.perCodec {
 			for _, name := range k.report.Codecs {
@@ -328,6 +333,7 @@ func (k *kit) run(ctx context.Context) error {
 				if !k.selected(full) {
 					continue
 				}
+				began := time.Now()
 				err := c.run(ctx, k, name)
 				if ctx.Err() != nil {
 					return ctx.Err()
@@ -335,13 +341,14 @@ func (k *kit) run(ctx context.Context) error {
 				if isSetup(err) {
 					return err
 				}
-				k.record(full, c.rule, err)
+				k.record(full, c.rule, began, err)
 			}
 			continue
 		}
 		if !k.selected(c.name) {
 			continue
 		}
+		began := time.Now()
 		err := c.run(ctx, k, k.primary)
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -349,7 +356,7 @@ func (k *kit) run(ctx context.Context) error {
 		if isSetup(err) {
 			return err
 		}
-		k.record(c.name, c.rule, err)
+		k.record(c.name, c.rule, began, err)
 	}
 	return nil
 }

@@ -2,6 +2,8 @@ package conformance_test
 
 import (
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,7 +12,7 @@ import (
 
 	"github.com/procpool/procpool"
 	"github.com/procpool/procpool/conformance"
-	_ "github.com/procpool/procpool/conformance/internal/conffuncs"
+	_ "github.com/procpool/procpool/conformance/conffuncs"
 )
 
 // envRaw makes the test binary a hand-written worker (rawworker_test.go)
@@ -126,5 +128,76 @@ func TestBrokenWorkers(t *testing.T) {
 			}
 			t.Logf("%s: %s: %s", r.Name, r.Status, r.Detail)
 		})
+	}
+}
+
+// interpreter returns the path of an interpreter, or skips the test.
+func interpreter(t *testing.T, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		t.Skipf("%s is not installed: %v", name, err)
+	}
+	return path
+}
+
+// TestMinimalPythonWorker checks a worker written in Python from
+// protocol.md alone (testdata/minimal_worker.py): JSON only, no journal,
+// no control pipe. It must pass every required check, the cbor ones being
+// skipped as not supported: the kit asks no more than the protocol does.
+func TestMinimalPythonWorker(t *testing.T) {
+	py := interpreter(t, "python3")
+	rep, err := conformance.Run(t.Context(), conformance.Config{Command: []string{py, "testdata/minimal_worker.py"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Codecs) != 1 || rep.Codecs[0] != "json" {
+		t.Errorf("codecs %v, want [json]", rep.Codecs)
+	}
+	for _, r := range rep.Results {
+		want := conformance.Pass
+		switch {
+		case strings.HasPrefix(r.Name, "journal/"), strings.HasPrefix(r.Name, "control/"), strings.HasSuffix(r.Name, "/cbor"):
+			want = conformance.Skip
+		}
+		if r.Status != want {
+			t.Errorf("%s: %s, want %s: %s", r.Name, r.Status, want, r.Detail)
+		}
+	}
+	if r, _ := rep.Lookup("hello/cbor"); !strings.Contains(r.Detail, "codec cbor: not supported") {
+		t.Errorf("hello/cbor: %q", r.Detail)
+	}
+}
+
+// The project's worker libraries must pass the kit. Their conformance
+// workers are written on other branches; until they are merged, these
+// tests skip.
+
+func TestPythonWorker(t *testing.T) {
+	script := filepath.Join("..", "workers", "python", "tests", "conformance_worker.py")
+	if _, err := os.Stat(script); err != nil {
+		t.Skipf("the Python worker's conformance program %s is not there yet: %v", script, err)
+	}
+	conformance.Test(t, conformance.Config{Command: []string{interpreter(t, "python3"), script}})
+}
+
+func TestNodeWorker(t *testing.T) {
+	script := filepath.Join("..", "workers", "node", "test", "conformance_worker.js")
+	if _, err := os.Stat(script); err != nil {
+		t.Skipf("the Node worker's conformance program %s is not there yet: %v", script, err)
+	}
+	conformance.Test(t, conformance.Config{Command: []string{interpreter(t, "node"), script}})
+}
+
+// TestReadmeListsChecks keeps README.md's table of checks complete.
+func TestReadmeListsChecks(t *testing.T) {
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range conformance.Checks() {
+		if !strings.Contains(string(b), "| `"+c.Name+"` | "+c.Rule+" |") {
+			t.Errorf("README.md has no row for check %s with its section %q", c.Name, c.Rule)
+		}
 	}
 }

@@ -3,7 +3,6 @@ package conformance
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -418,27 +417,6 @@ func (s *session) next(ctx context.Context) (wire.Frame, error) {
 	}
 }
 
-// pollFrame returns a frame if one has already arrived, without waiting.
-func (s *session) pollFrame() (wire.Frame, bool, error) {
-	if s.ended {
-		return wire.Frame{}, false, s.endErr
-	}
-	select {
-	case it, ok := <-s.frames:
-		if !ok {
-			s.ended, s.endErr = true, io.EOF
-			return wire.Frame{}, false, io.EOF
-		}
-		if it.err != nil {
-			s.ended, s.endErr = true, it.err
-			return wire.Frame{}, false, it.err
-		}
-		return it.f, true, nil
-	default:
-		return wire.Frame{}, false, nil
-	}
-}
-
 // write writes b to the task pipe, giving up after the kit's timeout.
 func (s *session) write(b []byte) error {
 	_ = s.tasks.SetWriteDeadline(time.Now().Add(s.tout))
@@ -764,9 +742,6 @@ func (k *kit) open(ctx context.Context, o opts) (*session, error) {
 	}
 	return s, nil
 }
-
-// le64 reads a little-endian uint64.
-func le64(b []byte) uint64 { return binary.LittleEndian.Uint64(b) }
 
 // an names a frame kind with its article: "a result", "an error".
 func an(k wire.Kind) string {

@@ -188,8 +188,57 @@ func roundTrip(c codec.Codec, v any) (any, error) {
 	return out, err
 }
 
-// same reports whether two decoded values are equal.
-func same(a, b any) bool { return reflect.DeepEqual(a, b) }
+// same reports whether two decoded values are equal, whatever width of
+// integer or float the codec decoded them into (a MessagePack decoder
+// gives the narrowest type that holds a number, and two encoders may pick
+// different ones for the same value).
+func same(a, b any) bool { return reflect.DeepEqual(normalize(a), normalize(b)) }
+
+// normalize brings every integer to int64 (uint64 above its range), every
+// float to float64 and every map to map[string]any where its keys are
+// strings, recursively.
+func normalize(v any) any {
+	rv := reflect.ValueOf(v)
+	if !rv.IsValid() {
+		return nil
+	}
+	switch rv.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return rv.Int()
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		if u := rv.Uint(); u <= 1<<63-1 {
+			return int64(u)
+		}
+		return rv.Uint()
+	case reflect.Float32, reflect.Float64:
+		return rv.Float()
+	case reflect.Slice:
+		if rv.Type().Elem().Kind() == reflect.Uint8 {
+			return rv.Bytes()
+		}
+		out := make([]any, rv.Len())
+		for i := range out {
+			out[i] = normalize(rv.Index(i).Interface())
+		}
+		return out
+	case reflect.Map:
+		strs := make(map[string]any, rv.Len())
+		others := make(map[any]any, rv.Len())
+		it := rv.MapRange()
+		for it.Next() {
+			k, val := normalize(it.Key().Interface()), normalize(it.Value().Interface())
+			if ks, ok := k.(string); ok {
+				strs[ks] = val
+			}
+			others[k] = val
+		}
+		if len(strs) == len(others) {
+			return strs
+		}
+		return others
+	}
+	return v
+}
 
 // show renders a decoded value for a message, with its Go type, cut short.
 func show(v any) string {

@@ -13,7 +13,7 @@ import (
 	"os"
 
 	"github.com/procpool/procpool"
-	_ "github.com/procpool/procpool/conformance/internal/conffuncs"
+	_ "github.com/procpool/procpool/conformance/conffuncs"
 )
 
 func main() {
