@@ -35,7 +35,7 @@ func TestGoWorker(t *testing.T) {
 	conformance.Test(t, conformance.Config{Command: goWorker()})
 }
 
-// rawCommand runs this test binary as the hand-written worker with flaws.
+// rawConfig runs this test binary as the hand-written worker with flaws.
 func rawConfig(flaws string) conformance.Config {
 	return conformance.Config{Command: goWorker(), Env: []string{envRaw + "=" + flaws}}
 }
@@ -146,6 +146,9 @@ func interpreter(t *testing.T, name string) string {
 // no control pipe. It must pass every required check, the cbor ones being
 // skipped as not supported: the kit asks no more than the protocol does.
 func TestMinimalPythonWorker(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: about 60 Python starts")
+	}
 	py := interpreter(t, "python3")
 	rep, err := conformance.Run(t.Context(), conformance.Config{Command: []string{py, "testdata/minimal_worker.py"}})
 	if err != nil {

@@ -350,7 +350,7 @@ func (s *session) exitedNow() bool {
 
 // exitText describes how the reaped worker ended.
 func (s *session) exitText() string {
-	if s.state == nil {
+	if !s.exitedNow() {
 		return "is still running"
 	}
 	if ws, ok := s.state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
@@ -362,7 +362,7 @@ func (s *session) exitText() string {
 // exitCode returns the exit status, or -1 for a worker killed by a signal
 // or not reaped.
 func (s *session) exitCode() int {
-	if s.state == nil {
+	if !s.exitedNow() {
 		return -1
 	}
 	return s.state.ExitCode()
