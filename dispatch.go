@@ -790,6 +790,9 @@ func (p *Pool) workerExited(w *worker, readErr error) {
 		p.dispatchLocked()
 	}
 	replaced := p.starting > starting
+	if replaced {
+		p.stats.restarts.Add(1)
+	}
 	p.maybeStoppedLocked()
 	p.unlockAndFlush(nil, 0)
 	p.stats.exited(reason)

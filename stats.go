@@ -25,6 +25,7 @@ type Stats struct {
 	StoppedClean int64
 
 	WorkersStarted int64            // worker processes started, replacements included
+	Restarts       int64            // workers started to replace one that exited (a crash, a stop, a recycling)
 	WorkerExits    map[string]int64 // worker exits by Reason (ReasonCrashed, ReasonTimeout, ...)
 	CallbackPanics int64            // callbacks that panicked
 	Workers        []WorkerStats    // the live workers
@@ -64,6 +65,7 @@ type counters struct {
 
 	retried, stoppedClean          atomic.Int64
 	workersStarted, callbackPanics atomic.Int64
+	restarts                       atomic.Int64
 	exitsMu                        sync.Mutex
 	exits                          map[string]int64
 }
@@ -120,6 +122,7 @@ func (p *Pool) Stats() Stats {
 		StoppedClean:   p.stats.stoppedClean.Load(),
 		WorkersStarted: p.stats.workersStarted.Load(),
 		CallbackPanics: p.stats.callbackPanics.Load(),
+		Restarts:       p.stats.restarts.Load(),
 		WorkerExits:    map[string]int64{},
 	}
 	p.stats.exitsMu.Lock()
