@@ -121,6 +121,18 @@ func (p *Pool) callConfig(fn string, opts []CallOption) (callConfig, error) {
 	if fn == "" {
 		return cc, ErrZeroFunc
 	}
+	if len(opts) == 0 {
+		return cc, nil // cc stays on the stack: options take its address
+	}
+	return withCallOptions(cc, opts)
+}
+
+// withCallOptions applies opts to cc, which moves to the heap for them; not
+// inlined, so that the move stays here, off the path of calls without
+// options.
+//
+//go:noinline
+func withCallOptions(cc callConfig, opts []CallOption) (callConfig, error) {
 	for _, o := range opts {
 		o(&cc)
 	}

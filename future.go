@@ -2,17 +2,17 @@ package procpool
 
 import (
 	"context"
-	"sync"
+	"sync/atomic"
 )
 
 // Future is the pending result of an asynchronous call (Python's
 // AsyncResult). It is safe for concurrent use.
 type Future[T any] struct {
-	done   chan struct{}
-	val    T
-	err    error
-	once   sync.Once
-	cancel func() // ends the work behind the future (MapAsync)
+	done    chan struct{}
+	val     T
+	err     error
+	settled atomic.Bool // set has been called: only the first call counts
+	cancel  func()      // ends the work behind the future (MapAsync)
 
 	// For ApplyAsync, the future is its task's sink.
 	p   *Pool
@@ -27,11 +27,14 @@ type Future[T any] struct {
 func newFuture[T any]() *Future[T] { return &Future[T]{done: make(chan struct{})} }
 
 // set completes the future; only the first call counts.
+//
+// A later call returns at once, perhaps before the first has closed done:
+// nothing reads val and err before done is closed.
 func (f *Future[T]) set(v T, err error) {
-	f.once.Do(func() {
+	if f.settled.CompareAndSwap(false, true) {
 		f.val, f.err = v, err
 		close(f.done)
-	})
+	}
 }
 
 // Get waits for the result and returns it, or the task's error (with the
