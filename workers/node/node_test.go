@@ -806,7 +806,7 @@ func TestUnknownCodec(t *testing.T) {
 
 type fakeCodec struct{}
 
-func (fakeCodec) Name() string                           { return "fake" }
+func (fakeCodec) Name() string                             { return "fake" }
 func (fakeCodec) Append(dst []byte, v any) ([]byte, error) { return codec.JSON.Append(dst, v) }
 func (fakeCodec) Unmarshal(data []byte, v any) error       { return codec.JSON.Unmarshal(data, v) }
 
