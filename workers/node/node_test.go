@@ -753,6 +753,12 @@ func TestEcho(t *testing.T) {
 			!out.Ok || out.Ptr == nil || *out.Ptr != 7 || !out.When.Equal(in.When) || out.Runes != in.Runes {
 			t.Fatalf("echo of\n%+v\ngave\n%+v", in, out)
 		}
+		// Into any: a list of a string, a float and a map.
+		v, err := procpool.Apply(context.Background(), p, echo, any([]any{"a", 1.5, map[string]any{"k": true}}))
+		l, isList := v.([]any)
+		if err != nil || !isList || len(l) != 3 || l[0] != "a" || l[1] != 1.5 || fmt.Sprint(l[2]) != "map[k:true]" {
+			t.Fatalf("echo into any: %#v, %v", v, err)
+		}
 		var empty record
 		out, err = procpool.Apply(context.Background(), p, typed, empty)
 		if err != nil || out.Ptr != nil || out.Raw != nil || out.List != nil || out.Big != 0 {

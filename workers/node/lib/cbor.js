@@ -56,14 +56,14 @@ function argument(ai) {
     }
     case 26: {
       need(4);
-      const v = B.readUInt32BE(P);
+      const v = B[P] * 16777216 + ((B[P + 1] << 16) | (B[P + 2] << 8) | B[P + 3]);
       P += 4;
       return v;
     }
     case 27: {
       need(8);
-      const hi = B.readUInt32BE(P);
-      const lo = B.readUInt32BE(P + 4);
+      const hi = B[P] * 16777216 + ((B[P + 1] << 16) | (B[P + 2] << 8) | B[P + 3]);
+      const lo = B[P + 4] * 16777216 + ((B[P + 5] << 16) | (B[P + 6] << 8) | B[P + 7]);
       P += 8;
       if (hi < 0x200000) return hi * 4294967296 + lo;
       return (BigInt(hi) << 32n) | BigInt(lo);
@@ -299,13 +299,22 @@ function headAt(b, p, major, n) {
     b[p++] = n & 0xff;
   } else if (n < 0x100000000) {
     b[p++] = m | 26;
-    b.writeUInt32BE(n, p);
-    p += 4;
+    b[p++] = n >>> 24;
+    b[p++] = (n >>> 16) & 0xff;
+    b[p++] = (n >>> 8) & 0xff;
+    b[p++] = n & 0xff;
   } else {
+    const hi = Math.floor(n / 4294967296);
+    const lo = n >>> 0;
     b[p++] = m | 27;
-    b.writeUInt32BE(Math.floor(n / 4294967296), p);
-    b.writeUInt32BE(n >>> 0, p + 4);
-    p += 8;
+    b[p++] = hi >>> 24;
+    b[p++] = (hi >>> 16) & 0xff;
+    b[p++] = (hi >>> 8) & 0xff;
+    b[p++] = hi & 0xff;
+    b[p++] = lo >>> 24;
+    b[p++] = (lo >>> 16) & 0xff;
+    b[p++] = (lo >>> 8) & 0xff;
+    b[p++] = lo & 0xff;
   }
   return p;
 }

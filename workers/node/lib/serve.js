@@ -172,13 +172,22 @@ class Server {
 
   start() {
     const readBuf = Buffer.allocUnsafe(64 * 1024);
-    this.readBuf = readBuf;
-    const tasks = new net.Socket({
-      fd: FD_TASKS,
-      readable: true,
-      writable: false,
-      onread: { buffer: readBuf, callback: (n, buf) => this.onData(buf, n) },
-    });
+    let tasks;
+    try {
+      // A pipe (or socket) read by libuv, into one buffer reused for
+      // every read.
+      tasks = new net.Socket({
+        fd: FD_TASKS,
+        readable: true,
+        writable: false,
+        onread: { buffer: readBuf, callback: (n, buf) => this.onData(buf, n) },
+      });
+    } catch (e) {
+      if (e.code !== 'ERR_INVALID_FD_TYPE') throw e;
+      // A regular file (not what a pool passes, but a test might).
+      tasks = fs.createReadStream(null, { fd: FD_TASKS, highWaterMark: 64 * 1024, autoClose: false });
+      tasks.on('data', (chunk) => this.onData(chunk, chunk.length));
+    }
     tasks.on('end', () => {
       this.eof = true;
       this.pump();

@@ -58,9 +58,14 @@ function task(id, name, arg, { chunk = false, from, deadline, raw } = {}) {
 
 // start runs the worker and collects its frames; done() resolves with
 // them and its exit status once it has exited.
-function start(env = {}) {
+function start(env = {}, control = false) {
+  const stdio = ['ignore', 'inherit', 'pipe', 'pipe', 'pipe'];
+  if (control) {
+    stdio.push('ignore', 'ignore', 'pipe');
+    env = { PROCPOOL_CONTROL: '7', ...env };
+  }
   const child = cp.spawn(process.execPath, [WORKER], {
-    stdio: ['ignore', 'inherit', 'pipe', 'pipe', 'pipe'],
+    stdio,
     env: { ...process.env, PROCPOOL_WORKER: '1', PROCPOOL_CODEC: 'cbor', PROCPOOL_MAX_FRAME: '4096', PROCPOOL_RLIMITS: '', PROCPOOL_KILL_GRACE: '0', ...env },
   });
   const frames = [];
@@ -69,7 +74,7 @@ function start(env = {}) {
     pending = Buffer.concat([pending, d]);
     while (pending.length >= 4 && pending.length >= 4 + pending.readUInt32LE(0)) {
       const n = pending.readUInt32LE(0);
-      frames.push({ kind: pending[4], id: Number(pending.readBigUInt64LE(5)), body: pending.subarray(13, 4 + n) });
+      frames.push({ kind: pending[4], id: Number(pending.readBigUInt64LE(5)), bigid: pending.readBigUInt64LE(5), body: pending.subarray(13, 4 + n) });
       pending = pending.subarray(4 + n);
     }
   });
@@ -80,7 +85,7 @@ function start(env = {}) {
   const exited = new Promise((resolve) => {
     child.on('close', (code) => resolve({ code, frames, stderr }));
   });
-  return { child, tasks: child.stdio[3], frames, done: () => exited };
+  return { child, tasks: child.stdio[3], control: child.stdio[7], frames, done: () => exited };
 }
 
 function chunkResult(body) {
@@ -125,18 +130,81 @@ test('the protocol example: square of 7', async () => {
   assert.strictEqual(Buffer.concat([Buffer.from([0x0b, 0, 0, 0, 3, 1, 0, 0, 0, 0, 0, 0, 0]), frames[1].body]).toString('hex'), '0b0000000301000000000000001831');
 });
 
+async function until(cond) {
+  while (!cond()) await new Promise((resolve) => setTimeout(resolve, 2));
+}
+
+function tmpdir() {
+  return fs.mkdtempSync(path.join(os.tmpdir(), 'procpool-node-'));
+}
+
+test('task ids beyond 2^53 come back as they went', async () => {
+  const w = start();
+  const id = (1n << 60n) + 7n;
+  w.tasks.end(Buffer.concat([task(id, 't.square', 5), task(id + 1n, 't.square', 6), frame(5, id + 1n), task(2n ** 64n - 1n, 'nope', 0)]));
+  const { frames } = await w.done();
+  const ids = frames.slice(1).map((f) => f.bigid);
+  assert.deepStrictEqual(ids, [id, id + 1n, 2n ** 64n - 1n]);
+  assert.deepStrictEqual(frames.slice(1).map((f) => f.kind), [3, 7, 4]);
+});
+
+test('control pipe: a stop aborts the running task, which answers; the worker goes on', async () => {
+  const dir = tmpdir();
+  const arg = { started: path.join(dir, 's'), aborted: path.join(dir, 'a') };
+  const w = start({ PROCPOOL_KILL_GRACE: '10000000000' }, true);
+  w.tasks.write(Buffer.concat([task(1, 't.waitAbort', arg), task(2, 't.square', 2)]));
+  await until(() => fs.existsSync(arg.started));
+  // A stop for another task is ignored; the one for task 1 (reason 2,
+  // deadline) aborts its signal.
+  w.control.write(Buffer.concat([frame(8, 5, Buffer.from([1])), frame(8, 1, Buffer.from([2]))]));
+  await until(() => w.frames.some((f) => f.id === 2));
+  w.tasks.end(task(3, 't.square', 3));
+  const { code, frames } = await w.done();
+  fs.rmSync(dir, { recursive: true });
+  assert.strictEqual(code, 0);
+  assert.strictEqual(JSON.parse(frames[0].body).control, true);
+  assert.deepStrictEqual(frames.slice(1).map((f) => [f.kind, f.id]), [[4, 1], [3, 2], [3, 3]]);
+  const err = JSON.parse(frames[1].body);
+  assert.strictEqual(err.code, 'deadline');
+  assert.strictEqual(err.type, 'DOMException');
+  assert.deepStrictEqual(err.sentinels, ['context.DeadlineExceeded']);
+});
+
+test('control pipe: a task that ignores its stop ends the worker after the grace, unanswered', async () => {
+  const dir = tmpdir();
+  const w = start({ PROCPOOL_KILL_GRACE: '50000000' }, true);
+  w.tasks.write(Buffer.concat([task(1, 't.square', 1), task(2, 't.ignore', { started: path.join(dir, 's') }), task(3, 't.square', 3)]));
+  await until(() => fs.existsSync(path.join(dir, 's')));
+  w.control.write(frame(8, 2));
+  const { code, frames } = await w.done();
+  fs.rmSync(dir, { recursive: true });
+  assert.strictEqual(code, 143);
+  assert.deepStrictEqual(frames.slice(1).map((f) => f.id), [1]);
+});
+
+test('control pipe: its end of file ends the worker', async () => {
+  const dir = tmpdir();
+  const w = start({}, true);
+  w.tasks.write(task(1, 't.ignore', { started: path.join(dir, 's') }));
+  await until(() => fs.existsSync(path.join(dir, 's')));
+  w.control.end();
+  const { code } = await w.done();
+  fs.rmSync(dir, { recursive: true });
+  assert.strictEqual(code, 143);
+});
+
 test('a cancel skips a queued task; one for a running, answered or unknown task is ignored', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'procpool-node-'));
+  const dir = tmpdir();
   const started = path.join(dir, 'started');
   const gate = path.join(dir, 'gate');
   const w = start();
   w.tasks.write(Buffer.concat([task(1, 't.gate', { started, gate }), task(2, 't.square', 2), task(3, 't.square', 3), frame(5, 2)]));
-  while (!fs.existsSync(started)) await new Promise((resolve) => setTimeout(resolve, 2));
+  await until(() => fs.existsSync(started));
   // Task 1 runs: its cancel is ignored, whether the worker reads it
   // before or after the gate opens.
   w.tasks.write(frame(5, 1));
   fs.writeFileSync(gate, '');
-  while (!w.frames.some((f) => f.id === 3)) await new Promise((resolve) => setTimeout(resolve, 2));
+  await until(() => w.frames.some((f) => f.id === 3));
   w.tasks.end(Buffer.concat([frame(5, 3), frame(5, 99), task(4, 't.square', 4)]));
   const { frames } = await w.done();
   fs.rmSync(dir, { recursive: true });
