@@ -374,11 +374,12 @@ class Server {
     return true;
   }
 
+  // payload reads a shared-memory argument into a buffer of the task's own:
+  // the parent leaves the bytes in the segment until this task is
+  // answered, and Node cannot map the segment, so they are read (pread).
+  // Afterwards t.buf[t.ps:t.pe) is the encoded argument either way.
   payload(t) {
-    if (!t.shm) return [t.buf, t.ps, t.pe, t.share];
-    // The parent leaves the bytes in the segment until this task is
-    // answered; Node cannot map it, so they are read (pread) into a
-    // buffer of this task's own.
+    if (!t.shm) return;
     const n = t.pe - t.ps;
     const b = Buffer.allocUnsafe(n);
     let got = 0;
@@ -387,7 +388,11 @@ class Server {
       if (k === 0) throw new Error(`the shared-memory segment ends at ${t.ps + got}`);
       got += k;
     }
-    return [b, 0, n, true];
+    t.buf = b;
+    t.ps = 0;
+    t.pe = n;
+    t.share = true;
+    t.shm = false;
   }
 
   runTask(t) {
@@ -403,8 +408,8 @@ class Server {
     }
     let arg;
     try {
-      const [b, s, e, share] = this.payload(t);
-      arg = this.codec.decode(b, s, e, share);
+      this.payload(t);
+      arg = this.codec.decode(t.buf, t.ps, t.pe, t.share);
     } catch (err) {
       this.fail(t, plainBody(`decoding the argument${t.flags & F_CHUNK ? 's' : ''}: ${err.message}`, typeNameOf(err), 'decode'));
       return;
@@ -771,6 +776,28 @@ function intVar(name, s, dflt) {
   return Number(s);
 }
 
+// warnInherited says so on stderr if a protocol descriptor would pass to
+// the processes the tasks start (Linux, where /proc tells). Node has no
+// fcntl; Node 20 marks descriptors 0 to 16 close-on-exec as it starts
+// (seen with strace), which covers fds 3 to 7, and node_test.go's
+// TestChildInheritsNothing checks it for the Node that runs the tests.
+function warnInherited() {
+  const open = [];
+  for (const fd of [FD_TASKS, FD_RESULTS, FD_SHM, 6, 7]) {
+    let info;
+    try {
+      info = fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'latin1');
+    } catch (_) {
+      continue; // closed, or no /proc
+    }
+    const m = /^flags:\s*([0-7]+)/m.exec(info);
+    if (m !== null && (parseInt(m[1], 8) & 0o2000000) === 0) open.push(fd);
+  }
+  if (open.length > 0) {
+    process.stderr.write(`procpool worker ${process.pid}: warning: descriptors ${open.join(', ')} are not close-on-exec: processes the tasks start inherit them\n`);
+  }
+}
+
 // serve runs the worker: it never returns (the process exits at the end
 // of the task stream, on a stop, or on an error).
 function serve(functions, codecs) {
@@ -810,6 +837,7 @@ function serve(functions, codecs) {
     writeAll(helloFrame(Buffer.from(JSON.stringify({ protocol: 1, pid: process.pid, codec: '', functions: [] }))));
     finish(EXIT_SETUP);
   }
+  warnInherited();
   server = new Server(functions, codec, env);
   try {
     server.hello();
