@@ -83,8 +83,13 @@ function length(ai, per) {
   return n;
 }
 
+function nested(depth) {
+  if (depth >= MAX_DEPTH) fail(`nested deeper than ${MAX_DEPTH} levels`);
+}
+
+// item reads one data item; depth counts the arrays, maps and tags around
+// it.
 function item(depth) {
-  if (depth > MAX_DEPTH) fail(`nested deeper than ${MAX_DEPTH} levels`);
   need(1);
   const ib = B[P++];
   const major = ib >> 5;
@@ -114,6 +119,7 @@ function item(depth) {
       return v;
     }
     case 4: {
+      nested(depth);
       if (ai === 31) {
         const a = [];
         for (;;) {
@@ -127,12 +133,33 @@ function item(depth) {
       }
       const n = length(ai, 1);
       const a = new Array(n);
-      for (let i = 0; i < n; i++) a[i] = item(depth + 1);
+      for (let i = 0; i < n; i++) {
+        // Unsigned integers below 2^32 inline: the elements of most
+        // chunks.
+        const b = B[P];
+        if (b < 0x18) {
+          a[i] = b;
+          P++;
+        } else if (b === 0x18 && P + 1 < E) {
+          a[i] = B[P + 1];
+          P += 2;
+        } else if (b === 0x19 && P + 2 < E) {
+          a[i] = (B[P + 1] << 8) | B[P + 2];
+          P += 3;
+        } else if (b === 0x1a && P + 4 < E) {
+          a[i] = B[P + 1] * 16777216 + ((B[P + 2] << 16) | (B[P + 3] << 8) | B[P + 4]);
+          P += 5;
+        } else {
+          a[i] = item(depth + 1);
+        }
+      }
       return a;
     }
     case 5:
+      nested(depth);
       return map(ai, depth);
     case 6: {
+      nested(depth);
       if (ai === 31) fail('indefinite length for a tag');
       const tag = argument(ai);
       const v = item(depth + 1);
@@ -425,7 +452,16 @@ function object(out, v, depth) {
   if (Array.isArray(v)) {
     const n = v.length;
     head(out, 4, n);
-    for (let i = 0; i < n; i++) value(out, v[i], depth + 1);
+    for (let i = 0; i < n; i++) {
+      const x = v[i];
+      // Integers of up to 32 bits inline: the results of most chunks.
+      if (typeof x === 'number' && x >= -4294967296 && x <= 4294967295 && Math.floor(x) === x) {
+        if (out.pos + 5 > out.buf.length) out.ensure(5);
+        out.pos = x >= 0 ? headAt(out.buf, out.pos, 0, x) : headAt(out.buf, out.pos, 1, -1 - x);
+      } else {
+        value(out, x, depth + 1);
+      }
+    }
     return;
   }
   if (ArrayBuffer.isView(v)) {

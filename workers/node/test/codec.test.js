@@ -79,7 +79,7 @@ test('cbor refuses malformed input', () => {
   const bad = [
     '', '18', '1a0000', '1c', '1d', '1e', '3f', 'ff', '5a ffffffff', '62 61',
     '9b00000000ffffffff', 'bf6161', '5f 61 61 ff', '7f 41 61 ff', '0000', 'f818', 'fc', 'c0 01',
-    '9f', 'a1 01', '1f',
+    '9f', 'a1 01', '1f', '8118', '811901', '811a000000', '821a00000001',
   ];
   for (const h of bad) {
     assert.throws(() => cbor.decode(hex(h.replace(/ /g, ''))), cbor.CodecError, h);
@@ -87,6 +87,8 @@ test('cbor refuses malformed input', () => {
   // Nested deeper than 1000 levels.
   const deep = Buffer.concat([Buffer.alloc(1001, 0x81), hex('00')]);
   assert.throws(() => cbor.decode(deep), /nested deeper/);
+  assert.throws(() => cbor.decode(Buffer.concat([Buffer.alloc(1001, 0xa1), hex('00')])), /nested deeper/);
+  assert.throws(() => cbor.decode(Buffer.concat([Buffer.alloc(1001, 0xc6), hex('00')])), /nested deeper/);
   const ok = Buffer.concat([Buffer.alloc(1000, 0x81), hex('00')]);
   let v = cbor.decode(ok);
   for (let i = 0; i < 1000; i++) v = v[0];
@@ -134,6 +136,7 @@ test('cbor round trips', () => {
     0, -1, 1e-7, 123456789.125, -(2 ** 60), 2n ** 63n - 1n, -(2n ** 63n), 2n ** 64n - 1n, 2n ** 100n,
     'text', '', Buffer.from('bytes'), [1, 'a', null, true, [2, [3]]], { x: { y: { z: [1, 2] } }, s: 'v' },
     Array.from({ length: 70000 }, (_, i) => i * 3 - 100000),
+    [0, 23, 24, 255, 256, 65535, 65536, 4294967295, 4294967296, -1, -24, -25, -4294967296, -4294967297, 1.5, -0.5, 2 ** 53 - 1, -(2 ** 53) + 1, 'x', null],
   ];
   for (const v of values) assert.deepStrictEqual(cbor.decode(enc(cbor, v)), v);
 });
