@@ -759,6 +759,15 @@ func TestEcho(t *testing.T) {
 		if err != nil || !isList || len(l) != 3 || l[0] != "a" || l[1] != 1.5 || fmt.Sprint(l[2]) != "map[k:true]" {
 			t.Fatalf("echo into any: %#v, %v", v, err)
 		}
+		// A scalar echoed goes back as it came: a float64 stays one.
+		if v, err := procpool.Apply(context.Background(), p, echo, any(2.0)); err != nil || v != any(2.0) {
+			t.Fatalf("echo of float64 2: %#v, %v", v, err)
+		}
+		if c.Name() == "cbor" {
+			if v, err := procpool.Apply(context.Background(), p, echo, any("a\xffb")); err != nil || v != any("a\xffb") {
+				t.Fatalf("echo of a string with invalid UTF-8: %q, %v", v, err)
+			}
+		}
 		var empty record
 		out, err = procpool.Apply(context.Background(), p, typed, empty)
 		if err != nil || out.Ptr != nil || out.Raw != nil || out.List != nil || out.Big != 0 {

@@ -119,6 +119,10 @@ class TaskContext {
   }
 }
 
+function isPrimitive(v) {
+  return v === null || (typeof v !== 'object' && typeof v !== 'function');
+}
+
 function isThenable(v) {
   return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof v.then === 'function';
 }
@@ -426,12 +430,20 @@ class Server {
       return;
     }
     if (!isThenable(r)) {
-      this.returned(t, ctx, r);
+      this.returned(t, ctx, r, arg);
       return;
+    }
+    if (!t.share && isPrimitive(arg)) {
+      // returned may send the argument's bytes back: keep them past this
+      // read.
+      t.buf = Buffer.from(t.buf.subarray(t.ps, t.pe));
+      t.ps = 0;
+      t.pe = t.buf.length;
+      t.share = true;
     }
     this.busy = true;
     Promise.resolve(r).then(
-      (v) => this.settled(() => this.returned(t, ctx, v)),
+      (v) => this.settled(() => this.returned(t, ctx, v, arg)),
       (err) => this.settled(() => this.thrown(t, ctx, err)),
     );
   }
@@ -453,10 +465,19 @@ class Server {
     return false;
   }
 
-  returned(t, ctx, v) {
+  // returned answers a task's result v. A primitive that is the argument
+  // itself (an echo) goes back as the argument's own bytes: JavaScript has
+  // one number type, so re-encoding would turn a Go float64 of 2.0 into
+  // the integer 2, and a string with invalid UTF-8 into U+FFFD.
+  returned(t, ctx, v, arg) {
     if (this.stoppedAway(ctx)) return;
     const out = this.out;
     out.pos = HEADER;
+    if (v === arg && isPrimitive(v)) {
+      out.bytes(t.buf, t.ps, t.pe);
+      this.sendResult(t);
+      return;
+    }
     try {
       this.codec.encode(out, v);
     } catch (err) {

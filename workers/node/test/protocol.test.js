@@ -193,6 +193,40 @@ test('control pipe: its end of file ends the worker', async () => {
   assert.strictEqual(code, 143);
 });
 
+// rchar is how many bytes process pid has read (Linux's /proc/PID/io).
+function rchar(pid) {
+  return Number(/^rchar: (\d+)$/m.exec(fs.readFileSync(`/proc/${pid}/io`, 'latin1'))[1]);
+}
+
+test('an async echo of a scalar sends the argument bytes back, after later reads', { skip: !fs.existsSync('/proc/self/io') && 'no /proc/self/io' }, async () => {
+  const dir = tmpdir();
+  const gate = path.join(dir, 'gate');
+  const w = start({ ECHO_GATE: gate });
+  const f64 = Buffer.from('fb4004000000000000', 'hex'); // 2.5 as a float64
+  const two = Buffer.from('fb4000000000000000', 'hex'); // 2.0 as a float64
+  const first = Buffer.concat([task(1, 't.echoLater', 0, { raw: two }), task(2, 't.echoLater', 0, { raw: f64 })]);
+  await until(() => w.frames.length === 1); // the hello
+  let read = rchar(w.child.pid);
+  w.tasks.write(first);
+  // More reads into the worker's read buffer while task 1 waits: each
+  // batch once the one before was read.
+  await until(() => rchar(w.child.pid) >= read + first.length);
+  for (let i = 0; i < 5; i++) {
+    const more = Buffer.concat(Array.from({ length: 10 }, (_, j) => task(10 + 10 * i + j, 't.square', 1234567)));
+    read = rchar(w.child.pid);
+    w.tasks.write(more);
+    await until(() => rchar(w.child.pid) >= read + more.length);
+  }
+  fs.writeFileSync(gate, '');
+  w.tasks.end();
+  const { frames } = await w.done();
+  fs.rmSync(dir, { recursive: true });
+  assert.strictEqual(frames[1].body.toString('hex'), two.toString('hex'));
+  assert.strictEqual(frames[2].body.toString('hex'), f64.toString('hex'));
+  assert.strictEqual(frames.length, 53);
+  assert.ok(frames.slice(3).every((f) => cbor.decode(f.body) === 1234567 * 1234567));
+});
+
 test('a cancel skips a queued task; one for a running, answered or unknown task is ignored', async () => {
   const dir = tmpdir();
   const started = path.join(dir, 'started');

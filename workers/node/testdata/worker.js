@@ -31,6 +31,15 @@ worker.fn('t.double', async (x) => {
 worker.fn('t.echo', (v) => v);
 worker.fn('t.pid', () => process.pid);
 worker.fn('t.echo2', (v) => v);
+// t.echoLater returns its argument once the file $ECHO_GATE exists.
+worker.fn('t.echoLater', (v) => new Promise((resolve) => {
+  const timer = setInterval(() => {
+    if (fs.existsSync(process.env.ECHO_GATE)) {
+      clearInterval(timer);
+      resolve(v);
+    }
+  }, 2);
+}));
 worker.fn('t.repeat', ({ s, n }) => s.repeat(n));
 // Declared by node_test.go for the conformance worker's pools: served here
 // too, so that this worker serves every function the test declares.
