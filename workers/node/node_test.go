@@ -44,6 +44,7 @@ var (
 	orphan    = procpool.Declare[int, int]("t.orphan")
 	mark      = procpool.Declare[markArg, int]("t.mark")
 	gate      = procpool.Declare[gateArg, int]("t.gate")
+	limits    = procpool.Declare[int, string]("t.limits")
 	ignore    = procpool.Declare[gateArg, int]("t.ignore")
 	typed     = procpool.Declare[record, record]("t.echo2")
 )
@@ -615,6 +616,44 @@ func TestSIGTERM(t *testing.T) {
 	}
 	if data, err := os.ReadFile(arg.Aborted); err != nil || string(data) != "AbortError" {
 		t.Fatalf("the abort handler wrote %q, %v; want AbortError", data, err)
+	}
+}
+
+// TestSignalsIgnored: SIGINT (Ctrl-C is the parent's) and a SIGWINCH
+// while the parent lives (a terminal's resize) leave the worker serving.
+func TestSignalsIgnored(t *testing.T) {
+	p := newPool(t, codec.CBOR)
+	ctx := context.Background()
+	pid, err := procpool.Apply(ctx, p, pidOf, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGWINCH} {
+		if err := syscall.Kill(pid, sig); err != nil {
+			t.Fatal(err)
+		}
+		// A signal that killed the worker would have done so before it
+		// read this task.
+		if got, err := procpool.Apply(ctx, p, pidOf, 0); err != nil || got != pid {
+			t.Fatalf("after %v: pid %d, %v; want worker %d serving", sig, got, err, pid)
+		}
+	}
+}
+
+// TestRlimit: WithRlimit reaches a Node worker (through prlimit(1)).
+func TestRlimit(t *testing.T) {
+	if _, err := exec.LookPath("prlimit"); err != nil {
+		t.Skip("prlimit(1) is not installed: a Node worker cannot set resource limits")
+	}
+	p := newPool(t, codec.CBOR, procpool.WithRlimit(syscall.RLIMIT_NOFILE, 123, 456))
+	if got, err := procpool.Apply(context.Background(), p, limits, 0); err != nil || got != "123 456" {
+		t.Fatalf("the worker's limits on open files: %q, %v; want 123 456", got, err)
+	}
+	_, err := procpool.New(procpool.WithCommand(nodePath(t), "testdata/worker.js"), procpool.WithProcesses(1),
+		procpool.WithRlimit(syscall.RLIMIT_NOFILE, 1<<40, 1<<40), procpool.WithStderr(io.Discard))
+	var se *procpool.StartError
+	if !errors.As(err, &se) || !strings.Contains(se.Stderr, "cannot set resource limits") {
+		t.Fatalf("New with a limit above the hard one: %v; want a *StartError with the worker's message", err)
 	}
 }
 

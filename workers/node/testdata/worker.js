@@ -40,6 +40,12 @@ worker.fn('t.echoLater', (v) => new Promise((resolve) => {
     }
   }, 2);
 }));
+// t.limits returns the soft and hard limits on open files, from
+// /proc/self/limits.
+worker.fn('t.limits', () => {
+  const line = fs.readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
+  return line.split(/\s+/).slice(3, 5).join(' ');
+});
 worker.fn('t.repeat', ({ s, n }) => s.repeat(n));
 // Declared by node_test.go for the conformance worker's pools: served here
 // too, so that this worker serves every function the test declares.
