@@ -156,7 +156,6 @@ class Server {
     this.stopFor = 0; // a stop that came before its task began
     this.graceTimer = null;
     this.exiting = false; // SIGTERM: begin nothing more
-    this.ppid = system.currentParent();
   }
 
   // ---- the hello ----
@@ -307,10 +306,12 @@ class Server {
     let deadline = null;
     if (flags & F_DEADLINE) {
       if (e - p < 16) throw new ProtocolError("a task's deadline is cut short");
-      const d = b.readInt32LE(p + 4) * 4294967296 + b.readUInt32LE(p); // ns, as a float: ms precision is enough
+      // Nanoseconds, read as floats: the milliseconds they give are exact
+      // enough for a deadline.
+      const d = b.readInt32LE(p + 4) * 4294967296 + b.readUInt32LE(p);
       const t = b.readInt32LE(p + 12) * 4294967296 + b.readUInt32LE(p + 8);
       p += 16;
-      // The timeout counts from the task's start: kept in ns until then.
+      // In ms; the timeout counts from the task's start (begin).
       deadline = { at: d > 0 ? d / 1e6 : null, timeout: t > 0 ? t / 1e6 : null };
     }
     const t = {
