@@ -171,7 +171,7 @@ func runNodeApplyLatency(sz sizes, _ *python) []measurement {
 	defer cleanup()
 	if nb.err != nil {
 		var ms []measurement
-		for _, s := range append([]string{"procpool-node", "procpool-node-json"}, plainSystems...) {
+		for _, s := range append([]string{"procpool", "procpool-json"}, plainSystems...) {
 			ms = append(ms, failed(w, s, nb.err))
 		}
 		return ms
@@ -180,7 +180,7 @@ func runNodeApplyLatency(sz sizes, _ *python) []measurement {
 	for _, c := range []struct {
 		system string
 		codec  codec.Codec
-	}{{"procpool-node", codec.CBOR}, {"procpool-node-json", codec.JSON}} {
+	}{{"procpool", codec.CBOR}, {"procpool-json", codec.JSON}} {
 		lat, err := nb.latency(sz, c.codec)
 		if err != nil {
 			out = append(out, failed(w, c.system, err))
@@ -231,7 +231,7 @@ func runNodeMapThroughput(sz sizes, _ *python) []measurement {
 	defer cleanup()
 	if nb.err != nil {
 		var ms []measurement
-		for _, s := range []string{"procpool-node", "procpool-node-json", "node-fork-ipc"} {
+		for _, s := range []string{"procpool", "procpool-json", "node-fork-ipc"} {
 			ms = append(ms, failed(w, s, nb.err))
 		}
 		return ms
@@ -242,7 +242,7 @@ func runNodeMapThroughput(sz sizes, _ *python) []measurement {
 	for _, c := range []struct {
 		system string
 		codec  codec.Codec
-	}{{"procpool-node", codec.CBOR}, {"procpool-node-json", codec.JSON}} {
+	}{{"procpool", codec.CBOR}, {"procpool-json", codec.JSON}} {
 		v, err := nb.mapThroughput(sz, c.codec, chunk)
 		if err != nil {
 			out = append(out, failed(w, c.system, err))

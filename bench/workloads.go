@@ -127,12 +127,12 @@ var workloads = []*workload{
 	},
 	{
 		name: "node-apply-latency", what: "sequential Apply of x·x on Node.js workers: p50", unit: "µs",
-		systems: []string{"procpool-node", "procpool-node-json", "node-fork-ipc", "node-stdio-pipe"},
+		systems: []string{"procpool", "procpool-json", "node-fork-ipc", "node-stdio-pipe"},
 		run:     runNodeApplyLatency,
 	},
 	{
 		name: "node-map-throughput", what: "Map of x·x over ints on Node.js workers, default chunk size", unit: "items/s", higher: true,
-		systems: []string{"procpool-node", "procpool-node-json", "node-fork-ipc"},
+		systems: []string{"procpool", "procpool-json", "node-fork-ipc"},
 		run:     runNodeMapThroughput,
 	},
 	{
