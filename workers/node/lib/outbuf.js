@@ -4,11 +4,11 @@
 // frame: the codecs append the payload to it, the frame header is filled
 // in afterwards, and the whole frame leaves in one write. It grows by
 // doubling and never shrinks below its initial size; after an answer of
-// more than `keep` bytes it is replaced by a fresh buffer of the initial
+// more than `keep` bytes (8 MiB) it is replaced by a fresh buffer of the initial
 // size, so that one large result does not pin its memory for ever.
 
 class OutBuf {
-  constructor(size = 64 * 1024, keep = 1 << 20) {
+  constructor(size = 64 * 1024, keep = 8 << 20) {
     this.initial = size;
     this.keep = keep;
     this.buf = Buffer.allocUnsafe(size);
