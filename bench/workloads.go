@@ -126,6 +126,16 @@ var workloads = []*workload{
 		run:     runCPUScaling,
 	},
 	{
+		name: "node-apply-latency", what: "sequential Apply of x·x on Node.js workers: p50", unit: "µs",
+		systems: []string{"procpool", "procpool-json", "node-fork-ipc", "node-stdio-pipe"},
+		run:     runNodeApplyLatency,
+	},
+	{
+		name: "node-map-throughput", what: "Map of x·x over ints on Node.js workers, default chunk size", unit: "items/s", higher: true,
+		systems: []string{"procpool", "procpool-json", "node-fork-ipc"},
+		run:     runNodeMapThroughput,
+	},
+	{
 		name: "stream-memory", what: "Imap over ints, chunk size 1000: parent's peak RSS", unit: "MB",
 		systems: []string{"procpool", "python-pool"},
 		run:     runStreamMemory,
