@@ -23,25 +23,6 @@ func SharedMemory(size int) (*os.File, []byte, error) {
 	return f, mem, nil
 }
 
-// MapShared maps the shared-memory file at fd read-only, as a worker does.
-func MapShared(fd, size int) ([]byte, error) {
-	mem, err := syscall.Mmap(fd, 0, size, syscall.PROT_READ, syscall.MAP_SHARED)
-	if err != nil {
-		return nil, os.NewSyscallError("mmap", err)
-	}
-	return mem, nil
-}
-
-// MapSharedWritable maps the shared-memory file at fd read-write, as a
-// worker maps its journal.
-func MapSharedWritable(fd, size int) ([]byte, error) {
-	mem, err := syscall.Mmap(fd, 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
-	if err != nil {
-		return nil, os.NewSyscallError("mmap", err)
-	}
-	return mem, nil
-}
-
 // MemFile creates an anonymous shared-memory file (memfd) of size bytes,
 // close-on-exec, without mapping it: the parent hands it to a worker and
 // reads it with ReadAt after the worker has died.
