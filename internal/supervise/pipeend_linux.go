@@ -86,6 +86,15 @@ func EndReads(r *os.File, marker []byte) error {
 	return ferr
 }
 
+// ReleaseWriteEnd closes w, the parent's copy of the write end of the pipe
+// whose read end r it keeps, once it has handed w to a child (started
+// tells whether the child started). On Linux the parent holds no write end
+// of such a pipe: its end of file comes when the child's last copy closes,
+// and EndReads opens a write end of its own when it needs one. (On macOS,
+// where it cannot, the write end of a started child's pipe is kept for
+// EndReads.) It returns w.Close's error.
+func ReleaseWriteEnd(r, w *os.File, started bool) error { return w.Close() }
+
 // holderPasses bounds KillPipeHolders' passes over /proc: a holder may fork
 // children that inherit the pipe while it is being killed.
 const holderPasses = 5

@@ -6,6 +6,11 @@ import (
 	"unsafe"
 )
 
+// MemFiles is true where MemFile and SharedMemory can make shared-memory
+// files: Linux (memfd_create), though MemFile fails where this package
+// does not know the system call's number (see sysMemfdCreate).
+const MemFiles = true
+
 // SharedMemory creates an anonymous shared-memory file (memfd) of size bytes
 // and maps it read-write. The file is handed to a worker, which maps it too;
 // pages cost memory only once touched. Close the file after the worker has

@@ -5,6 +5,10 @@ import (
 	"syscall"
 )
 
+// Processes is true where this package can start worker processes: Linux
+// and macOS.
+const Processes = true
+
 // Pipe returns a pipe whose both ends are in blocking mode and close-on-exec.
 // Blocking descriptors are read and written with plain system calls rather
 // than through Go's network poller, which is measurably faster for the
@@ -46,3 +50,8 @@ const ParentDeathSignal = syscall.SIGWINCH
 func SysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: ParentDeathSignal}
 }
+
+// WatchParent does nothing on Linux: the parent-death signal (see
+// ParentDeathSignal) tells a worker of its parent's death. On macOS, which
+// has no such signal, it watches the parent's pid instead.
+func WatchParent(ppid int, gone func()) {}
