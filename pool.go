@@ -80,6 +80,9 @@ func New(opts ...Option) (*Pool, error) {
 	if cfg.err != nil {
 		return nil, cfg.err
 	}
+	if err := cfg.checkPlatform(); err != nil {
+		return nil, err
+	}
 	cfg.serializeOutput()
 	if !cfg.inProcess && isWorkerProcess() {
 		return nil, &StartError{Reason: "procpool.New called inside a worker process: the worker program's main (or TestMain) must call procpool.Main() first", Err: ErrHandshake}
