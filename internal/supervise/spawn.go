@@ -1,6 +1,12 @@
 // Package supervise starts worker processes and stops them: pipes, the
 // start on a thread that stays alive (so that the parent-death signal holds),
 // process-group kills with escalation, and resident-memory readings.
+//
+// Linux has every mechanism. macOS has most, some by other means (the
+// _darwin.go files say which and how): no memory files, no resident-memory
+// readings, no parent-death signal (WatchParent instead), no subreaper. On
+// Windows it starts nothing: Processes is false, and every function fails
+// with an error wrapping errors.ErrUnsupported or does nothing.
 package supervise
 
 import (
