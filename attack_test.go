@@ -1,3 +1,5 @@
+//go:build unix
+
 package procpool_test
 
 // Adversarial tests of the exact endings (journal, targeted stops, claims),

@@ -1,3 +1,5 @@
+//go:build unix
+
 package procpool_test
 
 // The task's context in the worker is real: it carries the caller's

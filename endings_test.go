@@ -1,3 +1,5 @@
+//go:build unix
+
 package procpool_test
 
 // Tests of invariants 1 and 2 of the design under races: every accepted task

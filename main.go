@@ -126,7 +126,7 @@ func serveProcess() int {
 	// Nor must the protocol descriptors: a grandchild holding the result
 	// pipe would hide this worker's death from the parent.
 	for _, fd := range []int{fdTasks, fdResults, fdShared, fdJournal, fdControl} {
-		syscall.CloseOnExec(fd)
+		supervise.CloseOnExec(fd)
 	}
 	ppid := os.Getppid()
 
@@ -156,6 +156,9 @@ func serveProcess() int {
 			exitSwept(exitSIGTERM)
 		}
 	}()
+	// Where no parent-death signal comes (macOS), the parent's pid is
+	// watched instead; on Linux this does nothing.
+	supervise.WatchParent(ppid, func() { exitSwept(exitStopped) })
 
 	fail := func(format string, args ...any) int {
 		fmt.Fprintf(os.Stderr, "procpool worker %d: "+format+"\n", append([]any{os.Getpid()}, args...)...)
@@ -285,7 +288,7 @@ func exitSwept(code int) {
 // group or not.
 func sweep() {
 	supervise.KillDescendants()
-	if syscall.Getpgrp() == os.Getpid() {
+	if supervise.Getpgrp() == os.Getpid() {
 		supervise.KillGroupExceptSelf()
 	}
 }
@@ -339,7 +342,7 @@ func applyRlimits(s string) error {
 		if _, err := fmt.Sscanf(p, "%d:%d:%d", &l.Resource, &l.Cur, &l.Max); err != nil {
 			return fmt.Errorf("bad %s entry %q", envRlimits, p)
 		}
-		if err := syscall.Setrlimit(l.Resource, &syscall.Rlimit{Cur: l.Cur, Max: l.Max}); err != nil {
+		if err := supervise.Setrlimit(l.Resource, l.Cur, l.Max); err != nil {
 			return fmt.Errorf("setrlimit(%d, %d, %d): %w", l.Resource, l.Cur, l.Max, err)
 		}
 	}

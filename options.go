@@ -231,7 +231,8 @@ func (c *config) serializeOutput() {
 // A task that times out or is cancelled ends at once, but its goroutine runs
 // to completion (a goroutine cannot be killed), and Close and Terminate wait
 // for it; a crash takes the whole program down. Use it in tests, or for work
-// that needs no isolation.
+// that needs no isolation, or on Windows, where it is the only mode (see
+// New).
 func WithInProcess() Option { return func(c *config) { c.inProcess = true } }
 
 // WithCodec sets the codec for arguments and results (default
@@ -384,7 +385,9 @@ func WithStartTimeout(d time.Duration) Option {
 // enforced by the kernel: a short task may exceed it briefly. For a hard
 // ceiling, add WithRlimit(syscall.RLIMIT_AS, ...). In-process workers
 // (WithInProcess) have no memory of their own and are not checked. 0 (the
-// default) means no limit; bytes < 0 is an error from New.
+// default) means no limit; bytes < 0 is an error from New. On macOS, which
+// has no /proc, a limit for worker processes is an *OptionError from New
+// that wraps errors.ErrUnsupported.
 func WithMaxWorkerMemory(bytes int64) Option {
 	return func(c *config) {
 		if bytes < 0 {
@@ -466,7 +469,9 @@ func WithMaxFrame(bytes int) Option {
 // pipe, which saves two copies through the kernel; the segment is reused,
 // and its pages cost memory only once touched. Arguments that do not fit
 // travel through the pipe, so a segment under 64 KiB is never used. 0
-// turns shared memory off; bytes < 0 is an error from New.
+// turns shared memory off; bytes < 0 is an error from New. On macOS, which
+// has no memfd, there is no segment: every argument travels through the
+// pipe, whatever this option says.
 func WithSharedMemory(bytes int) Option {
 	return func(c *config) {
 		if bytes < 0 {

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/procpool/procpool/internal/supervise"
 )
 
 // stderrTailSize is how much of a worker's standard error the pool keeps,
@@ -108,9 +110,7 @@ func (c *outputCopy) drain(buf []byte) {
 		// The read end is the poller's, so non-blocking already; made sure
 		// of, as a read that waited here could wait for ever.
 		if err := rc.Control(func(fd uintptr) {
-			if rerr = syscall.SetNonblock(int(fd), true); rerr == nil {
-				n, rerr = syscall.Read(int(fd), buf)
-			}
+			n, rerr = supervise.ReadNonblock(fd, buf)
 		}); err != nil {
 			return
 		}

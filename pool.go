@@ -72,7 +72,10 @@ type Pool struct {
 // process is left behind.
 // An option with a value that means nothing is an *OptionError
 // (ErrInvalidOption), and an initializer argument that cannot be encoded a
-// *CodecError; New then starts nothing.
+// *CodecError; New then starts nothing. So is what the operating system
+// cannot run, with an error that wraps errors.ErrUnsupported: worker
+// processes on Windows (WithInProcess runs there), WithMaxWorkerMemory on
+// macOS. See docs/design.md, "Platforms".
 func New(opts ...Option) (*Pool, error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
@@ -80,6 +83,9 @@ func New(opts ...Option) (*Pool, error) {
 	}
 	if cfg.err != nil {
 		return nil, cfg.err
+	}
+	if err := cfg.checkPlatform(); err != nil {
+		return nil, err
 	}
 	cfg.serializeOutput()
 	if !cfg.inProcess && isWorkerProcess() {

@@ -1,3 +1,5 @@
+//go:build unix
+
 package procpool_test
 
 // Attack tests from the second adversarial review of the chunk split

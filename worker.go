@@ -223,7 +223,7 @@ func (p *Pool) launchProcess(w *worker) error {
 	// that are there).
 	cmd.ExtraFiles = []*os.File{taskR, resW, nil, nil, nil}
 	var shmFile, ctlR *os.File
-	if p.cfg.sharedMem > 0 {
+	if p.cfg.sharedMem > 0 && supervise.MemFiles {
 		f, mem, err := supervise.SharedMemory(p.cfg.sharedMem)
 		if err == nil {
 			shmFile, w.shm = f, mem
@@ -237,7 +237,7 @@ func (p *Pool) launchProcess(w *worker) error {
 		w.journal = f
 		cmd.ExtraFiles[fdJournal-3] = f
 		cmd.Env = append(cmd.Env, envJournal+"="+strconv.Itoa(fdJournal)+":"+strconv.Itoa(p.journalSize()))
-	} else {
+	} else if supervise.MemFiles {
 		p.logf("no answer journal; the worker writes each answer at once", "err", err)
 	}
 	if r, wr, err := supervise.Pipe(); err == nil {
@@ -251,7 +251,7 @@ func (p *Pool) launchProcess(w *worker) error {
 	cmd.WaitDelay = time.Second
 	err = p.spawner.Start(cmd)
 	taskR.Close()
-	resW.Close()
+	supervise.ReleaseWriteEnd(resR, resW, err == nil)
 	for _, f := range outW {
 		f.Close() // the worker's now
 	}
@@ -262,7 +262,7 @@ func (p *Pool) launchProcess(w *worker) error {
 	}
 	if err != nil {
 		if w.shm != nil {
-			_ = syscall.Munmap(w.shm)
+			_ = supervise.Munmap(w.shm)
 			w.shm = nil
 		}
 		w.closeFiles()
@@ -431,28 +431,6 @@ func (w *worker) startExit(stage string) *StartError {
 		e.Reason = "the worker stopped " + stage + " (" + exitText(ws) + ")"
 	}
 	return e
-}
-
-// selfInflicted reports whether sig is one a process gets from its own
-// faults or limits (a crash, an abort, a resource limit) rather than from
-// another process.
-func selfInflicted(sig syscall.Signal) bool {
-	switch sig {
-	case syscall.SIGSEGV, syscall.SIGBUS, syscall.SIGILL, syscall.SIGFPE, syscall.SIGABRT,
-		syscall.SIGSYS, syscall.SIGTRAP, syscall.SIGXCPU, syscall.SIGXFSZ:
-		return true
-	}
-	return false
-}
-
-// signalNames are the names of the signals a worker is likely to die of.
-var signalNames = map[syscall.Signal]string{
-	syscall.SIGABRT: "SIGABRT", syscall.SIGALRM: "SIGALRM", syscall.SIGBUS: "SIGBUS",
-	syscall.SIGFPE: "SIGFPE", syscall.SIGHUP: "SIGHUP", syscall.SIGILL: "SIGILL",
-	syscall.SIGINT: "SIGINT", syscall.SIGKILL: "SIGKILL", syscall.SIGPIPE: "SIGPIPE",
-	syscall.SIGQUIT: "SIGQUIT", syscall.SIGSEGV: "SIGSEGV", syscall.SIGSYS: "SIGSYS",
-	syscall.SIGTERM: "SIGTERM", syscall.SIGTRAP: "SIGTRAP", syscall.SIGUSR1: "SIGUSR1",
-	syscall.SIGUSR2: "SIGUSR2", syscall.SIGXCPU: "SIGXCPU", syscall.SIGXFSZ: "SIGXFSZ",
 }
 
 // signalName returns the conventional name of sig ("SIGKILL"), or "signal
@@ -658,7 +636,7 @@ func (w *worker) releaseShared() {
 	}
 	w.shmGone = true
 	w.outMu.Unlock()
-	_ = syscall.Munmap(w.shm)
+	_ = supervise.Munmap(w.shm)
 }
 
 // killNow kills the worker's process group with SIGKILL at once.

@@ -1,3 +1,5 @@
+//go:build unix
+
 package main
 
 import (
@@ -129,12 +131,12 @@ func pipeLatency(sz sizes) (lat []time.Duration, err error) {
 	if err != nil {
 		return nil, err
 	}
-	// Pipe2 without O_NONBLOCK: blocking descriptors, outside Go's poller.
+	// Blocking descriptors, outside Go's poller (see blockingPipe).
 	var toChild, fromChild [2]int
-	if err := syscall.Pipe2(toChild[:], syscall.O_CLOEXEC); err != nil {
+	if err := blockingPipe(toChild[:]); err != nil {
 		return nil, err
 	}
-	if err := syscall.Pipe2(fromChild[:], syscall.O_CLOEXEC); err != nil {
+	if err := blockingPipe(fromChild[:]); err != nil {
 		syscall.Close(toChild[0])
 		syscall.Close(toChild[1])
 		return nil, err

@@ -1,3 +1,5 @@
+//go:build unix
+
 // Command bench measures procpool against Python's multiprocessing and
 // against the limits of the machine, and checks the project's performance
 // targets.

@@ -1,3 +1,5 @@
+//go:build unix
+
 // Package conformance checks a procpool worker written in any language
 // against the worker protocol, docs/protocol.md.
 //

@@ -1,3 +1,5 @@
+//go:build unix
+
 // Command procpool-conformance checks a procpool worker program, written in
 // any language, against the worker protocol (docs/protocol.md):
 //

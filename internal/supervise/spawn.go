@@ -1,14 +1,18 @@
 // Package supervise starts worker processes and stops them: pipes, the
 // start on a thread that stays alive (so that the parent-death signal holds),
 // process-group kills with escalation, and resident-memory readings.
+//
+// Linux has every mechanism. macOS has most, some by other means (the
+// _darwin.go files say which and how): no memory files, no resident-memory
+// readings, no parent-death signal (WatchParent instead), no subreaper. On
+// Windows it starts nothing: Processes is false, and every function fails
+// with an error wrapping errors.ErrUnsupported or does nothing.
 package supervise
 
 import (
 	"errors"
-	"os"
 	"os/exec"
 	"runtime"
-	"syscall"
 )
 
 // ErrStopped is returned by Spawner.Start after Stop.
@@ -67,45 +71,3 @@ func (s *Spawner) Start(cmd *exec.Cmd) error {
 // Stop ends the spawning goroutine. Call it only once no process it started
 // is alive; it must be called exactly once.
 func (s *Spawner) Stop() { close(s.done) }
-
-// Pipe returns a pipe whose both ends are in blocking mode and close-on-exec.
-// Blocking descriptors are read and written with plain system calls rather
-// than through Go's network poller, which is measurably faster for the
-// small, frequent messages of a pool.
-func Pipe() (r, w *os.File, err error) {
-	var fds [2]int
-	if err := syscall.Pipe2(fds[:], syscall.O_CLOEXEC); err != nil {
-		return nil, nil, os.NewSyscallError("pipe2", err)
-	}
-	return os.NewFile(uintptr(fds[0]), "procpool-pipe-r"), os.NewFile(uintptr(fds[1]), "procpool-pipe-w"), nil
-}
-
-// GrowPipe asks the kernel for a pipe buffer of size bytes (Linux
-// F_SETPIPE_SZ). It is best effort: the kernel caps it at
-// /proc/sys/fs/pipe-max-size, and an error is ignored by callers.
-func GrowPipe(f *os.File, size int) error {
-	const fSetPipeSz = 1031
-	_, _, e := syscall.Syscall(syscall.SYS_FCNTL, f.Fd(), fSetPipeSz, uintptr(size))
-	if e != 0 {
-		return e
-	}
-	return nil
-}
-
-// ParentDeathSignal is the signal a worker process gets when its parent
-// dies (Pdeathsig). Its default action is to do nothing, so a task that
-// resets or ignores its handling cannot turn it into a death that skips the
-// sweep of what the tasks started (with SIGTERM's default the worker would
-// die before it could sweep). The worker's watchdog, which sees the end of
-// file of its control pipe, is the first guard against outliving the
-// parent; this signal, handled by the same sweep, is the second. Workers
-// are never in a terminal's foreground process group, so no terminal sends
-// it to them.
-const ParentDeathSignal = syscall.SIGWINCH
-
-// SysProcAttr is the attribute set of every worker: its own process group
-// (so that a kill reaches whatever the task started) and the parent-death
-// signal.
-func SysProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: ParentDeathSignal}
-}

@@ -6,6 +6,11 @@ import (
 	"unsafe"
 )
 
+// MemFiles is true where MemFile and SharedMemory can make shared-memory
+// files: Linux (memfd_create), though MemFile fails where this package
+// does not know the system call's number (see sysMemfdCreate).
+const MemFiles = true
+
 // SharedMemory creates an anonymous shared-memory file (memfd) of size bytes
 // and maps it read-write. The file is handed to a worker, which maps it too;
 // pages cost memory only once touched. Close the file after the worker has
@@ -21,25 +26,6 @@ func SharedMemory(size int) (*os.File, []byte, error) {
 		return nil, nil, os.NewSyscallError("mmap", err)
 	}
 	return f, mem, nil
-}
-
-// MapShared maps the shared-memory file at fd read-only, as a worker does.
-func MapShared(fd, size int) ([]byte, error) {
-	mem, err := syscall.Mmap(fd, 0, size, syscall.PROT_READ, syscall.MAP_SHARED)
-	if err != nil {
-		return nil, os.NewSyscallError("mmap", err)
-	}
-	return mem, nil
-}
-
-// MapSharedWritable maps the shared-memory file at fd read-write, as a
-// worker maps its journal.
-func MapSharedWritable(fd, size int) ([]byte, error) {
-	mem, err := syscall.Mmap(fd, 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
-	if err != nil {
-		return nil, os.NewSyscallError("mmap", err)
-	}
-	return mem, nil
 }
 
 // MemFile creates an anonymous shared-memory file (memfd) of size bytes,

@@ -1,26 +1,11 @@
 package supervise
 
 import (
-	"errors"
 	"os"
 	"strconv"
 	"syscall"
 	"unsafe"
 )
-
-// PipeInode returns the inode number of the pipe that f is an end of: the N
-// of "pipe:[N]" in /proc/PID/fd.
-func PipeInode(f *os.File) (uint64, error) {
-	fi, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return 0, errors.New("supervise: no inode number for " + f.Name())
-	}
-	return st.Ino, nil
-}
 
 // pollFd is struct pollfd.
 type pollFd struct {
@@ -100,6 +85,15 @@ func EndReads(r *os.File, marker []byte) error {
 	}
 	return ferr
 }
+
+// ReleaseWriteEnd closes w, the parent's copy of the write end of the pipe
+// whose read end r it keeps, once it has handed w to a child (started
+// tells whether the child started). On Linux the parent holds no write end
+// of such a pipe: its end of file comes when the child's last copy closes,
+// and EndReads opens a write end of its own when it needs one. (On macOS,
+// where it cannot, the write end of a started child's pipe is kept for
+// EndReads.) It returns w.Close's error.
+func ReleaseWriteEnd(r, w *os.File, started bool) error { return w.Close() }
 
 // holderPasses bounds KillPipeHolders' passes over /proc: a holder may fork
 // children that inherit the pipe while it is being killed.

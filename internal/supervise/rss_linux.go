@@ -9,6 +9,9 @@ import (
 
 var pageSize = int64(os.Getpagesize())
 
+// HasRSS is true where RSS can read another process's resident memory.
+const HasRSS = true
+
 // RSS returns the resident memory of process pid in bytes, read from
 // /proc/PID/statm (one open, read and close: a few microseconds).
 func RSS(pid int) (int64, error) {
