@@ -4,7 +4,6 @@ package conformance_test
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"github.com/procpool/procpool"
 	"github.com/procpool/procpool/conformance"
 	_ "github.com/procpool/procpool/conformance/conffuncs"
+	"github.com/procpool/procpool/internal/testenv"
 )
 
 // envRaw makes the test binary a hand-written worker (rawworker_test.go)
@@ -136,11 +136,7 @@ func TestBrokenWorkers(t *testing.T) {
 // interpreter returns the path of an interpreter, or skips the test.
 func interpreter(t *testing.T, name string) string {
 	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		t.Skipf("%s is not installed: %v", name, err)
-	}
-	return path
+	return testenv.LookPath(t, name, "the conformance of a worker run by "+name)
 }
 
 // TestMinimalPythonWorker checks a worker written in Python from

@@ -23,6 +23,7 @@ import (
 
 	"github.com/procpool/procpool"
 	"github.com/procpool/procpool/codec"
+	"github.com/procpool/procpool/internal/testenv"
 	"go.uber.org/goleak"
 )
 
@@ -116,11 +117,7 @@ var codecs = []codec.Codec{codec.CBOR, codec.JSON}
 
 func nodePath(t *testing.T) string {
 	t.Helper()
-	path, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("node is not installed: the Node worker is not tested")
-	}
-	return path
+	return testenv.LookPath(t, "node", "the Node worker")
 }
 
 // newPool starts a pool of testdata/worker.js with c and opts, closed when
@@ -644,9 +641,7 @@ func TestSignalsIgnored(t *testing.T) {
 
 // TestRlimit: WithRlimit reaches a Node worker (through prlimit(1)).
 func TestRlimit(t *testing.T) {
-	if _, err := exec.LookPath("prlimit"); err != nil {
-		t.Skip("prlimit(1) is not installed: a Node worker cannot set resource limits")
-	}
+	testenv.LookPath(t, "prlimit", "resource limits in a Node worker (it sets them with prlimit(1))")
 	p := newPool(t, codec.CBOR, procpool.WithRlimit(syscall.RLIMIT_NOFILE, 123, 456))
 	if got, err := procpool.Apply(context.Background(), p, limits, 0); err != nil || got != "123 456" {
 		t.Fatalf("the worker's limits on open files: %q, %v; want 123 456", got, err)

@@ -1,0 +1,29 @@
+// Package testenv finds the programs that tests of foreign workers need
+// (python3, node, prlimit). A test that lacks one skips, saying why; under
+// PROCPOOL_REQUIRE_TOOLS=1, which .ci/run sets after installing them, it
+// fails instead, so that CI cannot pass by skipping.
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// RequireEnv is the variable that turns a missing program into a failure.
+const RequireEnv = "PROCPOOL_REQUIRE_TOOLS"
+
+// LookPath returns the path of program name, or ends the test: a skip
+// that says what is not tested, or a failure under RequireEnv=1.
+func LookPath(t testing.TB, name, what string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err == nil {
+		return path
+	}
+	if os.Getenv(RequireEnv) == "1" {
+		t.Fatalf("%s is not installed (%v), and %s=1 requires it: %s", name, err, RequireEnv, what)
+	}
+	t.Skipf("%s is not installed: %s is not tested (%v)", name, what, err)
+	return ""
+}
