@@ -103,6 +103,7 @@ func main() {
 
 	py, cleanup := newPython(*python)
 	defer cleanup()
+	defer prepareGoPlugin(selected)()
 
 	load0 := loadAverage()
 	before := readCPU()

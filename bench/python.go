@@ -73,6 +73,7 @@ func newPython(interp string) (*python, func()) {
 var pythonSystems = map[string][]string{
 	"apply-latency":      {"python-pool"},
 	"async-throughput":   {"python-pool", "python-ppe"},
+	"apply-concurrent":   {"python-pool"},
 	"map-throughput":     {"python-pool", "python-ppe"},
 	"payload-throughput": {"python-pool"},
 	"startup":            {"python-pool", "python-pool-spawn"},

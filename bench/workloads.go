@@ -89,18 +89,23 @@ type workload struct {
 var workloads = []*workload{
 	{
 		name: "apply-latency", what: "sequential Apply of x·x: p50", unit: "µs",
-		systems: []string{"procpool", "python-pool", "pipe-limit", "in-process"},
+		systems: []string{"procpool", "go-plugin", "python-pool", "pipe-limit", "in-process"},
 		run:     runApplyLatency,
 	},
 	{
 		name: "apply-latency-p99", what: "sequential Apply of x·x: p99", unit: "µs",
-		systems: []string{"procpool", "python-pool", "pipe-limit", "in-process"},
+		systems: []string{"procpool", "go-plugin", "python-pool", "pipe-limit", "in-process"},
 		run:     nil, // measured by apply-latency
 	},
 	{
 		name: "async-throughput", what: "ApplyAsync of x·x, then wait for all", unit: "tasks/s", higher: true,
 		systems: []string{"procpool", "python-pool", "python-ppe", "in-process"},
 		run:     runAsyncThroughput,
+	},
+	{
+		name: "apply-concurrent", what: "Apply of x·x from 64 goroutines at once", unit: "tasks/s", higher: true,
+		systems: []string{"procpool", "go-plugin", "python-pool"},
+		run:     runApplyConcurrent,
 	},
 	{
 		name: "map-throughput", what: "Map of x·x over ints, default chunk size", unit: "items/s", higher: true,
@@ -114,7 +119,7 @@ var workloads = []*workload{
 	},
 	{
 		name: "startup", what: "from New (2 workers) to the first result, median", unit: "ms",
-		systems: []string{"procpool", "python-pool", "python-pool-spawn"},
+		systems: []string{"procpool", "go-plugin", "python-pool", "python-pool-spawn"},
 		run:     runStartup,
 	},
 	{
@@ -259,6 +264,8 @@ func runApplyLatency(sz sizes, py *python) []measurement {
 			out = append(out, ok("apply-latency-p99", m.system, m.extra["p99"], ""))
 		}
 	}
+
+	out = append(out, goPluginLatency(sz)...)
 
 	lat, err = pipeLatency(sz)
 	add("pipe-limit", lat, err)
@@ -418,7 +425,7 @@ func payloadThroughput(sz sizes) (rate float64, err error) {
 func runStartup(sz sizes, py *python) []measurement {
 	var out []measurement
 	v, err := startup(sz)
-	out = append(out, measured("startup", "procpool", millis(v), err))
+	out = append(out, measured("startup", "procpool", millis(v), err), goPluginStartup(sz))
 	return append(out, py.run("startup", sz.timeout, "runs", sz.startupRuns, "workers", workers)...)
 }
 

@@ -12,6 +12,7 @@ The harness adds the workload name. Standard library only. Every pool is
 warmed with one call before it is timed, as the Go side does.
 """
 
+import itertools
 import json
 import math
 import multiprocessing
@@ -19,6 +20,7 @@ import os
 import random
 import statistics
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 
@@ -105,6 +107,40 @@ def async_throughput(args):
             f.result()
         dt = time.perf_counter() - t0
     emit("python-ppe", n / dt, "tasks/s")
+
+
+def apply_concurrent(args):
+    """n Pool.apply calls made by that many threads at once, each taking
+    the next index from a shared counter (next() on itertools.count is
+    atomic under the GIL)."""
+    n, threads, workers = args["n"], args["threads"], args["workers"]
+    counter = itertools.count()
+    errors = []
+
+    def caller():
+        try:
+            while not errors:
+                i = next(counter)
+                if i >= n:
+                    return
+                got = pool.apply(square, (i,))
+                if got != i * i:
+                    raise AssertionError("square(%d) = %r" % (i, got))
+        except BaseException as e:  # reported by the main thread
+            errors.append(e)
+
+    with multiprocessing.Pool(workers) as pool:
+        pool.apply(square, (1,))
+        ts = [threading.Thread(target=caller) for _ in range(threads)]
+        t0 = time.perf_counter()
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        dt = time.perf_counter() - t0
+    if errors:
+        raise errors[0]
+    emit("python-pool", n / dt, "tasks/s", threads=threads)
 
 
 def map_throughput(args):
@@ -205,6 +241,7 @@ def stream_memory(args):
 WORKLOADS = {
     "apply-latency": apply_latency,
     "async-throughput": async_throughput,
+    "apply-concurrent": apply_concurrent,
     "map-throughput": map_throughput,
     "payload-throughput": payload_throughput,
     "startup": startup,

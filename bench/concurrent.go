@@ -1,0 +1,107 @@
+//go:build unix
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/procpool/procpool"
+)
+
+// callers is the number of goroutines (threads in Python) that call Apply
+// at once in apply-concurrent.
+const callers = 64
+
+// ---- apply-concurrent ----
+
+// runApplyConcurrent times sz.asyncN synchronous calls of square made by
+// callers goroutines at once, on a pool of workers processes: as many tasks
+// as async-throughput, so that the two rates compare.
+func runApplyConcurrent(sz sizes, py *python) []measurement {
+	v, err := applyConcurrent(sz)
+	out := []measurement{measured("apply-concurrent", "procpool", v, err)}
+	out = append(out, goPlugin.run("apply-concurrent", sz.timeout, "n", sz.asyncN, "goroutines", callers, "workers", workers))
+	return append(out, py.run("apply-concurrent", sz.timeout, "n", sz.asyncN, "threads", callers, "workers", workers)...)
+}
+
+// applyConcurrent returns the rate of sz.asyncN Apply calls made by callers
+// goroutines, each taking the next index from a shared counter, from the
+// first call to the last result.
+func applyConcurrent(sz sizes) (rate float64, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), sz.timeout)
+	defer cancel()
+	p, err := newPool(ctx, procpool.WithProcesses(workers))
+	if err != nil {
+		return 0, err
+	}
+	defer closePool(ctx, p, &err)
+	// A failed call stops the others through ctx.
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var (
+		next  atomic.Int64
+		once  sync.Once
+		first error
+		wg    sync.WaitGroup
+	)
+	fail := func(err error) {
+		once.Do(func() { first = err })
+		stop()
+	}
+	n := sz.asyncN
+	t0 := time.Now()
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				v, err := procpool.Apply(ctx, p, square, i)
+				if err != nil {
+					fail(err)
+					return
+				}
+				if v != i*i {
+					fail(fmt.Errorf("square(%d) = %d", i, v))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	dt := time.Since(t0)
+	if first != nil {
+		return 0, first
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	return float64(n) / dt.Seconds(), nil
+}
+
+// The targets of apply-concurrent, after the others.
+func init() {
+	targets = append(targets,
+		target{
+			name: "apply-concurrent: procpool ≥ 0.7× procpool's async-throughput",
+			check: func(r *report) (bool, string, bool) {
+				cv, ok1 := r.get("apply-concurrent", "procpool")
+				av, ok2 := r.get("async-throughput", "procpool")
+				if !ok1 || !ok2 {
+					return false, "", false
+				}
+				limit := 0.7 * av
+				return cv >= limit, fmt.Sprintf("apply-concurrent %s tasks/s, async-throughput %s tasks/s, bound %s tasks/s (apply-concurrent = %s async-throughput)",
+					fmtValue(cv), fmtValue(av), fmtValue(limit), fmtRatio(cv/av)), true
+			},
+		},
+		relTarget("apply-concurrent", "go-plugin", "≥", 3, "3×"),
+	)
+}
