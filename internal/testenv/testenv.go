@@ -1,6 +1,6 @@
 // Package testenv finds the programs that tests of foreign workers need
 // (python3, node, prlimit). A test that lacks one skips, saying why; under
-// PROCPOOL_REQUIRE_TOOLS=1, which .ci/run sets after installing them, it
+// REQUIRE_WORKER_TOOLS=1, which .ci/run sets after installing them, it
 // fails instead, so that CI cannot pass by skipping.
 package testenv
 
@@ -11,7 +11,9 @@ import (
 )
 
 // RequireEnv is the variable that turns a missing program into a failure.
-const RequireEnv = "PROCPOOL_REQUIRE_TOOLS"
+// It has no PROCPOOL_ prefix: workers strip those from what their tasks
+// start, and tests check that they do.
+const RequireEnv = "REQUIRE_WORKER_TOOLS"
 
 // LookPath returns the path of program name, or ends the test: a skip
 // that says what is not tested, or a failure under RequireEnv=1.
