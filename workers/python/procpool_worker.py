@@ -43,7 +43,6 @@ What the worker does for you (see the README beside this file for more):
 """
 
 import base64
-import dataclasses
 import datetime
 import json
 import math
@@ -56,6 +55,7 @@ import sys
 import threading
 import time
 import traceback
+from itertools import islice
 
 __all__ = [
     "function",
@@ -334,11 +334,19 @@ _f32 = _F32.unpack_from
 _f64 = _F64.unpack_from
 _pack_f64 = _F64.pack
 
+_PU16 = struct.Struct(">BH").pack
+_PU32 = struct.Struct(">BI").pack
+_PU64 = struct.Struct(">BQ").pack
+
 # The encodings of small integers, shared.
 _SMALL = [bytes((i,)) if i < 24 else bytes((24, i)) for i in range(256)]
 _SMALL_NEG = [bytes((0x20 + i,)) if i < 24 else bytes((0x38, i)) for i in range(256)]  # -1 - i
 
 _MAX_DEPTH = 1000
+
+# Lists of numbers are encoded and decoded a block of _BLOCK items at a
+# time where the items of a block share one encoded width.
+_BLOCK = 32
 
 
 def _head(out, major, n):
@@ -448,9 +456,29 @@ def _encode_cbor(out, v, depth=0):
             raise CBORError("value nested deeper than %d levels (a cycle?)" % _MAX_DEPTH)
         _head(out, 4, len(v))
         d = depth + 1
+        if len(v) >= _BLOCK:
+            _encode_blocks(out, v, d)
+            return
+        ap = out.append
         for x in v:
-            if type(x) is int and 0 <= x < 24:
-                out.append(x)
+            if type(x) is int:
+                if 0 <= x:
+                    if x < 24:
+                        ap(x)
+                    elif x < 0x100:
+                        out += _SMALL[x]
+                    elif x < 0x10000:
+                        out += _PU16(0x19, x)
+                    elif x < 0x100000000:
+                        out += _PU32(0x1A, x)
+                    elif x < 0x10000000000000000:
+                        out += _PU64(0x1B, x)
+                    else:
+                        _enc_int(out, x)
+                elif x >= -24:
+                    ap(0x1F - x)
+                else:
+                    _enc_int(out, x)
             else:
                 _encode_cbor(out, x, d)
     elif t is dict:
@@ -466,6 +494,82 @@ def _encode_cbor(out, v, depth=0):
         out += v
     else:
         _encode_other(out, v, depth)
+
+
+# Encoding a list a block at a time: for _BLOCK ints of one width (or
+# floats), one struct call writes them all; then the heads are set.
+_PACKS = {}
+for _b, _f in ((0x18, "B"), (0x19, "H"), (0x1A, "I"), (0x1B, "Q"), (0x38, "B"), (0x39, "H"), (0x3A, "I"),
+               (0x3B, "Q"), (0xFB, "d")):
+    _st = struct.Struct(">" + ("x" + _f) * _BLOCK)
+    _PACKS[_b] = (_st.size, _st.pack_into, bytes((_b,)) * _BLOCK, _st.size // _BLOCK)
+del _b, _f, _st
+_INT = {int}
+_FLOAT = {float}
+
+
+def _int_block_head(lo, hi):
+    """The head byte that every int in [lo, hi] is encoded with, or 0."""
+    if lo >= 0:
+        if hi < 24:
+            return 1
+        if lo >= 24:
+            if hi < 0x100:
+                return 0x18
+            if lo >= 0x100:
+                if hi < 0x10000:
+                    return 0x19
+                if lo >= 0x10000:
+                    if hi < 0x100000000:
+                        return 0x1A
+                    if lo >= 0x100000000 and hi < 0x10000000000000000:
+                        return 0x1B
+        return 0
+    if hi < 0:
+        h = _int_block_head(-1 - hi, -1 - lo)
+        return h + 0x20 if h > 1 else (2 if h == 1 else 0)
+    return 0
+
+
+def _encode_blocks(out, v, d):
+    n = len(v)
+    i = 0
+    skip = 0
+    ap = out.append
+    while i < n:
+        if not skip and n - i >= _BLOCK:
+            blk = v[i:i + _BLOCK]
+            types = set(map(type, blk))
+            h = 0
+            if types == _INT:
+                h = _int_block_head(min(blk), max(blk))
+            elif types == _FLOAT:
+                h = 0xFB
+            if h == 1:
+                out += bytes(blk)
+                i += _BLOCK
+                continue
+            if h == 2:  # -24 .. -1
+                out += bytes([0x1F - x for x in blk])
+                i += _BLOCK
+                continue
+            if h:
+                size, pack_into, heads, w = _PACKS[h]
+                at = len(out)
+                out += bytes(size)
+                pack_into(out, at, *(blk if h < 0x38 or h == 0xFB else [-1 - x for x in blk]))
+                out[at:at + size:w] = heads
+                i += _BLOCK
+                continue
+            skip = _BLOCK
+        elif skip:
+            skip -= 1
+        x = v[i]
+        i += 1
+        if type(x) is int and 0 <= x < 24:
+            ap(x)
+        else:
+            _encode_cbor(out, x, d)
 
 
 def _encode_other(out, v, depth):
@@ -490,10 +594,21 @@ def _encode_other(out, v, depth):
         _encode_cbor(out, list(v), depth)
     elif isinstance(v, dict):
         _encode_cbor(out, dict(v), depth)
-    elif dataclasses.is_dataclass(v) and not isinstance(v, type):
-        _encode_cbor(out, {f.name: getattr(v, f.name) for f in dataclasses.fields(v)}, depth)
+    elif _is_dataclass(v):
+        _encode_cbor(out, _dataclass_dict(v), depth)
     else:
         raise CBORError("cannot encode a value of type %s.%s in CBOR" % (type(v).__module__, type(v).__qualname__))
+
+
+def _is_dataclass(v):
+    return hasattr(type(v), "__dataclass_fields__") and not isinstance(v, type)
+
+
+def _dataclass_dict(v):
+    """A dataclass instance's fields by name (not recursively: the encoder
+    goes on into the values)."""
+    import dataclasses
+    return {f.name: getattr(v, f.name) for f in dataclasses.fields(v)}
 
 
 def cbor_dumps(v):
@@ -574,26 +689,7 @@ def _decode_cbor(data, pos, depth):
     if major == 4:
         if n > len(data) - pos:
             raise CBORError("an array of %d items in %d bytes" % (n, len(data) - pos))
-        lst = []
-        append = lst.append
-        d = depth + 1
-        for _ in range(n):
-            b = data[pos]
-            if b < 24:
-                append(b)
-                pos += 1
-            elif b == 24:
-                append(data[pos + 1])
-                pos += 2
-            elif 0x20 <= b < 0x38:
-                append(0x1F - b)
-                pos += 1
-            else:
-                v, pos = _decode_cbor(data, pos, d)
-                if v is _BREAK:
-                    raise CBORError("unexpected break at byte %d" % (pos - 1))
-                append(v)
-        return lst, pos
+        return _decode_array(data, pos, n, depth + 1)
     if major == 5:
         if n > (len(data) - pos) // 2:
             raise CBORError("a map of %d pairs in %d bytes" % (n, len(data) - pos))
@@ -611,6 +707,76 @@ def _decode_cbor(data, pos, depth):
     if v is _BREAK:
         raise CBORError("unexpected break at byte %d" % (pos - 1))
     return _tagged(n, v), pos
+
+
+# Runs of numbers of one width decode a block at a time: struct formats of
+# _BLOCK items with the head byte skipped, by head byte (for a Map over
+# ints, whose encodings come in runs of one width).
+_RUNS = {}
+for _b, _w, _f in ((0x18, 2, "B"), (0x19, 3, "H"), (0x1A, 5, "I"), (0x1B, 9, "Q"),
+                   (0x38, 2, "B"), (0x39, 3, "H"), (0x3A, 5, "I"), (0x3B, 9, "Q"), (0xFB, 9, "d"), (0xFA, 5, "f")):
+    _RUNS[_b] = (_w, struct.Struct(">" + ("x" + _f) * _BLOCK).unpack_from, bytes((_b,)) * _BLOCK, _b & 0xE0 == 0x20)
+del _b, _w, _f
+
+
+def _decode_array(data, pos, n, d):
+    lst = []
+    append = lst.append
+    extend = lst.extend
+    left = n
+    skip = 0  # items to decode one by one before trying a block again
+    while left:
+        b = data[pos]
+        if left >= _BLOCK and not skip:
+            if b < 24:
+                seg = data[pos:pos + _BLOCK]
+                if max(seg) < 24:
+                    extend(seg)
+                    pos += _BLOCK
+                    left -= _BLOCK
+                    continue
+            else:
+                r = _RUNS.get(b)
+                if r is not None:
+                    w, unpack, heads, neg = r
+                    end = pos + w * _BLOCK
+                    if data[pos:end:w] == heads:
+                        if neg:
+                            extend([-1 - x for x in unpack(data, pos)])
+                        else:
+                            extend(unpack(data, pos))
+                        pos = end
+                        left -= _BLOCK
+                        continue
+            skip = _BLOCK
+        elif skip:
+            skip -= 1
+        left -= 1
+        if b < 24:
+            append(b)
+            pos += 1
+        elif b < 28:
+            if b == 24:
+                append(data[pos + 1])
+                pos += 2
+            elif b == 25:
+                append(_u16(data, pos + 1)[0])
+                pos += 3
+            elif b == 26:
+                append(_u32(data, pos + 1)[0])
+                pos += 5
+            else:
+                append(_u64(data, pos + 1)[0])
+                pos += 9
+        elif 0x20 <= b < 0x38:
+            append(0x1F - b)
+            pos += 1
+        else:
+            v, pos = _decode_cbor(data, pos, d)
+            if v is _BREAK:
+                raise CBORError("unexpected break at byte %d" % (pos - 1))
+            append(v)
+    return lst, pos
 
 
 def _key(k):
@@ -719,6 +885,8 @@ class _CBORCodec:
 
     def loads(self, data):
         if self.lib is None:
+            if type(data) is memoryview:
+                data = bytes(data)  # one copy: bytes index faster than a memoryview
             return cbor_loads(data)
         v = self._lib_loads(data, str_errors="surrogateescape")
         return _from_cbor2(v, self.lib)
@@ -733,9 +901,16 @@ class _CBORCodec:
     def item(self, v):
         """The encoding of one item of a list."""
         if type(v) is int:
-            if 0 <= v < 256:
-                return _SMALL[v]
-            if -256 <= v < 0:
+            if 0 <= v:
+                if v < 0x100:
+                    return _SMALL[v]
+                if v < 0x10000:
+                    return _PU16(0x19, v)
+                if v < 0x100000000:
+                    return _PU32(0x1A, v)
+                if v < 0x10000000000000000:
+                    return _PU64(0x1B, v)
+            elif -0x100 <= v:
                 return _SMALL_NEG[-1 - v]
         out = bytearray()
         _encode_cbor(out, v)
@@ -750,8 +925,8 @@ class _CBORCodec:
 def _cbor2_default(encoder, v):
     if isinstance(v, Tag):
         encoder.encode(_cbor2_tag(v.tag, v.value))
-    elif dataclasses.is_dataclass(v) and not isinstance(v, type):
-        encoder.encode({f.name: getattr(v, f.name) for f in dataclasses.fields(v)})
+    elif _is_dataclass(v):
+        encoder.encode(_dataclass_dict(v))
     else:
         raise CBORError("cannot encode a value of type %s.%s in CBOR" % (type(v).__module__, type(v).__qualname__))
 
@@ -788,8 +963,8 @@ def _json_default(v):
         return base64.b64encode(v).decode("ascii")
     if isinstance(v, datetime.datetime):
         return _rfc3339(v)
-    if dataclasses.is_dataclass(v) and not isinstance(v, type):
-        return {f.name: getattr(v, f.name) for f in dataclasses.fields(v)}
+    if _is_dataclass(v):
+        return _dataclass_dict(v)
     if isinstance(v, Tag):
         return v.value
     raise TypeError("cannot encode a value of type %s.%s in JSON" % (type(v).__module__, type(v).__qualname__))
@@ -865,6 +1040,13 @@ J_ERRORS_AT = J_HEADER + J_ANSWERS
 J_LIST_AT = J_ERRORS_AT + J_ERRORS
 J_MIN = J_LIST_AT
 ITEMS_BEGUN = 1 << 63
+ITEM_STEP = 1 << 32  # one more item in the journal's items field
+# A chunk's items are recorded in the journal one by one when its
+# function's items have taken this long (nanoseconds) or more, or the
+# function has not run yet in this worker; faster items run unrecorded,
+# since recording one costs about a microsecond (a crash then fails the
+# whole chunk, as without a journal).
+RECORD_ITEMS_NS = 20000
 
 STOP_REASONS = {1: "cancel", 2: "deadline", 3: "memory"}
 EXIT_STOPPED = 143
@@ -942,6 +1124,7 @@ class _Server:
         self.shm = None
         self.control_fd = None
         self.ahead = []
+        self.took = {}  # function name -> nanoseconds an item (or task) takes, averaged
         self.cur_id = 0
         self.cur_skip = False
 
@@ -1564,12 +1747,14 @@ class _Server:
         except Exception as e:
             self.fail_task(t.id, "decoding the argument: %s" % (e,), "decode", _qualname(type(e)))
             return
+        t0 = time.perf_counter_ns()
         try:
             ok, v = self.invoke(fn, arg)
         except BaseException as e:  # a stop that landed outside the function's frame
             self.in_user = False
             ok, v = False, e
         arg = None
+        self._took(t.name, time.perf_counter_ns() - t0)
         if not ok:
             code = "init" if t.kind == K_INIT else None
             self.answer(self.error_frame(t.id, self.error_body(v, code, skip_frames=1)))
@@ -1607,21 +1792,111 @@ class _Server:
             self.fail_task(t.id, "first item %d of a chunk of %d" % (frm, len(args)), "decode")
             return
         n = len(args) - frm
-        jh = self.jhdr
-        record = jh is not None and n >= 2
+        # Each item's outcome goes into the journal as it finishes, so that
+        # a crash fails only the item that was running, when that costs
+        # little next to the items themselves: for a function whose items
+        # have taken RECORD_ITEMS_NS or more, or that has not run yet.
+        took = self.took.get(t.name)
+        record = self.jhdr is not None and n >= 2 and (took is None or took >= RECORD_ITEMS_NS)
+        t0 = time.perf_counter_ns()
+        if record:
+            f = self._chunk_recorded(t, fn, args, frm, n)
+        else:
+            f = self._chunk_fast(t, fn, args, frm, n)
+        if f is None:
+            return  # answered already
+        self._took(t.name, (time.perf_counter_ns() - t0) // max(n, 1))
+        length = len(f) - 4
+        if length > self.max_frame:
+            self.fail_task(t.id, "the chunk's result frame is %d bytes (length field %d), over the frame limit of %d (WithMaxFrame)"
+                           % (len(f), length, self.max_frame), "encode")
+            return
+        _hdr_pack_into(f, 0, length, K_RESULT, t.id)
+        self.answer(f)
+
+    def _took(self, name, ns):
+        old = self.took.get(name)
+        self.took[name] = ns if old is None else (3 * old + ns) // 4
+
+    def _item_error(self, e):
+        return json.dumps(self.error_body(e, skip_frames=1), separators=(",", ":")).encode("utf-8")
+
+    def _stopped_items(self, why, k, n, errs):
+        """A stop came: items k.. do not run (for memory and SIGTERM the
+        worker exits at once, with the item before them running)."""
+        if why in ("memory", "terminate") or self.exiting:
+            with self.run_lock:
+                self.stop_now()
+        eb = self._item_error(TaskStopped(why))
+        for j in range(k, n):
+            errs.append((j, eb))
+
+    def _chunk_header(self, errs):
+        f = bytearray(HEADER)
+        f += _U32LE.pack(len(errs))
+        for idx, eb in errs:
+            f += _U32LE.pack(idx)
+            f += _U32LE.pack(len(eb))
+            f += eb
+        return f
+
+    def _chunk_fast(self, t, fn, args, frm, n):
+        """The items one after the other, their results encoded as one list
+        at the end; a crash fails the whole chunk."""
+        out = []
+        ap = out.append
+        errs = []
+        srv = self
+        while len(out) < n:
+            k = len(out)
+            why = srv.stop_why
+            if why is not None:
+                self._stopped_items(why, k, n, errs)
+                out.extend([None] * (n - k))
+                break
+            try:
+                srv.in_user = True
+                for x in (args if frm + k == 0 else islice(args, frm + k, None)):
+                    ap(fn(x))
+                srv.in_user = False
+            except BaseException as e:
+                # The item that raised, or (for a stop that landed between
+                # two items) the one about to run, is the next one.
+                srv.in_user = False
+                k = len(out)
+                if k >= n:
+                    break
+                if isinstance(e, TaskStopped) and (e.reason in ("memory", "terminate") or srv.exiting):
+                    with srv.run_lock:
+                        srv.stop_now()
+                errs.append((k, srv._item_error(e)))
+                ap(None)
+        f = self._chunk_header(errs)
+        try:
+            f += self.codec.dumps(out)
+        except Exception as e:
+            self.fail_task(t.id, "encoding the results: %s" % (e,), "encode", _qualname(type(e)))
+            return None
+        return f
+
+    def _chunk_recorded(self, t, fn, args, frm, n):
+        """The items one after the other, each one's outcome recorded in the
+        journal as it finishes (docs/protocol.md, "Journal", rule 4)."""
+        codec = self.codec
         item = codec.item
         sep = codec.sep
         null = codec.null
-        errs = []  # (index, JSON bytes)
-        parts = []  # encoded results, when not in the journal's list area
+        jh = self.jhdr
+        jl = self.jlist
+        jl_size = self.jlist_size
+        jmv = self.jmv
+        errs = []  # (index, JSON)
+        parts = []  # encoded results that did not fit the list area
         pos = 0  # bytes of the list area in use
-        jl = None
-        if record:
-            jl = self.jlist
-            jl_size = self.jlist_size
-            err_used = 0
-            overflow = False
-            jh[2] = ITEMS_BEGUN
+        err_used = 0
+        overflow = False
+        hdr = ITEMS_BEGUN
+        jh[2] = hdr
         srv = self
         i = 0
         while i < n:
@@ -1629,11 +1904,10 @@ class _Server:
                 while i < n:
                     why = srv.stop_why
                     if why is not None:
-                        # Stopped: the items left do not run.
+                        ok, v = False, TaskStopped(why)
                         if why in ("memory", "terminate") or srv.exiting:
                             with srv.run_lock:
                                 srv.stop_now()
-                        ok, v = False, TaskStopped(why)
                     else:
                         try:
                             srv.in_user = True
@@ -1648,79 +1922,62 @@ class _Server:
                             b = item(v)
                         except Exception as e:
                             srv.fail_task(t.id, "encoding the results: item %d: %s" % (i, e), "encode", _qualname(type(e)))
-                            return
+                            return None
                     else:
                         if isinstance(v, TaskStopped) and v.reason in ("memory", "terminate"):
                             with srv.run_lock:
                                 srv.stop_now()
-                        eb = json.dumps(srv.error_body(v, skip_frames=1), separators=(",", ":")).encode("utf-8")
+                        eb = srv._item_error(v)
                         errs.append((i, eb))
                         b = null
-                        if record and not overflow:
+                        if not overflow:
                             if err_used + 8 + len(eb) > J_ERRORS:
                                 overflow = True
                             else:
                                 at = J_ERRORS_AT + err_used
-                                self.jmv[at:at + 8] = _U32LE.pack(i) + _U32LE.pack(len(eb))
-                                self.jmv[at + 8:at + 8 + len(eb)] = eb
+                                jmv[at:at + 8] = _U32LE.pack(i) + _U32LE.pack(len(eb))
+                                jmv[at + 8:at + 8 + len(eb)] = eb
                                 err_used += 8 + len(eb)
                                 jh[3] = err_used
-                    if record:
-                        if not overflow:
-                            if i and sep:
-                                b = sep + b
-                            end = pos + len(b)
-                            if end <= jl_size:
-                                jl[pos:end] = b
-                                pos = end
-                                jh[2] = ITEMS_BEGUN | (i + 1) << 32 | pos
-                                i += 1
-                                continue
-                            overflow = True
-                            b = b[len(sep):] if i and sep else b
-                        jh[4] = i + 2
+                    if not overflow:
+                        if i and sep:
+                            b = sep + b
+                        end = pos + len(b)
+                        if end <= jl_size:
+                            jl[pos:end] = b
+                            pos = end
+                            hdr += ITEM_STEP
+                            jh[2] = hdr + pos  # item i has finished: one 8-byte store
+                            i += 1
+                            continue
+                        overflow = True
+                        if i and sep:
+                            b = b[len(sep):]
+                    jh[4] = i + 2
                     parts.append(b)
                     i += 1
             except TaskStopped as e:
-                # A stop landed between the function's return (or raise)
-                # and the worker noting it: item i failed with it.
+                # A stop landed after the function returned or raised and
+                # before the worker noted it: item i failed with it. Its
+                # error is not recorded; nor is anything after it.
                 srv.in_user = False
-                if e.reason in ("memory", "terminate"):
+                if e.reason in ("memory", "terminate") or srv.exiting:
                     with srv.run_lock:
                         srv.stop_now()
-                eb = json.dumps(srv.error_body(e, skip_frames=1), separators=(",", ":")).encode("utf-8")
-                errs.append((i, eb))
-                if record and not overflow:
-                    overflow = True  # keep it simple: the rest is not recorded
-                    jh[4] = i + 2
-                elif record:
-                    jh[4] = i + 2
+                errs.append((i, srv._item_error(e)))
+                overflow = True
+                jh[4] = i + 2
                 parts.append(null)
                 i += 1
-        # The answer: error table, then the list.
-        f = bytearray(HEADER)
-        f += _U32LE.pack(len(errs))
-        for idx, eb in errs:
-            f += _U32LE.pack(idx)
-            f += _U32LE.pack(len(eb))
-            f += eb
+        f = self._chunk_header(errs)
         f += codec.head(n)
-        if record:
-            f += jl[:pos]
-            if parts:
-                if sep and pos:
-                    f += sep
-                f += sep.join(parts)
-        else:
+        f += jl[:pos]
+        if parts:
+            if sep and pos:
+                f += sep
             f += sep.join(parts)
         f += codec.tail
-        length = len(f) - 4
-        if length > self.max_frame:
-            self.fail_task(t.id, "the chunk's result frame is %d bytes (length field %d), over the frame limit of %d (WithMaxFrame)"
-                           % (len(f), length, self.max_frame), "encode")
-            return
-        _hdr_pack_into(f, 0, length, K_RESULT, t.id)
-        self.answer(f)
+        return f
 
     def hello(self):
         h = {"protocol": PROTOCOL, "pid": os.getpid(), "codec": self.codec.name,

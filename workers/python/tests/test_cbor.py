@@ -250,6 +250,34 @@ class CBORTest(unittest.TestCase):
         self.assertEqual(w.cbor_loads(bytes.fromhex("a1820102f6")), {(1, 2): None})  # an array key: a tuple
         self.assertEqual(w.cbor_loads(bytes.fromhex("d9d9f70a")), 10)  # self-described CBOR
 
+    def test_number_runs(self):
+        # Lists of numbers go a block at a time where a block's items share
+        # one width: runs of every width, of both signs, and the borders.
+        r = random.Random(7)
+        edges = [0, 23, 24, 255, 256, 65535, 65536, 2 ** 32 - 1, 2 ** 32, 2 ** 64 - 1]
+        for _ in range(300):
+            vs = []
+            for _ in range(r.randrange(1, 6)):
+                lo = r.choice(edges)
+                hi = lo + r.choice([0, 1, 30, 1000])
+                run = [r.randint(lo, hi) for _ in range(r.randrange(1, 80))]
+                if r.random() < 0.3:
+                    run = [-1 - x for x in run]
+                if r.random() < 0.1:
+                    run = [float(x) for x in run]
+                if r.random() < 0.05:
+                    run[r.randrange(len(run))] = r.choice([True, None, "x", 2 ** 70, 1.5])
+                vs += run
+            b = w.cbor_dumps(vs)
+            got = w.cbor_loads(b)
+            self.assertTrue(same(got, vs), "%r became %r" % (vs[:40], got[:40]))
+            # Byte for byte what an item at a time writes.
+            c = w._CBORCodec()
+            self.assertEqual(b, bytes(c.head(len(vs))) + b"".join(bytes(c.item(v)) for v in vs))
+            for n in (len(b) - 1, len(b) // 2, 5):
+                with self.assertRaises(w.CBORError):
+                    w.cbor_loads(b[:n])
+
     def test_list_items(self):
         # The worker encodes a chunk's results one by one; the list they make
         # is the encoding of the whole list.
