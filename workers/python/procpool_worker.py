@@ -1263,8 +1263,16 @@ class _Server:
         signal.signal(STOP_SIGNAL, self._on_stop_signal)
         signal.signal(signal.SIGTERM, self._on_sigterm)
         signal.signal(signal.SIGWINCH, self._on_sigwinch)
-        t = threading.Thread(target=self._watchdog, name="procpool-watchdog", daemon=True)
-        t.start()
+        # The watchdog thread blocks the signals, so that the kernel gives
+        # the process's SIGTERM to the main thread, whose blocking call (a
+        # task's sleep, a read) it interrupts, instead of to the watchdog.
+        mine = {signal.SIGTERM, signal.SIGWINCH, STOP_SIGNAL}
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, mine)
+        try:
+            t = threading.Thread(target=self._watchdog, name="procpool-watchdog", daemon=True)
+            t.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
     def _on_stop_signal(self, signum, frame):
         # Runs in the main thread, between bytecodes. It raises only inside

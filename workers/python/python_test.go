@@ -74,6 +74,8 @@ var (
 	child        = procpool.Declare[int, childReply]("t.child")
 	deadline     = procpool.Declare[int, float64]("t.deadline")
 	floats       = procpool.Declare[[]float64, []float64]("t.floats")
+	rlimit       = procpool.Declare[int, []uint64]("t.rlimit")
+	big          = procpool.Declare[int, string]("t.big")
 	nobodyServes = procpool.Declare[int, int]("t.nobody_serves")
 )
 
@@ -81,7 +83,7 @@ var (
 // require them (WithRequire), which keeps nobodyServes out of the check.
 var served = []procpool.AnyFunc{echo, fail, sleepMs, exitWith, length, pid, square, initPrefix, initFail, prefixed,
 	types, now, notFound, tooBig, missingFile, touch, touchExit, hang, wait, alloc, shared, item, itemLog, printIt,
-	child, deadline, floats}
+	child, deadline, floats, rlimit, big}
 
 // allTypes holds one field of each type in docs/protocol.md's table.
 type allTypes struct {
@@ -864,6 +866,46 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// WithRlimit reaches the Python worker (PROCPOOL_RLIMITS), and one it
+// cannot set fails its start with the reason.
+func TestRlimit(t *testing.T) {
+	ctx := testCtx(t)
+	p := newPool(t, procpool.WithProcesses(1), procpool.WithRlimit(syscall.RLIMIT_NOFILE, 100, 200))
+	if got, err := procpool.Apply(ctx, p, rlimit, syscall.RLIMIT_NOFILE); err != nil || !slices.Equal(got, []uint64{100, 200}) {
+		t.Errorf("RLIMIT_NOFILE in the worker: %v, %v", got, err)
+	}
+	// Above fs.nr_open, RLIMIT_NOFILE cannot be set, even by root.
+	b, err := os.ReadFile("/proc/sys/fs/nr_open")
+	if err != nil {
+		t.Skip("no /proc/sys/fs/nr_open")
+	}
+	nrOpen, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = procpool.New(procpool.WithCommand("python3", script(t, "testing_worker.py")), procpool.WithRequire(served...),
+		procpool.WithProcesses(1), procpool.WithRlimit(syscall.RLIMIT_NOFILE, nrOpen+1, nrOpen+1))
+	var se *procpool.StartError
+	if !errors.As(err, &se) || !strings.Contains(se.Stderr, "setrlimit") {
+		t.Errorf("New with an rlimit above the hard limit: %v", err)
+	}
+}
+
+// A result over the frame limit fails its task (code encode); the worker
+// goes on.
+func TestResultOverFrameLimit(t *testing.T) {
+	ctx := testCtx(t)
+	p := newPool(t, procpool.WithProcesses(1), procpool.WithMaxFrame(1<<20))
+	_, err := procpool.Apply(ctx, p, big, 2<<20)
+	var re *procpool.RemoteError
+	if !errors.As(err, &re) || re.Code != procpool.CodeEncode || !strings.Contains(re.Message, "frame limit") {
+		t.Fatalf("t.big(2 MiB) under a 1 MiB frame limit: %v", err)
+	}
+	if s, err := procpool.Apply(ctx, p, big, 10); err != nil || s != "xxxxxxxxxx" {
+		t.Errorf("the next task: %q, %v", s, err)
+	}
 }
 
 // The task's deadline is visible in Python.

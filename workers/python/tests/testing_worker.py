@@ -193,6 +193,17 @@ def child(_):
     return {"pid": p.pid, "fds": leaked, "env": env}
 
 
+@worker.function("t.rlimit")
+def rlimit(resource_number):
+    import resource
+    return list(resource.getrlimit(resource_number))
+
+
+@worker.function("t.big")
+def big(n):
+    return "x" * n
+
+
 @worker.function("t.deadline")
 def deadline(_):
     t = worker.current_task()
