@@ -957,6 +957,27 @@ func TestPythonUnittest(t *testing.T) {
 	t.Logf("%s", out)
 }
 
+// pip installs the module from workers/python without a package index.
+func TestPipInstall(t *testing.T) {
+	script(t, "conformance_worker.py")
+	if exec.Command("python3", "-m", "pip", "--version").Run() != nil {
+		t.Skip("python3 has no pip")
+	}
+	dir := t.TempDir()
+	out, err := exec.Command("python3", "-m", "pip", "install", "--no-index", "--no-cache-dir", "--disable-pip-version-check",
+		"--target", dir, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("pip install: %v\n%s", err, out)
+	}
+	cmd := exec.Command("python3", "-c", "import procpool_worker as w; print(w.__file__, w.__version__)")
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(os.Environ(), "PYTHONPATH="+dir)
+	got, err := cmd.Output()
+	if err != nil || !strings.HasPrefix(string(got), filepath.Join(dir, "procpool_worker.py")+" ") {
+		t.Errorf("import after pip install: %q, %v", got, err)
+	}
+}
+
 // A signal sent to a worker by another process still ends it cleanly: it
 // is the same as a crash for its task.
 func TestKilledWorker(t *testing.T) {
