@@ -888,7 +888,12 @@ class _CBORCodec:
             if type(data) is memoryview:
                 data = bytes(data)  # one copy: bytes index faster than a memoryview
             return cbor_loads(data)
-        v = self._lib_loads(data, str_errors="surrogateescape")
+        try:
+            v = self._lib_loads(data)
+        except Exception:
+            # Invalid UTF-8 in a text string (which cbor2 refuses and this
+            # module keeps), or malformed data: decode as without cbor2.
+            return cbor_loads(data)
         return _from_cbor2(v, self.lib)
 
     def dumps(self, v):
@@ -896,7 +901,14 @@ class _CBORCodec:
             out = bytearray()
             _encode_cbor(out, v)
             return out
-        return self._lib_dumps(v, default=_cbor2_default, datetime_as_timestamp=False)
+        try:
+            return self._lib_dumps(v, default=_cbor2_default, datetime_as_timestamp=False)
+        except Exception:
+            # A string with surrogate escapes, a naive datetime: encode as
+            # without cbor2 (which also says why a value has no encoding).
+            out = bytearray()
+            _encode_cbor(out, v)
+            return out
 
     def item(self, v):
         """The encoding of one item of a list."""
@@ -936,7 +948,9 @@ def _cbor2_tag(tag, value):
 
 
 def _from_cbor2(v, lib):
-    """cbor2's values as this module's: undefined as None, other tags as Tag."""
+    """cbor2's values as this module's: undefined as None, tags it does not
+    know as Tag. (It gives its own types for some tags that Go does not
+    write: Decimal for 4 and 5, UUID for 37, set for 258, ...)"""
     t = type(v)
     if t is list:
         for i, x in enumerate(v):
@@ -944,10 +958,14 @@ def _from_cbor2(v, lib):
                 v[i] = _from_cbor2(x, lib)
         return v
     if t is dict:
+        if any(type(k) not in (int, str) for k in v):
+            return {_from_cbor2(k, lib): _from_cbor2(x, lib) for k, x in v.items()}
         for k, x in v.items():
             if type(x) not in (int, str, float, bytes, bool) and x is not None:
                 v[k] = _from_cbor2(x, lib)
         return v
+    if t is tuple:  # an array as a map key
+        return tuple(_from_cbor2(x, lib) for x in v)
     if t is lib.CBORTag:
         return Tag(v.tag, _from_cbor2(v.value, lib))
     if v is getattr(lib, "undefined", None):
@@ -1045,7 +1063,8 @@ ITEM_STEP = 1 << 32  # one more item in the journal's items field
 # function's items have taken this long (nanoseconds) or more, or the
 # function has not run yet in this worker; faster items run unrecorded,
 # since recording one costs about a microsecond (a crash then fails the
-# whole chunk, as without a journal).
+# whole chunk, as without a journal). PROCPOOL_PYTHON_RECORD_ITEMS=always or
+# never overrides it.
 RECORD_ITEMS_NS = 20000
 
 STOP_REASONS = {1: "cancel", 2: "deadline", 3: "memory"}
@@ -1125,6 +1144,9 @@ class _Server:
         self.control_fd = None
         self.ahead = []
         self.took = {}  # function name -> nanoseconds an item (or task) takes, averaged
+        # When to record a chunk's items in the journal: "auto" (see
+        # RECORD_ITEMS_NS), "always" or "never".
+        self.record_items = os.environ.get("PROCPOOL_PYTHON_RECORD_ITEMS", "auto")
         self.cur_id = 0
         self.cur_skip = False
 
@@ -1172,6 +1194,8 @@ class _Server:
                 raise ValueError
         except ValueError:
             self.fail("bad PROCPOOL_MAX_FRAME=%r" % mf)
+        if self.record_items not in ("auto", "always", "never"):
+            self.fail("bad PROCPOOL_PYTHON_RECORD_ITEMS=%r: auto, always or never" % self.record_items)
         g = cfg["PROCPOOL_KILL_GRACE"]
         try:
             self.grace = int(g) / 1e9 if g else 0.3
@@ -1646,7 +1670,7 @@ class _Server:
             have += n
         return kind, tid, 0, len(body), body
 
-    def accept(self, fr, own_copy):
+    def accept(self, fr):
         kind, tid, start, end, buf = fr
         if kind == K_CANCEL:
             if tid == self.cur_id:
@@ -1700,7 +1724,7 @@ class _Server:
                 fr = self._next_frame(True)
                 if fr is None:
                     return
-                self.accept(fr, False)
+                self.accept(fr)
             t = ahead.pop(0)
             # Read what has already arrived, so that a cancel for this task
             # (or one behind it) is seen before it begins.
@@ -1711,7 +1735,7 @@ class _Server:
                 fr = self._next_frame(False)
                 if fr is None:
                     break
-                self.accept(fr, True)
+                self.accept(fr)
             skip = t.skip or self.cur_skip
             self.cur_id = 0
             if skip:
@@ -1804,8 +1828,10 @@ class _Server:
         # a crash fails only the item that was running, when that costs
         # little next to the items themselves: for a function whose items
         # have taken RECORD_ITEMS_NS or more, or that has not run yet.
+        mode = self.record_items
         took = self.took.get(t.name)
-        record = self.jhdr is not None and n >= 2 and (took is None or took >= RECORD_ITEMS_NS)
+        record = self.jhdr is not None and n >= 2 and (
+            mode == "always" or mode == "auto" and (took is None or took >= RECORD_ITEMS_NS))
         t0 = time.perf_counter_ns()
         if record:
             f = self._chunk_recorded(t, fn, args, frm, n)

@@ -351,30 +351,30 @@ func TestCalls(t *testing.T) {
 }
 
 // Per-item errors of a chunk: each failed item has its own *RemoteError,
-// the others their results.
+// the others their results, whether the worker records the items in its
+// journal or not.
 func TestMapItemErrors(t *testing.T) {
 	ctx := testCtx(t)
 	for _, c := range codecs {
-		t.Run(c.Name(), func(t *testing.T) {
-			p := newPool(t, procpool.WithProcesses(1), procpool.WithCodec(c))
-			// The first chunk of a function records its items in the
-			// journal; the worker then finds them fast and runs the
-			// second unrecorded. Both answer alike.
-			for run := range 2 {
-				ys, err := procpool.Map(ctx, p, item, []int{1, 2, 5, 7, 10, 11}, procpool.ChunkSize(6))
-				var me *procpool.MapError
-				if !errors.As(err, &me) || len(me.Errors) != 2 || me.Errors[0].Index != 2 || me.Errors[1].Index != 4 {
-					t.Fatalf("Map %d: %v; want items 2 and 4 failed", run, err)
+		for _, mode := range []string{"always", "never", "auto"} {
+			t.Run(c.Name()+"/"+mode, func(t *testing.T) {
+				p := newPool(t, procpool.WithProcesses(1), procpool.WithCodec(c), procpool.WithEnv("PROCPOOL_PYTHON_RECORD_ITEMS="+mode))
+				for run := range 2 {
+					ys, err := procpool.Map(ctx, p, item, []int{1, 2, 5, 7, 10, 11}, procpool.ChunkSize(6))
+					var me *procpool.MapError
+					if !errors.As(err, &me) || len(me.Errors) != 2 || me.Errors[0].Index != 2 || me.Errors[1].Index != 4 {
+						t.Fatalf("Map %d: %v; want items 2 and 4 failed", run, err)
+					}
+					var re *procpool.RemoteError
+					if !errors.As(me.Errors[1].Err, &re) || re.Message != "item 10" || re.Type != "builtins.ValueError" || !strings.Contains(re.Stack, "in item") {
+						t.Errorf("Map %d: item 4's error: %#v", run, me.Errors[1].Err)
+					}
+					if !slices.Equal(ys, []int{10, 20, 0, 70, 0, 110}) {
+						t.Errorf("Map %d: results %v", run, ys)
+					}
 				}
-				var re *procpool.RemoteError
-				if !errors.As(me.Errors[1].Err, &re) || re.Message != "item 10" || re.Type != "builtins.ValueError" || !strings.Contains(re.Stack, "in item") {
-					t.Errorf("Map %d: item 4's error: %#v", run, me.Errors[1].Err)
-				}
-				if !slices.Equal(ys, []int{10, 20, 0, 70, 0, 110}) {
-					t.Errorf("Map %d: results %v", run, ys)
-				}
-			}
-		})
+			})
+		}
 	}
 }
 
@@ -575,15 +575,13 @@ func TestCrashInChunk(t *testing.T) {
 	}
 }
 
-// A chunk of a function whose items the worker found fast is not recorded
-// item by item: a crash in it fails the whole chunk, as in a worker without
-// a journal (README: "Map and crashes").
-func TestCrashInFastChunk(t *testing.T) {
+// A chunk whose items the worker does not record (with
+// PROCPOOL_PYTHON_RECORD_ITEMS=never, as for a function whose items proved
+// fast) fails as a whole when its worker crashes, as without a journal
+// (README: "Crashes and Map").
+func TestCrashInUnrecordedChunk(t *testing.T) {
 	ctx := testCtx(t)
-	p := newPool(t, procpool.WithProcesses(1))
-	if ys, err := procpool.Map(ctx, p, item, []int{1, 2, 3}, procpool.ChunkSize(3)); err != nil || !slices.Equal(ys, []int{10, 20, 30}) {
-		t.Fatalf("warm-up: %v, %v", ys, err)
-	}
+	p := newPool(t, procpool.WithProcesses(1), procpool.WithEnv("PROCPOOL_PYTHON_RECORD_ITEMS=never"))
 	_, err := procpool.Map(ctx, p, item, []int{1, 2, -1, 4}, procpool.ChunkSize(4))
 	var me *procpool.MapError
 	if !errors.As(err, &me) || len(me.Errors) != 4 {
