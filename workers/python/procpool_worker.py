@@ -1933,15 +1933,24 @@ class _Server:
         jh[2] = hdr
         srv = self
         i = 0
+        landed = None  # a stop that landed outside the function (below)
+        stopped = stopped_eb = None
         while i < n:
             try:
                 while i < n:
                     why = srv.stop_why
-                    if why is not None:
-                        ok, v = False, TaskStopped(why)
+                    if landed is not None:
+                        ok, v, landed = False, landed, None
+                    elif why is not None:
+                        # Stopped: the items left do not run, and share one
+                        # error.
                         if why in ("memory", "terminate") or srv.exiting:
                             with srv.run_lock:
                                 srv.stop_now()
+                        if stopped is None:
+                            stopped = TaskStopped(why)
+                            stopped_eb = srv._item_error(stopped)
+                        ok, v = False, stopped
                     else:
                         try:
                             srv.in_user = True
@@ -1961,7 +1970,7 @@ class _Server:
                         if isinstance(v, TaskStopped) and v.reason in ("memory", "terminate"):
                             with srv.run_lock:
                                 srv.stop_now()
-                        eb = srv._item_error(v)
+                        eb = stopped_eb if v is stopped else srv._item_error(v)
                         errs.append((i, eb))
                         b = null
                         if not overflow:
@@ -1992,17 +2001,10 @@ class _Server:
                     i += 1
             except TaskStopped as e:
                 # A stop landed after the function returned or raised and
-                # before the worker noted it: item i failed with it. Its
-                # error is not recorded; nor is anything after it.
+                # before the worker noted it (in_user was still set): item
+                # i, not yet recorded, failed with it.
                 srv.in_user = False
-                if e.reason in ("memory", "terminate") or srv.exiting:
-                    with srv.run_lock:
-                        srv.stop_now()
-                errs.append((i, srv._item_error(e)))
-                overflow = True
-                jh[4] = i + 2
-                parts.append(null)
-                i += 1
+                landed = e
         f = self._chunk_header(errs)
         f += codec.head(n)
         f += jl[:pos]

@@ -157,6 +157,7 @@ func testCtx(t *testing.T) context.Context {
 // newPool starts a pool of Python workers serving testing_worker.py.
 func newPool(t *testing.T, opts ...procpool.Option) *procpool.Pool {
 	t.Helper()
+	noOrphans(t)
 	base := []procpool.Option{procpool.WithCommand("python3", script(t, "testing_worker.py")), procpool.WithRequire(served...)}
 	p, err := procpool.New(append(base, opts...)...)
 	if err != nil {
@@ -164,6 +165,48 @@ func newPool(t *testing.T, opts ...procpool.Option) *procpool.Pool {
 	}
 	t.Cleanup(func() { _ = p.Terminate() })
 	return p
+}
+
+// noOrphans fails the test if processes this one started outlive it (its
+// pools' cleanups run first).
+func noOrphans(t *testing.T) {
+	t.Helper()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			kids := children()
+			if len(kids) == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("processes outlived the test: %v", kids)
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+}
+
+// children lists this process's living children.
+func children() []int {
+	ents, _ := os.ReadDir("/proc")
+	var kids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(b, ')')
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) > 1 && f[0] != "Z" && f[1] == strconv.Itoa(os.Getpid()) {
+			kids = append(kids, pid)
+		}
+	}
+	return kids
 }
 
 func pids(p *procpool.Pool) []int {
@@ -206,6 +249,7 @@ func waitLines(t *testing.T, path string, n int) []string {
 var codecs = []codec.Codec{codec.CBOR, codec.JSON}
 
 func TestConformanceWorker(t *testing.T) {
+	noOrphans(t)
 	ctx := testCtx(t)
 	conf := script(t, "conformance_worker.py")
 	for _, c := range codecs {
@@ -673,6 +717,7 @@ func TestCancelRunning(t *testing.T) {
 }
 
 func TestInitializer(t *testing.T) {
+	noOrphans(t)
 	ctx := testCtx(t)
 	p := newPool(t, procpool.WithProcesses(2), procpool.WithInitializer(initPrefix, "> "))
 	outs, err := procpool.Map(ctx, p, prefixed, []string{"a", "b", "c", "d"}, procpool.ChunkSize(1))
@@ -785,6 +830,7 @@ func TestUnknownFunc(t *testing.T) {
 }
 
 func TestDeclaredMissingAtNew(t *testing.T) {
+	noOrphans(t)
 	_, err := procpool.New(procpool.WithCommand("python3", script(t, "testing_worker.py")), procpool.WithProcesses(1))
 	var se *procpool.StartError
 	if !errors.As(err, &se) || !errors.Is(err, procpool.ErrHandshake) || !strings.Contains(err.Error(), `"t.nobody_serves"`) {
@@ -798,6 +844,7 @@ func TestDeclaredMissingAtNew(t *testing.T) {
 // A codec the Python worker does not know: its hello names no codec, and
 // New says which.
 func TestUnknownCodec(t *testing.T) {
+	noOrphans(t)
 	_, err := procpool.New(procpool.WithCommand("python3", script(t, "testing_worker.py")), procpool.WithRequire(served...),
 		procpool.WithProcesses(1), procpool.WithCodec(msgpack.Codec))
 	var se *procpool.StartError
@@ -869,6 +916,7 @@ func (s *syncBuffer) String() string {
 // WithRlimit reaches the Python worker (PROCPOOL_RLIMITS), and one it
 // cannot set fails its start with the reason.
 func TestRlimit(t *testing.T) {
+	noOrphans(t)
 	ctx := testCtx(t)
 	p := newPool(t, procpool.WithProcesses(1), procpool.WithRlimit(syscall.RLIMIT_NOFILE, 100, 200))
 	if got, err := procpool.Apply(ctx, p, rlimit, syscall.RLIMIT_NOFILE); err != nil || !slices.Equal(got, []uint64{100, 200}) {

@@ -40,13 +40,13 @@ def task(tid, name, payload, flags=0, frm=None, deadline=None, kind=w.K_TASK):
     return frame(kind, tid, b + payload)
 
 
-def wait_file(path):
-    """Poll until a task has written a line to path."""
+def wait_file(path, lines=1):
+    """Poll until tasks have written lines to path."""
     deadline = time.monotonic() + TIMEOUT
     while True:
         try:
             with open(path) as f:
-                if f.read().endswith("\n"):
+                if f.read().count("\n") >= lines:
                     return
         except FileNotFoundError:
             pass
@@ -314,6 +314,33 @@ class ProtocolTest(unittest.TestCase):
         self.assertEqual(w.cbor_loads(body[p:]), [None, 20, None, 30])
         wk.send(task(2, "t.item", cbor([1]), flags=w.F_CHUNK | w.F_FROM, frm=2))
         self.assertEqual(self.error(wk, 2)["code"], "decode")
+
+    def test_stop_in_chunk(self):
+        # A stop of a chunk: the running item raises TaskStopped, the items
+        # after it do not run; the items before keep their results.
+        for mode in ("always", "never"):
+            wk = self.worker(env={"PROCPOOL_PYTHON_RECORD_ITEMS": mode})
+            path = os.path.join(self.tmp(), "steps")
+            items = [{"Path": path, "Wait": False}, {"Path": path, "Wait": True}] + [{"Path": path, "Wait": False}] * 1000
+            wk.send(task(1, "t.step", cbor(items), flags=w.F_CHUNK))
+            wait_file(path, 2)  # item 1 runs
+            wk.stop(1, 2)
+            kind, tid, body = wk.read()
+            self.assertEqual((kind, tid), (w.K_RESULT, 1))
+            nerr = struct.unpack_from("<I", body)[0]
+            p, idx = 4, []
+            for _ in range(nerr):
+                i, n = struct.unpack_from("<II", body, p)
+                e = json.loads(body[p + 8:p + 8 + n])
+                self.assertEqual((e["type"], e["code"]), ("procpool_worker.TaskStopped", "deadline"))
+                idx.append(i)
+                p += 8 + n
+            self.assertEqual(idx, list(range(1, 1002)), mode)
+            self.assertEqual(w.cbor_loads(body[p:]), [1] + [None] * 1001)
+            with open(path) as f:
+                self.assertEqual(len(f.read().split()), 2)  # no item after the stopped one ran
+            wk.send(task(2, "t.square", cbor(3)))  # the worker lives on
+            self.assertEqual(self.result(wk, 2), 9)
 
     def test_crash_in_chunk_journal(self):
         wk = self.worker()

@@ -133,6 +133,17 @@ def wait(path):
     return 0
 
 
+@worker.function("t.step")
+def step(arg):
+    """A chunk item: appends a line to arg["Path"]; with arg["Wait"], then
+    sleeps until stopped."""
+    with open(arg["Path"], "a") as f:
+        f.write("%d\n" % os.getpid())
+    if arg["Wait"]:
+        time.sleep(3600)
+    return 1
+
+
 @worker.function("t.alloc")
 def alloc(mb):
     """Holds mb MiB (touched), then sleeps until stopped."""
