@@ -539,11 +539,19 @@ def _encode_blocks(out, v, d):
     while i < n:
         if not skip and n - i >= _BLOCK:
             blk = v[i:i + _BLOCK]
-            types = set(map(type, blk))
             h = 0
-            if types == _INT:
-                h = _int_block_head(min(blk), max(blk))
-            elif types == _FLOAT:
+            try:
+                lo, hi = min(blk), max(blk)
+            except TypeError:  # not all numbers
+                lo = hi = None
+            if type(lo) is int and type(hi) is int:
+                h = _int_block_head(lo, hi)
+                # Between lo and hi there may be other numbers: bools (0
+                # and 1, so only where lo < 24), floats and the like, which
+                # struct refuses below.
+                if h and lo < 24 and set(map(type, blk)) != _INT:
+                    h = 0
+            elif type(lo) is float and set(map(type, blk)) == _FLOAT:
                 h = 0xFB
             if h == 1:
                 out += bytes(blk)
@@ -557,10 +565,14 @@ def _encode_blocks(out, v, d):
                 size, pack_into, heads, w = _PACKS[h]
                 at = len(out)
                 out += bytes(size)
-                pack_into(out, at, *(blk if h < 0x38 or h == 0xFB else [-1 - x for x in blk]))
-                out[at:at + size:w] = heads
-                i += _BLOCK
-                continue
+                try:
+                    pack_into(out, at, *(blk if h < 0x38 or h == 0xFB else [-1 - x for x in blk]))
+                except (struct.error, TypeError):
+                    del out[at:]
+                else:
+                    out[at:at + size:w] = heads
+                    i += _BLOCK
+                    continue
             skip = _BLOCK
         elif skip:
             skip -= 1
