@@ -984,7 +984,7 @@ func TestTerminate(t *testing.T) {
 	if _, err := f.Get(ctx); !errors.Is(err, procpool.ErrTerminated) {
 		t.Errorf("the running task: %v", err)
 	}
-	if got := lines(t, path+".stop"); !slices.Equal(got, []string{"terminate"}) && !slices.Equal(got, []string{"cancel"}) {
+	if got := lines(t, path+".stop"); !slices.Equal(got, []string{"terminate"}) {
 		t.Errorf("the task saw %v", got)
 	}
 }
