@@ -1700,7 +1700,8 @@ class _Server:
         p = start + 3 + nlen
         if nlen == 0 or p > end:
             raise ProtocolError("a function name of %d bytes in a task body of %d" % (nlen, end - start))
-        name = str(buf[start + 3:p], "utf-8", "surrogateescape")
+        mv = self.bufmv if buf is self.buf else memoryview(buf)
+        name = str(mv[start + 3:p], "utf-8", "surrogateescape")
         frm = 0
         deadline = timeout = 0
         if flags & F_FROM:
@@ -1721,9 +1722,9 @@ class _Server:
                 raise ProtocolError("a shared-memory reference [%d, +%d) outside the segment" % (off, n))
             payload = self.shm[off:off + n]
         elif buf is self.buf:
-            payload = bytes(buf[p:end])
+            payload = bytes(mv[p:end])  # the buffer is reused: one copy
         else:
-            payload = memoryview(buf)[p:end]
+            payload = mv[p:end]  # a frame's own buffer
         self.ahead.append(_Task(kind, tid, flags, name, frm, deadline, timeout, payload))
 
     # -- running tasks --------------------------------------------------------
