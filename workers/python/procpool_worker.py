@@ -909,6 +909,8 @@ class _CBORCodec:
         return _from_cbor2(v, self.lib)
 
     def dumps(self, v):
+        if type(v) is int and 0 <= v < 0x100:
+            return _SMALL[v]
         if self.lib is None:
             out = bytearray()
             _encode_cbor(out, v)
@@ -1072,8 +1074,8 @@ J_MIN = J_LIST_AT
 ITEMS_BEGUN = 1 << 63
 ITEM_STEP = 1 << 32  # one more item in the journal's items field
 # A chunk's items are recorded in the journal one by one when its
-# function's items have taken this long (nanoseconds) or more, or the
-# function has not run yet in this worker; faster items run unrecorded,
+# function's items have taken this long (nanoseconds) or more, or no chunk
+# of the function has run yet in this worker; faster items run unrecorded,
 # since recording one costs about a microsecond (a crash then fails the
 # whole chunk, as without a journal). PROCPOOL_PYTHON_RECORD_ITEMS=always or
 # never overrides it.
@@ -1148,7 +1150,6 @@ class _Server:
         self.cur_deadline = 0
         self.grace_until = None  # monotonic time a stopped task must end by
         self.grace_id = 0
-        self.unsent = []  # answers not yet written, without a journal
         self.jm = None
         self.jhdr = None
         self.jans = 0
@@ -1446,14 +1447,14 @@ class _Server:
         return f
 
     def write_all(self, data):
-        mv = memoryview(data)
-        n = len(mv)
-        off = 0
-        while off < n:
-            off += os.write(FD_RESULTS, mv[off:])
+        n = os.write(FD_RESULTS, data)
+        if n < len(data):
+            mv = memoryview(data)
+            while n < len(mv):
+                n += os.write(FD_RESULTS, mv[n:])
 
     def flush(self):
-        """Write the answers not yet written. Call with out_lock free."""
+        """Write out the answers in the journal's area (for an exit)."""
         with self.out_lock:
             if self.jans:
                 try:
@@ -1461,14 +1462,11 @@ class _Server:
                 finally:
                     self.jans = 0
                     self.jhdr[1] = 0
-            elif self.unsent:
-                frames, self.unsent = self.unsent, []
-                for f in frames:
-                    self.write_all(f)
 
     def answer(self, frame):
         """Record the answer to the task that ran (or was skipped) and, in
-        the same step, that no task runs; then write it out."""
+        the same step, that no task runs; then write it out (this worker
+        writes every answer before it reads the next task)."""
         with self.run_lock:
             if self.running and (self.exiting or self.stop_why in ("memory", "terminate")):
                 # Stopped for the worker's memory or its SIGTERM: the answer
@@ -1477,27 +1475,34 @@ class _Server:
                 self.stop_now()
             with self.out_lock:
                 jh = self.jhdr
-                if jh is None:
-                    self.unsent.append(frame)
-                else:
-                    n = len(frame)
-                    if self.jans + n > J_ANSWERS:
-                        self.write_all(self.jmv[J_HEADER:J_HEADER + self.jans])
-                        self.jans = 0
+                n = len(frame)
+                if jh is not None:
+                    # Rule 2: the frame into the answer area, then "no task
+                    # runs", each with one 8-byte store.
+                    jans = self.jans
+                    if jans and jans + n > J_ANSWERS:
+                        self.write_all(self.jmv[J_HEADER:J_HEADER + jans])
+                        jans = self.jans = 0
                         jh[1] = 0
                     if n <= J_ANSWERS:
-                        at = J_HEADER + self.jans
+                        at = J_HEADER + jans
                         self.jmv[at:at + n] = frame
-                        self.jans += n
-                        jh[1] = self.jans
-                    else:
+                        self.jans = jans = jans + n
+                        jh[1] = jans
+                    else:  # larger than the area: straight to the pipe
                         self.write_all(frame)
                     if self.running:
                         jh[0] = 0
                 self.running = 0
                 self.cur_task = None
                 self.grace_until = None
-        self.flush()
+                # Rule 3: write the area out, then empty it.
+                if jh is None:
+                    self.write_all(frame)
+                elif self.jans:
+                    self.write_all(frame if self.jans == n else self.jmv[J_HEADER:J_HEADER + self.jans])
+                    self.jans = 0
+                    jh[1] = 0
 
     def stop_now(self):
         """End the worker with the running task unanswered, after writing out
@@ -1792,14 +1797,12 @@ class _Server:
         except Exception as e:
             self.fail_task(t.id, "decoding the argument: %s" % (e,), "decode", _qualname(type(e)))
             return
-        t0 = time.perf_counter_ns()
         try:
             ok, v = self.invoke(fn, arg)
         except BaseException as e:  # a stop that landed outside the function's frame
             self.in_user = False
             ok, v = False, e
         arg = None
-        self._took(t.name, time.perf_counter_ns() - t0)
         if not ok:
             code = "init" if t.kind == K_INIT else None
             self.answer(self.error_frame(t.id, self.error_body(v, code, skip_frames=1)))
@@ -1840,7 +1843,7 @@ class _Server:
         # Each item's outcome goes into the journal as it finishes, so that
         # a crash fails only the item that was running, when that costs
         # little next to the items themselves: for a function whose items
-        # have taken RECORD_ITEMS_NS or more, or that has not run yet.
+        # have taken RECORD_ITEMS_NS or more, or whose first chunk this is.
         mode = self.record_items
         took = self.took.get(t.name)
         record = self.jhdr is not None and n >= 2 and (
