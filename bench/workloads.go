@@ -147,6 +147,16 @@ var workloads = []*workload{
 		systems: []string{"procpool", "python-pool"},
 		run:     runStreamMemory,
 	},
+	{
+		name: "py-apply-latency", what: "sequential Apply of x·x on Python workers (procpool_worker.py) vs Pool.apply: p50", unit: "µs",
+		systems: []string{"procpool", "python-pool"},
+		run:     runPyApplyLatency,
+	},
+	{
+		name: "py-map-throughput", what: "Map of x·x over ints on Python workers vs Pool.map, same chunk size", unit: "items/s", higher: true,
+		systems: []string{"procpool", "python-pool"},
+		run:     runPyMapThroughput,
+	},
 }
 
 func findWorkload(name string) *workload {
