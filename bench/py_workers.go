@@ -1,3 +1,5 @@
+//go:build unix
+
 package main
 
 // The Python-worker workloads: a Go pool whose workers are python3 processes

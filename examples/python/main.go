@@ -1,3 +1,5 @@
+//go:build unix
+
 // Command python calls Python functions from Go: a pool of python3
 // processes running textstats.py (beside this file) with the worker module
 // workers/python/procpool_worker.py, and text statistics computed there

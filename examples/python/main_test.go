@@ -1,15 +1,17 @@
+//go:build unix
+
 package main
 
 import (
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/procpool/procpool"
+	"github.com/procpool/procpool/internal/testenv"
 	"go.uber.org/goleak"
 )
 
@@ -19,10 +21,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestRun(t *testing.T) {
-	python, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("python3 not found: the example is not run here (CI has it)")
-	}
+	python := testenv.LookPath(t, "python3", "the Python example")
 	var out bytes.Buffer
 	if err := run(context.Background(), &out, python); err != nil {
 		t.Fatal(err)

@@ -1,3 +1,5 @@
+//go:build unix
+
 package python_test
 
 // These tests start real python3 workers (workers/python/procpool_worker.py
@@ -27,6 +29,7 @@ import (
 	"github.com/procpool/procpool"
 	"github.com/procpool/procpool/codec"
 	"github.com/procpool/procpool/codec/msgpack"
+	"github.com/procpool/procpool/internal/testenv"
 	"go.uber.org/goleak"
 )
 
@@ -138,9 +141,7 @@ type childReply struct {
 // skips the test when python3 is missing.
 func script(t *testing.T, name string) string {
 	t.Helper()
-	if _, err := exec.LookPath("python3"); err != nil {
-		t.Skip("python3 not found: the Python worker is not tested here (CI has it)")
-	}
+	testenv.LookPath(t, "python3", "the Python worker")
 	p, err := filepath.Abs(filepath.Join("tests", name))
 	if err != nil {
 		t.Fatal(err)
