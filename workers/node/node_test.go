@@ -39,6 +39,7 @@ var (
 	failOdd   = procpool.Declare[int, int]("t.failOdd")
 	exit      = procpool.Declare[int, int]("t.exit")
 	spin      = procpool.Declare[int, int]("t.spin")
+	alloc     = procpool.Declare[int, int]("t.alloc")
 	waitAbort = procpool.Declare[abortArg, int]("t.waitAbort")
 	sumBytes  = procpool.Declare[[]byte, byteSum]("t.bytes")
 	sumB64    = procpool.Declare[[]byte, byteSum]("t.b64")
@@ -749,6 +750,30 @@ func TestMaxTasksPerWorker(t *testing.T) {
 
 // TestSharedMemory sends arguments of 64 KiB and more, which travel
 // through the shared-memory segment, and checks every byte arrived.
+// TestMemoryLimit: a task that holds more than WithMaxWorkerMemory ends
+// with its worker, for the memory reason, and the next task runs on a new
+// worker.
+func TestMemoryLimit(t *testing.T) {
+	ctx := context.Background()
+	p := newPool(t, codec.CBOR, procpool.WithMaxWorkerMemory(200<<20))
+	before, err := procpool.Apply(ctx, p, pidOf, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = procpool.Apply(ctx, p, alloc, 400)
+	var we *procpool.WorkerExitError
+	if !errors.As(err, &we) || we.Reason != procpool.ReasonMemory || we.Pid != before {
+		t.Fatalf("t.alloc(400 MiB): %v; want a *WorkerExitError of worker %d for the memory limit", err, before)
+	}
+	after, err := procpool.Apply(ctx, p, pidOf, 0)
+	if err != nil || after == before {
+		t.Fatalf("the next task: pid %d, %v; want a new worker", after, err)
+	}
+	if s := p.Stats(); s.WorkerExits[procpool.ReasonMemory] != 1 {
+		t.Errorf("exits %v, want one for memory", s.WorkerExits)
+	}
+}
+
 func TestSharedMemory(t *testing.T) {
 	forEachCodec(t, func(t *testing.T, c codec.Codec) {
 		p := newPool(t, c)

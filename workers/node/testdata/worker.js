@@ -93,6 +93,15 @@ worker.fn('t.failOdd', (x) => {
 worker.fn('t.exit', (code) => process.exit(code));
 
 // t.spin never returns and never yields: only the pool's kill ends it.
+// t.alloc holds mb MiB (written, so resident), then waits until its
+// signal aborts (a memory stop ends the worker).
+const held = [];
+worker.fn('t.alloc', (mb, ctx) => new Promise((resolve, reject) => {
+  const b = Buffer.alloc(mb << 20, 1);
+  held.push(b);
+  ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason), { once: true });
+}));
+
 worker.fn('t.spin', () => {
   for (;;);
 });
