@@ -907,8 +907,8 @@ func (p *Pool) splitChunkLocked(t *task, victim bool, w *worker, reason string, 
 		pc.ends, pc.outcome = t.claim(), o
 		return pc
 	}
-	frame := chunkFrameFrom(t, from)
-	if !wire.Fits(wire.LengthOf(frame, 0), p.cfg.maxFrame) {
+	frame, ferr := wire.AppendTaskFrom(make([]byte, 0, len(t.frame)+4), t.frame, from)
+	if ferr != nil || !wire.Fits(wire.LengthOf(frame, 0), p.cfg.maxFrame) {
 		// The rest cannot be asked for within the frame limit (the index
 		// adds 4 bytes to a frame at the limit): those items fail.
 		err := &CodecError{Op: "encode arguments", Err: fmt.Errorf("the rest of a chunk from item %d is over the frame limit of %d (WithMaxFrame)", from, p.cfg.maxFrame)}
@@ -919,22 +919,10 @@ func (p *Pool) splitChunkLocked(t *task, victim bool, w *worker, reason string, 
 		pc.ends, pc.outcome = t.claim(), failed
 		return pc
 	}
-	t.from, t.frame, t.payloadAt = from, frame, len(frame)-len(t.frame)+t.payloadAt
+	t.from, t.frame = from, frame
 	t.requeued = true
 	p.queue.pushFront(t)
 	return pc
-}
-
-// chunkFrameFrom rebuilds t's frame to ask for its items from index from on.
-// The deadline is the one read from t.ctx at submission: this runs under
-// Pool.mu, and a caller's own Context type is user code.
-func chunkFrameFrom(t *task, from int) []byte {
-	payload := t.frame[t.payloadAt:]
-	frame, start := wire.BeginFrame(make([]byte, 0, t.payloadAt+4+len(payload)), wire.KindTask, t.id)
-	frame = wire.AppendTaskHeaderExt(frame, true, t.fn, from, t.deadline, int64(t.timeout))
-	frame = append(frame, payload...)
-	_ = wire.EndFrame(frame, start)
-	return frame
 }
 
 // recoverAnswers reads a dead worker's journal once its pipe has been read
@@ -1022,9 +1010,12 @@ const sharedMin = 64 << 10
 // the pipe.
 func (p *Pool) sharedFrameLocked(w *worker, t *task) (frame, dst, src []byte, ok bool) {
 	t.shmEnd = 0
-	start := t.payloadAt
-	n := len(t.frame) - start
-	if w.shm == nil || n < sharedMin {
+	if w.shm == nil || len(t.frame) < sharedMin {
+		return nil, nil, nil, false // no parse: the argument is smaller than the frame
+	}
+	payload, err := wire.TaskPayload(t.frame)
+	n := len(payload)
+	if err != nil || n < sharedMin {
 		return nil, nil, nil, false
 	}
 	off, ok := w.allocSharedLocked(n)
@@ -1032,12 +1023,10 @@ func (p *Pool) sharedFrameLocked(w *worker, t *task) (frame, dst, src []byte, ok
 		return nil, nil, nil, false
 	}
 	t.shmEnd = off + n
-	frame, fstart := wire.BeginFrame(make([]byte, 0, start+wire.SharedRefSize), wire.KindTask, t.id)
-	frame = append(frame, t.frame[wire.HeaderSize]|wire.FlagShared)
-	frame = append(frame, t.frame[wire.HeaderSize+1:start]...) // name length, name, and a chunk's first item
-	frame = wire.AppendSharedRef(frame, uint64(off), uint64(n))
-	_ = wire.EndFrame(frame, fstart)
-	return frame, w.shm[off : off+n : off+n], t.frame[start:], true
+	// The deadline in the frame is the one read from t.ctx at submission:
+	// this runs under Pool.mu, and a caller's own Context type is user code.
+	frame, _ = wire.AppendSharedTask(make([]byte, 0, len(t.frame)-n+wire.SharedRefSize), t.frame, uint64(off))
+	return frame, w.shm[off : off+n : off+n], payload, true
 }
 
 // allocSharedLocked reserves n contiguous bytes of w's shared memory. Regions

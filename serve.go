@@ -504,7 +504,7 @@ func (s *server) run(ctx context.Context, t pendingTask) {
 			return
 		}
 		if err == nil && len(fails) > 0 {
-			frame, err = chunkWithErrors(frame, start, fails)
+			frame, err = wire.SetChunkErrors(frame, start, itemErrors(fails))
 		}
 		s.releaseRecords()
 	} else {
@@ -563,19 +563,13 @@ func (s *server) releaseRecords() {
 	}
 }
 
-// chunkWithErrors rewrites a chunk's result frame, which has an empty error
-// list, to carry its per-item errors ahead of the payload.
-func chunkWithErrors(frame []byte, start int, fails []itemFailure) ([]byte, error) {
-	payload := append([]byte(nil), frame[start+wire.HeaderSize+4:]...)
+// itemErrors reports a chunk's failed items for its result frame.
+func itemErrors(fails []itemFailure) []wire.ItemError {
 	errs := make([]wire.ItemError, len(fails))
 	for i, f := range fails {
 		errs[i] = wire.ItemError{Index: f.index, Err: errorBody(f.err)}
 	}
-	out, err := wire.AppendChunkResultHeader(frame[:start+wire.HeaderSize], errs)
-	if err != nil {
-		return frame, err
-	}
-	return append(out, payload...), nil
+	return errs
 }
 
 func (s *server) fail(id uint64, err error) {
