@@ -159,7 +159,7 @@ func (p *Pool) onFrame(w *worker, f wire.Frame, dispatch bool) error {
 	w.inflight.popFront()
 	w.pipeBytes -= t.sentBytes
 	if t.shmEnd > 0 {
-		w.freeSharedLocked(t.shmEnd)
+		w.shmRing.Free(t.shmEnd)
 		t.shmEnd = 0
 	}
 	w.done++

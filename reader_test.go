@@ -124,8 +124,8 @@ func TestSharedRegionsAfterRequeue(t *testing.T) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, w := range p.workers {
-		if w.inflight.len() == 0 && w.shmCount != 0 {
-			t.Fatalf("worker %d: nothing in flight, %d shared regions in use", w.pid, w.shmCount)
+		if w.inflight.len() == 0 && w.shmRing.Len() != 0 {
+			t.Fatalf("worker %d: nothing in flight, %d shared regions in use", w.pid, w.shmRing.Len())
 		}
 	}
 }

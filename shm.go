@@ -25,7 +25,7 @@ func (p *Pool) sharedFrameLocked(w *worker, t *task) (frame, dst, src []byte, ok
 	if err != nil || n < sharedMin {
 		return nil, nil, nil, false
 	}
-	off, ok := w.allocSharedLocked(n)
+	off, ok := w.shmRing.Alloc(n)
 	if !ok {
 		return nil, nil, nil, false
 	}
@@ -34,47 +34,4 @@ func (p *Pool) sharedFrameLocked(w *worker, t *task) (frame, dst, src []byte, ok
 	// this runs under Pool.mu, and a caller's own Context type is user code.
 	frame, _ = wire.AppendSharedTask(make([]byte, 0, len(t.frame)-n+wire.SharedRefSize), t.frame, uint64(off))
 	return frame, w.shm[off : off+n : off+n], payload, true
-}
-
-// allocSharedLocked reserves n contiguous bytes of w's shared memory. Regions
-// are released in the order they were reserved (a worker answers in order),
-// so the segment is used as a ring.
-func (w *worker) allocSharedLocked(n int) (int, bool) {
-	size := len(w.shm)
-	if w.shmCount == 0 {
-		w.shmHead, w.shmTail = 0, 0
-	}
-	var off int
-	switch {
-	case n > size:
-		return 0, false
-	case w.shmCount == 0 || w.shmHead >= w.shmTail:
-		// In use: [tail, head). Free: [head, size) and [0, tail).
-		switch {
-		case w.shmHead+n <= size:
-			off = w.shmHead
-		case n < w.shmTail:
-			off = 0
-		default:
-			return 0, false
-		}
-	default:
-		// Wrapped. In use: [tail, size) and [0, head). Free: [head, tail).
-		if w.shmHead+n >= w.shmTail {
-			return 0, false
-		}
-		off = w.shmHead
-	}
-	w.shmHead = off + n
-	w.shmCount++
-	return off, true
-}
-
-// freeSharedLocked releases the oldest reserved region, which ends at end.
-func (w *worker) freeSharedLocked(end int) {
-	w.shmCount--
-	w.shmTail = end
-	if w.shmCount == 0 {
-		w.shmHead, w.shmTail = 0, 0
-	}
 }

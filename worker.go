@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/procpool/procpool/internal/shmring"
 	"github.com/procpool/procpool/internal/supervise"
 	"github.com/procpool/procpool/internal/wire"
 )
@@ -63,15 +64,13 @@ type worker struct {
 	broken    atomic.Bool // a write failed: the worker is gone
 
 	// Guarded by p.mu.
-	flushQueued bool   // w is in p.toFlush
-	pipeBytes   int    // bytes of the frames of its unanswered tasks
-	reader      int    // who reads its result pipe now: readNone, readGoroutine or readCaller
-	kickPending bool   // reader became readGoroutine: kick it after unlocking
-	readErr     error  // a protocol error a caller met while reading, for the reader goroutine
-	shm         []byte // the shared-memory segment (parent's mapping); nil if none
-	shmHead     int    // next free offset in shm
-	shmTail     int    // start of the oldest region still in use (conservative)
-	shmCount    int    // regions in use
+	flushQueued bool         // w is in p.toFlush
+	pipeBytes   int          // bytes of the frames of its unanswered tasks
+	reader      int          // who reads its result pipe now: readNone, readGoroutine or readCaller
+	kickPending bool         // reader became readGoroutine: kick it after unlocking
+	readErr     error        // a protocol error a caller met while reading, for the reader goroutine
+	shm         []byte       // the shared-memory segment (parent's mapping); nil if none
+	shmRing     shmring.Ring // the regions of shm in use: tasks' arguments, released as they are answered
 	inflight    deque[*task]
 	ready       bool
 	sent        int // tasks given to this worker
@@ -226,7 +225,7 @@ func (p *Pool) launchProcess(w *worker) error {
 	if p.cfg.sharedMem > 0 && supervise.MemFiles {
 		f, mem, err := supervise.SharedMemory(p.cfg.sharedMem)
 		if err == nil {
-			shmFile, w.shm = f, mem
+			shmFile, w.shm, w.shmRing = f, mem, shmring.New(len(mem))
 			cmd.ExtraFiles[fdShared-3] = f
 			cmd.Env = append(cmd.Env, envShared+"="+strconv.Itoa(p.cfg.sharedMem))
 		} else {
