@@ -19,7 +19,7 @@ func (p *Pool) submit(t *task, block, wait bool) error {
 	p.mu.Lock()
 	for {
 		switch {
-		case p.closed:
+		case p.phase.closed():
 			p.mu.Unlock()
 			return ErrClosed
 		case p.broken != nil:

@@ -72,15 +72,15 @@ func (p *Pool) workerExited(w *worker, readErr error) {
 		if t.done.Load() {
 			continue
 		}
-		if t == running && !p.terminated && p.broken == nil && p.chunkProgressLocked(w, t) {
+		if t == running && !p.phase.terminated() && p.broken == nil && p.chunkProgressLocked(w, t) {
 			pieces = append(pieces, p.splitChunkLocked(t, victim, w, reason, cause))
 			continue
 		}
-		if t != running || victim || p.terminated {
+		if t != running || victim || p.phase.terminated() {
 			// Not started (or a victim): back to the queue, unless the
 			// pool is going away or broken.
 			switch {
-			case p.terminated:
+			case p.phase.terminated():
 				fail(t, ErrTerminated, terminated)
 			case p.broken != nil:
 				fail(t, p.broken, failed)
@@ -113,7 +113,7 @@ func (p *Pool) workerExited(w *worker, readErr error) {
 		fail(t, err, o)
 	}
 	starting := p.starting
-	if !p.terminated {
+	if !p.phase.terminated() {
 		p.growLocked()
 		p.dispatchLocked()
 	}

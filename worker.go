@@ -23,6 +23,15 @@ import (
 
 // worker is the parent's link to one worker: a process (or, in-process, a
 // goroutine), the pipe its tasks go down and the pipe its answers come up.
+//
+// Who may touch what: the fields up to status are set by launch before any
+// of the worker's goroutines starts, then only read (exited is closed, and
+// status written before it, by waitExit); hasJournal and hasControl are set
+// by the handshake before the worker goes into service under Pool.mu;
+// journal and ctl are guarded by filesMu, the outgoing frames by outMu, the
+// dispatcher's view by Pool.mu (see Pool.mu for the lock order); the
+// output fields at the end are written by waitExit before it closes
+// exited, and read after.
 type worker struct {
 	p       *Pool
 	pid     int
@@ -51,7 +60,8 @@ type worker struct {
 	// signal to the worker's group.
 	hasJournal, hasControl bool
 
-	// Outgoing frames, batched: send appends, the writer goroutine writes.
+	// Outgoing frames, batched: enqueue appends, flush writes (see flush
+	// for who). Guarded by outMu, which comes after Pool.mu.
 	outMu     sync.Mutex
 	out       []byte     // small frames, batched
 	big       []outChunk // large frames (and batches before them), in order, ahead of out
@@ -63,7 +73,7 @@ type worker struct {
 	wake      chan struct{}
 	broken    atomic.Bool // a write failed: the worker is gone
 
-	// Guarded by p.mu.
+	// Guarded by Pool.mu.
 	flushQueued bool         // w is in p.toFlush
 	pipeBytes   int          // bytes of the frames of its unanswered tasks
 	reader      int          // who reads its result pipe now: readNone, readGoroutine or readCaller
