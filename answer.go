@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
 	"time"
 
 	"github.com/procpool/procpool/internal/wire"
@@ -15,112 +14,6 @@ import (
 // A worker's answers: who reads its result pipe (the reader goroutine, or
 // an Apply caller), and what an answer does to its task and its worker
 // (onFrame); a dead worker's answers recovered from its journal.
-
-// Who reads a worker's result pipe. Exactly one goroutine may, at a time:
-// the worker's reader goroutine while tasks are in flight, or a caller of
-// Apply that sent the only task to an idle worker and reads its answer
-// itself, on its own thread (no hand-off from another thread, which on a
-// small machine costs more than the round trip). Guarded by Pool.mu.
-const (
-	readNone      = iota // nothing in flight: the reader goroutine waits for a kick
-	readGoroutine        // the reader goroutine reads
-	readCaller           // an Apply caller reads
-)
-
-// readLoop is the worker's reader goroutine: it reads w's answers while
-// tasks are in flight (or the worker has exited), and waits otherwise. It
-// returns nil at the end of the stream, or the protocol error that ended it.
-func (w *worker) readLoop() error {
-	p := w.p
-	for {
-		p.mu.Lock()
-		for w.reader != readGoroutine {
-			if w.reader == readNone && (w.inflight.len() > 0 || isClosed(w.exited)) {
-				w.reader = readGoroutine
-				break
-			}
-			// Once the worker has exited, only a kick (from a caller that
-			// reads and hands over) can change anything.
-			onlyKick := isClosed(w.exited)
-			p.mu.Unlock()
-			if onlyKick {
-				<-w.kick // a caller hands over with a kick
-			} else {
-				select {
-				case <-w.kick:
-				case <-w.exited:
-				}
-			}
-			p.mu.Lock()
-		}
-		err := w.readErr
-		p.mu.Unlock()
-		if err != nil {
-			return err
-		}
-		for {
-			f, err := w.r.Next()
-			if err != nil {
-				return readError(err)
-			}
-			// Answers that arrived together are handled together: the
-			// tasks their slots free are dispatched, and written, once
-			// for the batch.
-			last := w.r.Buffered() == 0
-			if err := p.onFrame(w, f, last); err != nil {
-				return err
-			}
-			if !last {
-				continue
-			}
-			p.mu.Lock()
-			idle := w.inflight.len() == 0 && !isClosed(w.exited)
-			if idle {
-				w.reader = readNone
-			}
-			p.mu.Unlock()
-			if idle {
-				break
-			}
-			// About to block in read(2). Let the goroutine this answer
-			// woke (usually a caller waiting in ApplyAsync's future) run
-			// on this thread first, rather than wait for another thread
-			// to pick it up.
-			runtime.Gosched()
-		}
-	}
-}
-
-// readAsCaller reads w's answers on the calling goroutine until t has
-// ended (its answer is in, or it ended otherwise), then hands the reading
-// back: to the reader goroutine if anything is left to read, else to nobody.
-func (p *Pool) readAsCaller(w *worker, t *task) {
-	var fail error
-	for !t.done.Load() {
-		f, err := w.r.Next()
-		if err != nil {
-			break // sticky: the reader goroutine meets it again and cleans up
-		}
-		if err := p.onFrame(w, f, w.r.Buffered() == 0); err != nil {
-			fail = err
-			break
-		}
-	}
-	p.mu.Lock()
-	if fail != nil {
-		w.readErr = fail
-	}
-	kick := w.inflight.len() > 0 || w.r.Buffered() > 0 || fail != nil || !t.done.Load() || isClosed(w.exited)
-	if kick {
-		w.reader = readGoroutine
-	} else {
-		w.reader = readNone
-	}
-	p.mu.Unlock()
-	if kick {
-		w.kickReader()
-	}
-}
 
 func readError(err error) error {
 	if errors.Is(err, io.EOF) {
@@ -196,7 +89,7 @@ func (p *Pool) onFrame(w *worker, f wire.Frame, dispatch bool) error {
 		p.dispatchLocked()
 	}
 	checkMemory := p.cfg.maxMemory > 0 && !w.retiring && w.cmd != nil
-	p.unlockAndFlush(nil, 0)
+	p.unlockAndFlush(nil)
 
 	switch f.Kind {
 	case wire.KindResult:

@@ -11,11 +11,18 @@ import (
 // Answers are in answer.go; stops, deadlines, cancellations and memory
 // limits in stop.go; a worker's death in exit.go; shared memory in shm.go.
 
-// submit accepts t into the queue. With block, it waits for room in a
-// bounded queue until t.ctx ends; without, a full queue is ErrQueueFull.
-// With wait, the caller is about to wait for t (Apply): it writes t's frame
-// itself whatever its size.
-func (p *Pool) submit(t *task, block, wait bool) error {
+// submitMode says how submit treats a full queue, and whether the caller
+// waits for the task.
+type submitMode uint8
+
+const (
+	submitWait  submitMode = iota // wait for room in a bounded queue until t.ctx ends
+	submitTry                     // a full queue is ErrQueueFull
+	submitApply                   // as submitWait, and the caller waits for t (Apply): it writes t's frame itself whatever its size, and reads its answer if t goes to an idle worker (reading.go)
+)
+
+// submit accepts t into the queue, as mode says.
+func (p *Pool) submit(t *task, mode submitMode) error {
 	p.mu.Lock()
 	for {
 		switch {
@@ -30,7 +37,7 @@ func (p *Pool) submit(t *task, block, wait bool) error {
 		if p.cfg.queueSize <= 0 || p.queue.len() < p.cfg.queueSize || p.hasFreeWorkerLocked() {
 			break
 		}
-		if !block {
+		if mode == submitTry {
 			p.mu.Unlock()
 			return ErrQueueFull
 		}
@@ -46,16 +53,12 @@ func (p *Pool) submit(t *task, block, wait bool) error {
 	p.stats.accepted()
 	p.queue.pushBack(t)
 	p.dispatchLocked()
-	var waiter *worker
-	if wait {
-		waiter = t.w
-		if w := t.w; w != nil && w.kickPending && w.inflight.len() == 1 {
-			// t went to an idle worker: the caller reads the answer itself.
-			w.reader, w.kickPending = readCaller, false
-			t.callerReads = w
-		}
+	if mode == submitApply {
+		p.callerReadsLocked(t)
+		p.unlockAndFlush(t)
+	} else {
+		p.unlockAndFlush(nil)
 	}
-	p.unlockAndFlush(waiter, t.sentBytes)
 	if t.ctx.Done() != nil {
 		// After the lock: a context already done cancels t at once, which
 		// takes the lock.
@@ -151,10 +154,7 @@ func (p *Pool) assignLocked(w *worker, t *task) {
 		w.enqueue(t.frame)
 	}
 	w.pipeBytes += t.sentBytes
-	if w.reader == readNone {
-		w.reader = readGoroutine
-		w.kickPending = true
-	}
+	w.needReaderLocked()
 	p.flushLater(w)
 	if p.cfg.maxTasks > 0 && w.sent >= p.cfg.maxTasks {
 		w.retireLocked(ReasonRecycled, nil)
@@ -169,59 +169,58 @@ func (p *Pool) flushLater(w *worker) {
 	}
 }
 
-// unlockAndFlush releases p.mu, then writes the frames that dispatching
-// queued: small batches on this goroutine, large ones by the writers. The
-// worker waiter, if any, gets everything written by this goroutine, which
-// is about to wait for that worker anyway (a synchronous Apply).
-func (p *Pool) unlockAndFlush(waiter *worker, own int) {
+// unlockAndFlush releases p.mu, then kicks the reader goroutines that have
+// reading to do (readKick) and writes the frames that dispatching queued:
+// small batches on this goroutine, large ones by the writers. own, if not
+// nil, is the task of a synchronous Apply, whose caller is about to wait
+// for its worker anyway: it writes its own frame to that worker whatever
+// its size (flushAny, reading.go).
+func (p *Pool) unlockAndFlush(own *task) {
 	if len(p.toFlush) == 0 {
 		p.mu.Unlock()
 		return
 	}
-	var local [4]*worker
-	var modes [4]flushMode
-	ws := local[:0]
-	if len(p.toFlush) > len(local) {
-		ws = make([]*worker, 0, len(p.toFlush))
+	type job struct {
+		w    *worker
+		kick bool
+		mode flushMode
 	}
-	var kicks [4]bool
+	var local [4]job // no allocation for a dispatch that touches few workers
+	jobs := local[:0]
+	if len(p.toFlush) > len(local) {
+		jobs = make([]job, 0, len(p.toFlush))
+	}
+	var waiter *worker
+	ownBytes := 0
+	if own != nil {
+		waiter, ownBytes = own.w, own.sentBytes
+	}
 	for i, w := range p.toFlush {
 		w.flushQueued = false
-		ws = append(ws, w)
-		kick := w.kickPending
-		w.kickPending = false
-		if i < len(kicks) {
-			kicks[i] = kick
-		} else if kick {
-			defer w.kickReader() // rare: more than 4 workers in one dispatch
+		j := job{w: w, kick: w.takeKickLocked(), mode: flushHandOver}
+		switch {
+		case i >= len(local):
+			// A dispatch that touches many workers leaves their writing
+			// to their writers.
+		case w == waiter:
+			j.mode = flushAny
+		case w.pipeBytes <= inlinePipeBytes:
+			// The worker's pipe is far from full: this write cannot
+			// block.
+			j.mode = flushSmall
 		}
-		if i < len(modes) {
-			switch {
-			case w == waiter:
-				modes[i] = flushAny
-			case w.pipeBytes <= inlinePipeBytes:
-				// The worker's pipe is far from full: this write cannot
-				// block.
-				modes[i] = flushSmall
-			default:
-				modes[i] = flushHandOver
-			}
-		}
+		jobs = append(jobs, j)
 		p.toFlush[i] = nil
 	}
 	p.toFlush = p.toFlush[:0]
 	p.mu.Unlock()
-	for i, w := range ws {
-		if i < len(kicks) && kicks[i] {
-			w.kickReader()
+	for _, j := range jobs {
+		if j.kick {
+			j.w.kickReader()
 		}
 	}
-	for i, w := range ws {
-		mode := flushHandOver
-		if i < len(modes) {
-			mode = modes[i]
-		}
-		w.flush(mode, own)
+	for _, j := range jobs {
+		j.w.flush(j.mode, ownBytes)
 	}
 }
 

@@ -122,7 +122,7 @@ func (p *Pool) workerExited(w *worker, readErr error) {
 		p.stats.restarts.Add(1)
 	}
 	p.maybeStoppedLocked()
-	p.unlockAndFlush(nil, 0)
+	p.unlockAndFlush(nil)
 	p.stats.exited(reason)
 	level := slog.LevelInfo
 	if reason == ReasonCrashed || reason == ReasonSignal || reason == ReasonProtocol {

@@ -250,7 +250,7 @@ func (p *Pool) workerReady(w *worker) bool {
 	w.lastUsed = time.Now()
 	p.workers = append(p.workers, w)
 	p.dispatchLocked()
-	p.unlockAndFlush(nil, 0)
+	p.unlockAndFlush(nil)
 	return true
 }
 

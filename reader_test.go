@@ -7,8 +7,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"os"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/procpool/procpool/internal/supervise"
 )
 
 // Functions for the tests of who reads and writes a worker's pipes.
@@ -51,19 +54,35 @@ func TestReadingCallerWritesOnlyItsOwnFrame(t *testing.T) {
 	p.mu.Lock()
 	w := p.workers[0]
 	p.mu.Unlock()
+	taskPipe, ok := w.tasks.(*os.File)
+	if !ok {
+		t.Fatalf("the task pipe is a %T", w.tasks)
+	}
+	// A stopped worker reads nothing: the caller's 4 MiB frame fills the
+	// task pipe and the caller stays in its write.
+	if err := syscall.Kill(w.pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(w.pid, syscall.SIGCONT)
 	applied := make(chan error, 1)
 	go func() {
 		_, err := Apply(ctx, p, echoBytes, make([]byte, 4<<20))
 		applied <- err
 	}()
-	for { // the caller is writing its frame
-		w.outMu.Lock()
-		writing := w.writing
-		w.outMu.Unlock()
-		if writing {
-			break
+	// Bytes in the pipe are the caller's (its frame is all there is to
+	// write), and the worker cannot take them out: the caller is writing.
+	for supervise.Available(int(taskPipe.Fd())) == 0 {
+		select {
+		case err := <-applied:
+			t.Fatalf("Apply returned while its worker was stopped: %v", err)
+		case <-time.After(100 * time.Microsecond):
 		}
-		time.Sleep(10 * time.Microsecond)
+	}
+	p.mu.Lock()
+	reader := w.reader
+	p.mu.Unlock()
+	if reader != readCaller {
+		t.Fatalf("the Apply caller does not read its answer (%d): this tests nothing", reader)
 	}
 	var futs []*Future[[]byte]
 	for range 15 {
@@ -72,6 +91,9 @@ func TestReadingCallerWritesOnlyItsOwnFrame(t *testing.T) {
 			t.Fatal(err)
 		}
 		futs = append(futs, f)
+	}
+	if err := syscall.Kill(w.pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
 	}
 	if err := <-applied; err != nil {
 		t.Fatal(err)
@@ -130,6 +152,18 @@ func TestSharedRegionsAfterRequeue(t *testing.T) {
 	}
 }
 
+// gate, in process only, tells gateStarted that it runs, then waits for
+// gateRelease.
+var (
+	gateStarted = make(chan struct{}, 1)
+	gateRelease = make(chan struct{})
+	gate        = Register("internal.gate", func(_ context.Context, _ int) (int, error) {
+		gateStarted <- struct{}{}
+		<-gateRelease
+		return 0, nil
+	})
+)
+
 // An in-process worker's reader goroutine sees the worker end even if a
 // stray kick reached it while an Apply caller was reading.
 func TestInProcessReaderSeesExitAfterStrayKick(t *testing.T) {
@@ -141,11 +175,21 @@ func TestInProcessReaderSeesExitAfterStrayKick(t *testing.T) {
 	p.mu.Lock()
 	w := p.workers[0]
 	p.mu.Unlock()
+	applied := make(chan error, 1)
 	go func() {
-		time.Sleep(20 * time.Millisecond)
-		w.kickReader()
+		_, err := Apply(ctx, p, gate, 0)
+		applied <- err
 	}()
-	if _, err := Apply(ctx, p, nap, 100); err != nil {
+	<-gateStarted // the task runs, and its caller reads its answer
+	p.mu.Lock()
+	reader := w.reader
+	p.mu.Unlock()
+	if reader != readCaller {
+		t.Fatalf("the Apply caller does not read its answer (%d): this tests nothing", reader)
+	}
+	w.kickReader()
+	gateRelease <- struct{}{}
+	if err := <-applied; err != nil {
 		t.Fatal(err)
 	}
 	closed := make(chan struct{})

@@ -55,7 +55,7 @@ func (p *Pool) cancelTask(t *task, cause error) {
 		w.enqueue(wire.AppendFrame(nil, wire.KindCancel, t.id, nil))
 		p.flushLater(w)
 	}
-	p.unlockAndFlush(nil, 0)
+	p.unlockAndFlush(nil)
 	after()
 	if deadline {
 		t.complete(p, fmt.Errorf("%w: %w", ErrTimeout, cause), timedOut)

@@ -76,8 +76,7 @@ type worker struct {
 	// Guarded by Pool.mu.
 	flushQueued bool         // w is in p.toFlush
 	pipeBytes   int          // bytes of the frames of its unanswered tasks
-	reader      int          // who reads its result pipe now: readNone, readGoroutine or readCaller
-	kickPending bool         // reader became readGoroutine: kick it after unlocking
+	reader      readerOwner  // who reads its result pipe now (reading.go)
 	readErr     error        // a protocol error a caller met while reading, for the reader goroutine
 	shm         []byte       // the shared-memory segment (parent's mapping); nil if none
 	shmRing     shmring.Ring // the regions of shm in use: tasks' arguments, released as they are answered
