@@ -1,7 +1,6 @@
 package procpool
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/procpool/procpool/codec"
+	"github.com/procpool/procpool/internal/serve"
 	"github.com/procpool/procpool/internal/supervise"
 	"github.com/procpool/procpool/internal/wire"
 )
@@ -117,7 +117,7 @@ func IsWorker() bool {
 // serveProcess runs the worker side and returns the exit code.
 func serveProcess() int {
 	codecName, maxFrame, limits, shared := os.Getenv(envCodec), os.Getenv(envMaxFrame), os.Getenv(envRlimits), os.Getenv(envShared)
-	journal, control, grace := os.Getenv(envJournal), os.Getenv(envControl), os.Getenv(envKillGrace)
+	journal, controlEnv, grace := os.Getenv(envJournal), os.Getenv(envControl), os.Getenv(envKillGrace)
 	// The marker must not reach processes the tasks start: they are not
 	// workers.
 	for _, k := range []string{envWorker, envCodec, envMaxFrame, envRlimits, envShared, envJournal, envControl, envKillGrace} {
@@ -140,7 +140,7 @@ func serveProcess() int {
 	// Ctrl-C belongs to the parent. SIGTERM (from the pool, or from outside)
 	// takes down everything the tasks started, then the worker.
 	signal.Ignore(os.Interrupt)
-	var serving atomic.Pointer[server]
+	var serving atomic.Pointer[serve.Server]
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, supervise.ParentDeathSignal)
 	go func() {
@@ -151,7 +151,7 @@ func serveProcess() int {
 			case sig == syscall.SIGTERM && serving.Load() != nil:
 				// From outside (systemd, kill): the running task's
 				// context is cancelled and it gets the grace period.
-				serving.Load().terminate(func() { exitSwept(exitSIGTERM) })
+				serving.Load().Terminate(func() { exitSwept(exitSIGTERM) })
 			}
 			exitSwept(exitSIGTERM)
 		}
@@ -185,21 +185,26 @@ func serveProcess() int {
 	if tasks == nil || results == nil {
 		return fail("protocol descriptors 3 and 4 are missing")
 	}
-	s := newServer(context.Background(), tasks, results, func() int { return supervise.Available(fdTasks) }, c, mf)
-	s.die = func() { exitSwept(exitStopped) }
+	cfg := serve.Config{
+		Functions: served{},
+		Codec:     c,
+		MaxFrame:  mf,
+		Available: func() int { return supervise.Available(fdTasks) },
+		Die:       func() { exitSwept(exitStopped) },
+	}
 	if g := grace; g != "" {
 		n, err := strconv.ParseInt(g, 10, 64)
 		if err != nil || n < 0 {
 			return fail("bad %s=%q", envKillGrace, g)
 		}
-		s.grace = time.Duration(n)
+		cfg.Grace = time.Duration(n)
 	}
 	if shared != "" {
 		size, err := strconv.Atoi(shared)
 		if err != nil || size <= 0 {
 			return fail("bad %s=%q", envShared, shared)
 		}
-		if s.shm, err = supervise.MapShared(fdShared, size); err != nil {
+		if cfg.Shared, err = supervise.MapShared(fdShared, size); err != nil {
 			return fail("shared memory: %v", err)
 		}
 	}
@@ -214,23 +219,27 @@ func serveProcess() int {
 		if err != nil {
 			return fail("journal: %v", err)
 		}
-		s.out.j = wire.NewJournal(mem)
-		s.freePages = supervise.FreePages
+		cfg.Journal = wire.NewJournal(mem)
+		cfg.FreePages = supervise.FreePages
 	}
-	if control != "" {
-		fd, err := strconv.Atoi(control)
-		f := os.NewFile(uintptr(fd), "procpool-control")
-		if err != nil || f == nil {
-			return fail("bad %s=%q", envControl, control)
+	var control *os.File
+	if controlEnv != "" {
+		fd, err := strconv.Atoi(controlEnv)
+		control = os.NewFile(uintptr(fd), "procpool-control")
+		if err != nil || control == nil {
+			return fail("bad %s=%q", envControl, controlEnv)
 		}
-		s.control = true
-		go watchdog(s, f)
+		cfg.Control = true
 	}
-	if err := s.hello(os.Getpid()); err != nil {
+	s := serve.New(tasks, results, cfg)
+	if control != nil {
+		go watchdog(s, control)
+	}
+	if err := s.Hello(os.Getpid()); err != nil {
 		return fail("handshake: %v", err)
 	}
 	serving.Store(s)
-	err = s.serve()
+	err = s.Serve()
 	// End of the task stream: from Close, or from the parent's death (the
 	// kernel closes a dying parent's pipes before it reparents its
 	// children, so getppid cannot tell the two apart yet). Either way,
@@ -261,7 +270,7 @@ const exitStopped = exitSIGTERM
 // the parent is gone (it holds the only write end), and the worker sweeps
 // what its tasks started and exits, whatever the task has done to its
 // signal handling.
-func watchdog(s *server, f *os.File) {
+func watchdog(s *serve.Server, f *os.File) {
 	r := wire.NewReader(f, 4<<10, 1<<10)
 	for {
 		fr, err := r.Next()
@@ -273,7 +282,7 @@ func watchdog(s *server, f *os.File) {
 			if len(fr.Body) > 0 {
 				why = fr.Body[0]
 			}
-			s.stop(fr.ID, why)
+			s.Stop(fr.ID, why)
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package procpool
 
 import (
-	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -16,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/procpool/procpool/internal/serve"
 	"github.com/procpool/procpool/internal/shmring"
 	"github.com/procpool/procpool/internal/supervise"
 	"github.com/procpool/procpool/internal/wire"
@@ -45,7 +45,7 @@ type worker struct {
 	status  syscall.WaitStatus
 	inproc  struct {
 		tasks, results *memPipe
-		srv            *server
+		srv            *serve.Server
 	}
 	journal *os.File // the journal (see wire.JournalHeader); nil if none or closed
 	// filesMu guards journal and ctl against their closing (closeFiles)
@@ -114,16 +114,22 @@ func (p *Pool) launch() (*worker, error) {
 		w.inproc.tasks, w.inproc.results = newMemPipe(), newMemPipe()
 		w.tasks, w.results = w.inproc.tasks, io.NopCloser(w.inproc.results)
 		w.pid = os.Getpid()
-		s := newServer(context.Background(), w.inproc.tasks, w.inproc.results, w.inproc.tasks.available, p.codec, p.cfg.maxFrame)
-		// Stopping the running task cuts the pipes: the parent reads the
-		// answers written so far, then the end; the goroutine, which cannot
-		// be killed, finds its pipes closed when the task returns.
-		s.die = func() {
-			w.inproc.results.Close()
-			w.inproc.tasks.breakPipe()
-		}
-		s.control = true
-		s.grace = p.cfg.killGrace
+		s := serve.New(w.inproc.tasks, w.inproc.results, serve.Config{
+			Functions: served{},
+			Codec:     p.codec,
+			MaxFrame:  p.cfg.maxFrame,
+			Available: w.inproc.tasks.available,
+			Control:   true, // stops are calls
+			Grace:     p.cfg.killGrace,
+			// Stopping the running task cuts the pipes: the parent reads
+			// the answers written so far, then the end; the goroutine,
+			// which cannot be killed, finds its pipes closed when the task
+			// returns.
+			Die: func() {
+				w.inproc.results.Close()
+				w.inproc.tasks.breakPipe()
+			},
+		})
 		w.inproc.srv = s
 		p.wg.Add(1)
 		go func() {
@@ -131,8 +137,8 @@ func (p *Pool) launch() (*worker, error) {
 			defer w.kickReader()
 			defer close(w.exited)
 			defer w.inproc.results.Close()
-			if s.hello(w.pid) == nil {
-				_ = s.serve()
+			if s.Hello(w.pid) == nil {
+				_ = s.Serve()
 			}
 		}()
 	} else if err := p.launchProcess(w); err != nil {
@@ -620,7 +626,7 @@ func (w *worker) kill() {
 	if w.cmd == nil {
 		// A goroutine cannot be killed: cancel its task's context, cut
 		// the pipes, and let it return.
-		w.inproc.srv.kill()
+		w.inproc.srv.Kill()
 		w.inproc.results.breakPipe()
 		w.inproc.tasks.breakPipe()
 		return
@@ -770,7 +776,7 @@ func (w *worker) closeFiles() {
 // which its exit reports.
 func (w *worker) sendStop(id uint64, why byte) {
 	if w.cmd == nil {
-		w.inproc.srv.stop(id, why)
+		w.inproc.srv.Stop(id, why)
 		return
 	}
 	var b [wire.HeaderSize + 1]byte
@@ -800,10 +806,7 @@ type death struct {
 // process, the running task is the server's.
 func (w *worker) readJournal() death {
 	if w.cmd == nil {
-		s := w.inproc.srv
-		s.runMu.Lock()
-		defer s.runMu.Unlock()
-		return death{running: s.running, finished: -1}
+		return death{running: w.inproc.srv.Running(), finished: -1}
 	}
 	if !w.hasJournal || w.journal == nil {
 		return death{finished: -1}
