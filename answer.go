@@ -88,7 +88,7 @@ func (p *Pool) onFrame(w *worker, f wire.Frame, dispatch bool) error {
 	if dispatch {
 		p.dispatchLocked()
 	}
-	checkMemory := p.cfg.maxMemory > 0 && !w.retiring && w.cmd != nil
+	checkMemory := p.cfg.maxMemory > 0 && !w.retiring && w.mem != nil
 	p.unlockAndFlush(nil)
 
 	switch f.Kind {
@@ -140,14 +140,14 @@ func expected(t *task) string {
 // next), and the id of the task it was running is kept for workerExited.
 // After a protocol error nothing more from the worker is trusted.
 func (p *Pool) recoverAnswers(w *worker, readErr error) {
-	d := w.readJournal()
+	d := w.b.Death()
 	p.mu.Lock()
 	w.death = d
 	p.mu.Unlock()
 	if readErr != nil && !errors.Is(readErr, io.ErrUnexpectedEOF) {
 		return
 	}
-	r := wire.NewReader(bytes.NewReader(d.answers), len(d.answers)+1, p.cfg.maxFrame)
+	r := wire.NewReader(bytes.NewReader(d.Answers), len(d.Answers)+1, p.cfg.maxFrame)
 	for {
 		f, err := r.Next()
 		if err != nil {

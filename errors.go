@@ -9,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/procpool/procpool/internal/backend/process"
 	"github.com/procpool/procpool/internal/wire"
 )
 
@@ -240,13 +241,13 @@ func (e *WorkerExitError) Error() string {
 	fmt.Fprintf(&b, "procpool: worker %d %s", e.Pid, e.Reason)
 	switch {
 	case e.Signal != 0 && e.ExitCode < 0:
-		fmt.Fprintf(&b, " (%s)", signalName(e.Signal))
+		fmt.Fprintf(&b, " (%s)", process.SignalName(e.Signal))
 	case e.Signal != 0 && e.Reason == ReasonTerminatedOutside:
 		fmt.Fprintf(&b, " (exit status %d)", e.ExitCode)
 	case e.Signal != 0 && e.Reason == ReasonCrashed:
-		fmt.Fprintf(&b, " by %s (reported by the Go runtime, exit status %d)", signalName(e.Signal), e.ExitCode)
+		fmt.Fprintf(&b, " by %s (reported by the Go runtime, exit status %d)", process.SignalName(e.Signal), e.ExitCode)
 	case e.Signal != 0:
-		fmt.Fprintf(&b, " (%s reported by the Go runtime, exit status %d)", signalName(e.Signal), e.ExitCode)
+		fmt.Fprintf(&b, " (%s reported by the Go runtime, exit status %d)", process.SignalName(e.Signal), e.ExitCode)
 	case e.ExitCode >= 0:
 		fmt.Fprintf(&b, " (exit status %d)", e.ExitCode)
 	}

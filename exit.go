@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/procpool/procpool/internal/backend/process"
 	"github.com/procpool/procpool/internal/wire"
 )
 
@@ -25,11 +26,12 @@ func (p *Pool) workerExited(w *worker, readErr error) {
 		}
 	}
 	running := p.runningAtExitLocked(w)
+	x := w.b.Exit()
 	reason, cause := ReasonCrashed, error(nil)
 	switch {
-	case w.status.Signaled():
+	case x.Signal != 0:
 		reason = ReasonSignal
-	case w.cmd != nil && w.status.Exited() && w.status.ExitStatus() == exitSIGTERM:
+	case x.Status && x.Code == process.ExitSIGTERM:
 		// What a Go worker's SIGTERM handler exits with. The pool's own
 		// stops (which end with the same status) override this below.
 		reason = ReasonTerminatedOutside
@@ -46,7 +48,7 @@ func (p *Pool) workerExited(w *worker, readErr error) {
 			cause = w.stopErr
 		}
 		reason = w.stopReason
-	case readErr == nil && w.status.Exited() && w.status.ExitStatus() == 0 && w.retireWhy != "":
+	case readErr == nil && x.Signal == 0 && x.Code == 0 && w.retireWhy != "":
 		// It retired and exited cleanly.
 		reason, cause = w.retireWhy, w.retireErr
 	}
@@ -128,7 +130,7 @@ func (p *Pool) workerExited(w *worker, readErr error) {
 	if reason == ReasonCrashed || reason == ReasonSignal || reason == ReasonProtocol {
 		level = slog.LevelWarn
 	}
-	p.logAt(level, 0, "worker exited", "pid", w.pid, "reason", reason, "status", exitText(w.status), "replaced", replaced)
+	p.logAt(level, 0, "worker exited", "pid", w.pid, "reason", reason, "status", exitText(x), "replaced", replaced)
 	for _, pc := range pieces {
 		pc.deliver(p)
 	}
@@ -144,33 +146,35 @@ func (p *Pool) workerExited(w *worker, readErr error) {
 // it died just before starting that task.
 func (p *Pool) runningAtExitLocked(w *worker) *task {
 	head := w.inflight.front()
-	if !w.hasJournal {
+	if !w.feat.Journal {
 		return head
 	}
-	if head != nil && head.id == w.death.running {
+	if head != nil && head.id == w.death.Running {
 		return head
 	}
 	return nil
 }
 
 func (p *Pool) exitError(w *worker, reason string, cause error, attempts int) *WorkerExitError {
-	e := &WorkerExitError{Pid: w.pid, ExitCode: -1, Reason: reason, Attempts: attempts, Err: cause, Stderr: w.stderr}
+	x := w.b.Exit()
+	e := &WorkerExitError{Pid: w.pid, ExitCode: -1, Reason: reason, Attempts: attempts, Err: cause, Stderr: x.Stderr}
 	switch {
-	case w.cmd == nil: // a goroutine has no exit status
-	case w.status.Signaled():
-		e.Signal = w.status.Signal()
-	case w.status.Exited():
-		e.ExitCode = w.status.ExitStatus()
-		e.Signal = w.reportedSignal(reason)
+	case !x.Status: // a goroutine has no exit status
+	case x.Signal != 0:
+		e.Signal = x.Signal
+	default:
+		e.ExitCode = x.Code
+		e.Signal = reportedSignal(x, reason)
 	}
 	return e
 }
 
 // chunkProgressLocked reports whether w, which died running chunk task t,
-// recorded its progress in t's items (a worker process with a journal, a
-// chunk of more than one item left, and its items started).
+// recorded its progress in t's items (a worker whose journal records a
+// chunk's items, a chunk of more than one item left, and its items
+// started).
 func (p *Pool) chunkProgressLocked(w *worker, t *task) bool {
-	return t.chunk && w.cmd != nil && w.hasJournal && t.items-t.from >= 2 && w.death.finished >= 0
+	return t.chunk && w.feat.Items && t.items-t.from >= 2 && w.death.Finished >= 0
 }
 
 // chunkPiece is a run of items of a chunk task settled on their own after
@@ -210,10 +214,10 @@ var errResultLost = errors.New("procpool: the worker died after this item finish
 func (p *Pool) splitChunkLocked(t *task, victim bool, w *worker, reason string, cause error) *chunkPiece {
 	d := w.death
 	n := t.items - t.from
-	finished := min(d.finished, n)
+	finished := min(d.Finished, n)
 	pc := &chunkPiece{t: t, from: t.from}
-	pc.items = itemPiece{count: finished, listed: min(d.listed, finished), list: d.list, errs: map[int]error{}}
-	for i, body := range d.itemErrs {
+	pc.items = itemPiece{count: finished, listed: min(d.Listed, finished), list: d.List, errs: map[int]error{}}
+	for i, body := range d.ItemErrs {
 		if i < finished {
 			pc.items.errs[i] = chunkItemError(remoteError(t.fn, body))
 		}
@@ -224,7 +228,7 @@ func (p *Pool) splitChunkLocked(t *task, victim bool, w *worker, reason string, 
 		}
 	}
 	o := failed
-	if finished < n && !d.stopped {
+	if finished < n && !d.Stopped {
 		// The item after those was running when the worker died.
 		item := t.from + finished
 		if int32(item) != t.attemptItem {

@@ -199,7 +199,8 @@ func (p *Pool) maybeStoppedLocked() {
 }
 
 // finalize waits for the callbacks and the pool's goroutines, then releases
-// the spawner thread; it returns when that is done, whoever did it. On a
+// the launcher (a worker process launcher's spawning thread); it returns
+// when that is done, whoever did it. On a
 // callback goroutine it cannot wait for the callbacks: it starts the work on
 // another goroutine, if nobody has, and returns at once.
 func (p *Pool) finalize(inCallback bool) {
@@ -225,9 +226,7 @@ func (p *Pool) release() {
 	p.wg.Wait()
 	p.logs.close() // after wg: the pool's goroutines log until they end
 	p.dropWatches()
-	if p.spawner != nil {
-		p.spawner.Stop()
-	}
+	p.launcher.Close()
 	p.mu.Lock()
 	p.advanceLocked(phaseReleased)
 	p.mu.Unlock()

@@ -44,7 +44,7 @@ func (p *Pool) monitor() {
 		for _, w := range p.workers {
 			// A task is sampled once it has run for an interval; a shorter
 			// one is checked when it ends.
-			if p.cfg.maxMemory > 0 && w.ready && w.cmd != nil && w.inflight.len() > 0 &&
+			if p.cfg.maxMemory > 0 && w.ready && w.mem != nil && w.inflight.len() > 0 &&
 				time.Since(w.inflight.front().started) >= p.cfg.memoryInterval {
 				busy = append(busy, sample{w, w.inflight.front()})
 			}

@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/procpool/procpool/codec"
-	"github.com/procpool/procpool/internal/supervise"
+	"github.com/procpool/procpool/internal/backend"
+	"github.com/procpool/procpool/internal/backend/inprocess"
+	"github.com/procpool/procpool/internal/backend/process"
 	"github.com/procpool/procpool/internal/wire"
 )
 
@@ -31,7 +32,7 @@ type Pool struct {
 	// Set by New before any goroutine of the pool starts, then read-only.
 	cfg       config
 	codec     codec.Codec
-	spawner   *supervise.Spawner // nil in-process
+	launcher  backend.Launcher // starts the workers: processes, or goroutines (WithInProcess)
 	initFrame []byte
 
 	// Safe for concurrent use by themselves: their own locks, atomics.
@@ -53,12 +54,13 @@ type Pool struct {
 	// under it (see docs/design.md, invariant 6).
 	//
 	// Lock order: mu before worker.outMu (frames are queued under mu),
-	// before worker.filesMu (a stop's escalation and a memory check read
-	// the journal), before counters.mu (a task is counted as it is
-	// queued; Stats), and before an in-process worker's server.runMu and
-	// the in-memory pipes' locks (kill cancels the running task and cuts
-	// the pipes; the server cuts them under runMu). None of those is held
-	// while mu is taken.
+	// before counters.mu (a task is counted as it is queued; Stats), and
+	// before the backend's own locks, which backend.Worker methods called
+	// under mu take: a worker process's filesMu (a stop's escalation and
+	// a memory check read its journal), an in-process worker's serve
+	// loop's run lock and then its in-memory pipes' locks (a kill cancels
+	// the running task and cuts the pipes; the serve loop cuts them under
+	// its run lock). None of those is held while mu is taken.
 	//
 	// Whoever may have queued frames under mu — assignLocked and
 	// dispatchLocked (submitting, an answer, a worker that starts or
@@ -105,7 +107,7 @@ func New(opts ...Option) (*Pool, error) {
 		return nil, err
 	}
 	cfg.serializeOutput()
-	if !cfg.inProcess && isWorkerProcess() {
+	if !cfg.inProcess && process.Marked() {
 		return nil, &StartError{Reason: "procpool.New called inside a worker process: the worker program's main (or TestMain) must call procpool.Main() first", Err: ErrHandshake}
 	}
 	p := &Pool{
@@ -127,8 +129,17 @@ func New(opts ...Option) (*Pool, error) {
 			return nil, &CodecError{Op: "encode initializer argument", Err: err}
 		}
 	}
-	if !cfg.inProcess {
-		p.spawner = supervise.NewSpawner()
+	if cfg.inProcess {
+		p.launcher = inprocess.NewLauncher(served{})
+	} else {
+		rl := make([]process.Rlimit, len(cfg.rlimits))
+		for i, l := range cfg.rlimits {
+			rl[i] = process.Rlimit{Resource: l.Resource, Cur: l.Cur, Max: l.Max}
+		}
+		p.launcher = process.NewLauncher(process.Options{
+			Command: cfg.command, Args: cfg.args, Dir: cfg.dir, Env: cfg.env, Rlimits: rl,
+			Stdout: cfg.stdout, Stderr: cfg.stderr, OutputPrefix: cfg.outputPrefix,
+		})
 	}
 	p.cb.init(p)
 	p.logs.init(cfg.logger)
@@ -325,7 +336,3 @@ func (p *Pool) roomLocked() {
 	close(p.room)
 	p.room = make(chan struct{})
 }
-
-// isWorkerProcess reports whether this process was started as a worker but
-// did not call Main (Main clears the marker).
-func isWorkerProcess() bool { return os.Getenv(envWorker) == "1" }

@@ -116,7 +116,7 @@ func (p *Pool) stopTaskLocked(w *worker, t *task, reason string, err error) (aft
 		return noop // the worker is being killed, or this stop is under way
 	}
 	w.stopReason, w.stopErr, w.stopTarget = reason, err, t
-	if !w.hasControl {
+	if !w.feat.Control {
 		w.stopKilled = true
 		w.retiring = true
 		w.kill()
@@ -130,8 +130,7 @@ func (p *Pool) stopTaskLocked(w *worker, t *task, reason string, err error) (aft
 		why = wire.StopMemory
 	}
 	return func() {
-		w.sendStop(t.id, why)
-		if w.cmd != nil {
+		if !w.sendStop(t.id, why) {
 			// The worker ends the task itself after the grace period;
 			// this is for a worker that cannot act on the stop.
 			time.AfterFunc(supervise.EscalateAfter(p.cfg.killGrace), func() { p.escalate(w, t) })
@@ -149,7 +148,7 @@ func (p *Pool) escalate(w *worker, t *task) {
 	if w.stopTarget != t || w.inflight.front() != t || isClosed(w.exited) {
 		return
 	}
-	if w.hasJournal && w.journalRunning() != t.id {
+	if w.feat.Journal && w.journalRunning() != t.id {
 		return
 	}
 	// A window remains: the worker may answer t and begin the next task
@@ -186,7 +185,7 @@ func (p *Pool) stopWorkerLocked(w *worker, reason string, err error) {
 // checkMemory retires (between tasks) or stops (mid-task) a worker over the
 // memory limit.
 func (p *Pool) checkMemory(w *worker, running *task) {
-	rss, err := supervise.RSS(w.pid)
+	rss, err := w.mem.RSS()
 	if err != nil {
 		return
 	}
@@ -210,7 +209,7 @@ func (p *Pool) checkMemory(w *worker, running *task) {
 		// earlier task, and exits once its tasks are answered.
 		switch {
 		case w.inflight.front() != running:
-		case w.hasJournal && w.journalRunning() != running.id:
+		case w.feat.Journal && w.journalRunning() != running.id:
 			w.retireLocked(ReasonMemory, over)
 			p.growLocked()
 		default:
