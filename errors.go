@@ -234,6 +234,12 @@ type WorkerExitError struct {
 	// runtime's panic or crash report, the message of an os.Exit. Error
 	// does not include it. It is empty for an in-process worker.
 	Stderr string
+	// Worker names the worker for people and logs: "pid 1234" for a
+	// worker process (Pid is then its process id; in process, the
+	// parent's). A worker that is no process here (on another host, say)
+	// has Pid 0, and Worker and Host say which it was.
+	Worker string
+	Host   string // where the worker ran: "" for this machine
 }
 
 func (e *WorkerExitError) Error() string {

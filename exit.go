@@ -157,7 +157,7 @@ func (p *Pool) runningAtExitLocked(w *worker) *task {
 
 func (p *Pool) exitError(w *worker, reason string, cause error, attempts int) *WorkerExitError {
 	x := w.b.Exit()
-	e := &WorkerExitError{Pid: w.pid, ExitCode: -1, Reason: reason, Attempts: attempts, Err: cause, Stderr: x.Stderr}
+	e := &WorkerExitError{Pid: w.pid, ExitCode: -1, Reason: reason, Attempts: attempts, Err: cause, Stderr: x.Stderr, Worker: w.id, Host: w.host}
 	switch {
 	case !x.Status: // a goroutine has no exit status
 	case x.Signal != 0:
