@@ -199,10 +199,10 @@ func (p *Pool) maybeStoppedLocked() {
 }
 
 // finalize waits for the callbacks and the pool's goroutines, then releases
-// the launcher (a worker process launcher's spawning thread); it returns
-// when that is done, whoever did it. On a
-// callback goroutine it cannot wait for the callbacks: it starts the work on
-// another goroutine, if nobody has, and returns at once.
+// the launcher (for worker processes, its spawning thread); it returns when
+// that is done, whoever did it. On a callback goroutine it cannot wait for
+// the callbacks: it starts the work on another goroutine, if nobody has,
+// and returns at once.
 func (p *Pool) finalize(inCallback bool) {
 	p.mu.Lock()
 	first := p.advanceLocked(phaseReleasing) // the monitor stops

@@ -101,7 +101,7 @@ func (p *Pool) expireLocked(w *worker, t *task, cause error) (after func()) {
 // returns what to do once p.mu is released.
 //
 // The stop names its task, and the worker decides against the task it runs
-// (under its own lock, see server.stop): if t is running it cancels t's
+// (under its own lock, see serve.Server.Stop): if t is running it cancels t's
 // context and gives it the kill grace period to return (then t ends as
 // usual and the worker lives on) before it dies; it skips t if t has not
 // started, and does nothing if t has ended. So a stop never hits the next
