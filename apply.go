@@ -23,14 +23,12 @@ import (
 // waits for a callback that cannot run before the calling one returns,
 // returns only when ctx ends.
 func Apply[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], in In, opts ...CallOption) (Out, error) {
-	fut, err := applyAsync(ctx, p, f, in, true, true, opts)
+	fut, err := applyAsync(ctx, p, f, in, submitApply, opts)
 	if err != nil {
 		var zero Out
 		return zero, err
 	}
-	if w := fut.t.callerReads; w != nil {
-		p.readAsCaller(w, fut.t)
-	}
+	p.readOwnAnswer(fut.t)
 	if fut.ended == nil {
 		<-fut.done
 		return fut.val, fut.err
@@ -70,19 +68,17 @@ func Apply[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], in In, op
 // Future ends with ErrTimeout. Submission costs a few allocations and, when
 // a worker is free, one write system call on the calling goroutine.
 func ApplyAsync[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], in In, opts ...CallOption) (*Future[Out], error) {
-	return applyAsync(ctx, p, f, in, true, false, opts)
+	return applyAsync(ctx, p, f, in, submitWait, opts)
 }
 
 // TryApplyAsync is ApplyAsync that never waits for room in the queue: when
 // the queue is full it returns ErrQueueFull at once.
 func TryApplyAsync[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], in In, opts ...CallOption) (*Future[Out], error) {
-	return applyAsync(ctx, p, f, in, false, false, opts)
+	return applyAsync(ctx, p, f, in, submitTry, opts)
 }
 
-// applyAsync submits one task. block: wait for room in a bounded queue;
-// wait: the caller waits for the result (Apply) and may write the task's
-// frame itself, however large.
-func applyAsync[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], in In, block, wait bool, opts []CallOption) (*Future[Out], error) {
+// applyAsync submits one task, as mode says (see submitMode).
+func applyAsync[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], in In, mode submitMode, opts []CallOption) (*Future[Out], error) {
 	cc, err := p.callConfig(f.name, opts)
 	if err != nil {
 		return nil, err
@@ -101,11 +97,11 @@ func applyAsync[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], in I
 		return nil, err
 	}
 	*fut = Future[Out]{done: make(chan struct{}), p: p, t: t, cb: cb, ecb: cc.errCallback}
-	if wait && (cb != nil || cc.errCallback != nil) {
+	if mode == submitApply && (cb != nil || cc.errCallback != nil) {
 		fut.ended = make(chan struct{})
 	}
 	t.sink = fut
-	if err := p.submit(t, block, wait); err != nil {
+	if err := p.submit(t, mode); err != nil {
 		return nil, err
 	}
 	return fut, nil

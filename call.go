@@ -187,7 +187,6 @@ func (p *Pool) initTask(t *task, ctx context.Context, fn string, chunk bool, arg
 		deadline = d.UnixNano()
 	}
 	frame = wire.AppendTaskHeaderExt(frame, chunk, fn, 0, deadline, int64(cc.timeout))
-	payloadAt := len(frame) - start
 	frame, err := p.codec.Append(frame, arg)
 	if err != nil {
 		op := "encode argument"
@@ -203,7 +202,6 @@ func (p *Pool) initTask(t *task, ctx context.Context, fn string, chunk bool, arg
 		return &CodecError{Op: "encode argument", Err: err}
 	}
 	t.id, t.fn, t.chunk, t.frame, t.ctx, t.timeout, t.retries = id, fn, chunk, frame, ctx, cc.timeout, cc.retries
-	t.payloadAt, t.deadline = payloadAt, deadline
 	return nil
 }
 

@@ -175,7 +175,13 @@ func TestApplyWithCallbackHonoursContext(t *testing.T) {
 				// slow one.
 				waitFor(t, "the task to succeed", func() bool { return p.Stats().Succeeded == 2 })
 			} else {
-				waitFor(t, "the task to run", func() bool { return p.Stats().Running == 1 })
+				// Submitted and Succeeded too: the first task counts as
+				// running until its outcome is counted, which may come
+				// after its callback has started.
+				waitFor(t, "the task to run", func() bool {
+					s := p.Stats()
+					return s.Submitted == 2 && s.Succeeded == 1 && s.Running == 1
+				})
 			}
 			cancel()
 			r := recv(t, done, "Apply with a callback queued behind a slow one, after its context ended")

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/procpool/procpool/internal/backend/process"
 	"github.com/procpool/procpool/internal/wire"
 )
 
@@ -233,6 +234,12 @@ type WorkerExitError struct {
 	// runtime's panic or crash report, the message of an os.Exit. Error
 	// does not include it. It is empty for an in-process worker.
 	Stderr string
+	// Worker names the worker for people and logs: "pid 1234" for a
+	// worker process (Pid is then its process id; in process, the
+	// parent's). A worker that is no process here (on another host, say)
+	// has Pid 0, and Worker and Host say which it was.
+	Worker string
+	Host   string // where the worker ran: "" for this machine
 }
 
 func (e *WorkerExitError) Error() string {
@@ -240,13 +247,13 @@ func (e *WorkerExitError) Error() string {
 	fmt.Fprintf(&b, "procpool: worker %d %s", e.Pid, e.Reason)
 	switch {
 	case e.Signal != 0 && e.ExitCode < 0:
-		fmt.Fprintf(&b, " (%s)", signalName(e.Signal))
+		fmt.Fprintf(&b, " (%s)", process.SignalName(e.Signal))
 	case e.Signal != 0 && e.Reason == ReasonTerminatedOutside:
 		fmt.Fprintf(&b, " (exit status %d)", e.ExitCode)
 	case e.Signal != 0 && e.Reason == ReasonCrashed:
-		fmt.Fprintf(&b, " by %s (reported by the Go runtime, exit status %d)", signalName(e.Signal), e.ExitCode)
+		fmt.Fprintf(&b, " by %s (reported by the Go runtime, exit status %d)", process.SignalName(e.Signal), e.ExitCode)
 	case e.Signal != 0:
-		fmt.Fprintf(&b, " (%s reported by the Go runtime, exit status %d)", signalName(e.Signal), e.ExitCode)
+		fmt.Fprintf(&b, " (%s reported by the Go runtime, exit status %d)", process.SignalName(e.Signal), e.ExitCode)
 	case e.ExitCode >= 0:
 		fmt.Fprintf(&b, " (exit status %d)", e.ExitCode)
 	}

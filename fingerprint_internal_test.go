@@ -2,13 +2,13 @@ package procpool
 
 import (
 	"bytes"
-	"context"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/procpool/procpool/codec"
+	"github.com/procpool/procpool/internal/serve"
 	"github.com/procpool/procpool/internal/wire"
 )
 
@@ -130,11 +130,12 @@ func TestFingerprint(t *testing.T) {
 // then be over the frame limit: then it leaves them out, and the parent
 // checks nothing, rather than the worker failing its start.
 func TestHelloFingerprints(t *testing.T) {
+	helloLimit := 0 // the default, wire.HelloLimit
 	hello := func(max int) (wire.Hello, int) {
 		t.Helper()
 		var out bytes.Buffer
-		s := newServer(context.Background(), strings.NewReader(""), &out, func() int { return 0 }, codec.Default, max)
-		if err := s.hello(1); err != nil {
+		s := serve.New(strings.NewReader(""), &out, serve.Config{Functions: served{}, Codec: codec.Default, MaxFrame: max, HelloLimit: helloLimit, Available: func() int { return 0 }})
+		if err := s.Hello(1); err != nil {
 			t.Fatalf("hello with a frame limit of %d: %v", max, err)
 		}
 		n := out.Len()
@@ -161,8 +162,7 @@ func TestHelloFingerprints(t *testing.T) {
 	if h, _ := hello(n - 4 - 1); len(h.Fingerprints) != len(h.Functions) {
 		t.Errorf("a hello over a small frame limit but within wire.HelloLimit lost its fingerprints")
 	}
-	defer func(l int) { helloLimit = l }(helloLimit)
-	helloLimit = 0
+	helloLimit = 9          // the least a length field can be: the frame limit decides
 	h, _ = hello(n - 4 - 1) // the length field counts what follows it
 	if h.Fingerprints != nil || len(h.Functions) == 0 {
 		t.Errorf("a hello one byte over the limit: %d fingerprints, %d functions; want the functions only", len(h.Fingerprints), len(h.Functions))

@@ -78,7 +78,7 @@ func MapAsync[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], xs []I
 			ms := &mapSink[Out]{agg: agg, lo: lo, hi: hi}
 			ms.set.init(hi - lo)
 			t.sink, t.items = ms, hi-lo
-			err = p.submit(t, true, false)
+			err = p.submit(t, submitWait)
 		}
 		if err != nil {
 			for _, t := range tasks {
@@ -596,7 +596,7 @@ func submitChunk[In, Out any](ctx context.Context, p *Pool, fn string, base int,
 		c.vals = make([]Out, c.n)
 		c.set.init(c.n)
 		t.sink, t.items = c, c.n
-		if err = p.submit(t, true, false); err == nil {
+		if err = p.submit(t, submitWait); err == nil {
 			return c
 		}
 	}

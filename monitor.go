@@ -6,13 +6,17 @@ import (
 
 // monitor samples workers' memory while they run tasks (WithMaxWorkerMemory)
 // and retires idle workers (WithIdleTimeout). It runs only when one of those
-// options is set, and ends when the pool closes.
+// options is set, and ends when the pool is released.
 func (p *Pool) monitor() {
 	defer p.wg.Done()
-	p.mu.Lock()
-	stop := p.monitorStop
-	p.mu.Unlock()
-	if stop == nil {
+	// It ends when the pool is being released (finalize).
+	over := func() (moved <-chan struct{}, done bool) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.phaseMoved, p.phase >= phaseReleasing
+	}
+	moved, done := over()
+	if done {
 		return
 	}
 	every := p.cfg.memoryInterval
@@ -23,8 +27,11 @@ func (p *Pool) monitor() {
 	defer tick.Stop()
 	for {
 		select {
-		case <-stop:
-			return
+		case <-moved:
+			if moved, done = over(); done {
+				return
+			}
+			continue
 		case <-tick.C:
 		}
 		p.mu.Lock()
@@ -37,7 +44,7 @@ func (p *Pool) monitor() {
 		for _, w := range p.workers {
 			// A task is sampled once it has run for an interval; a shorter
 			// one is checked when it ends.
-			if p.cfg.maxMemory > 0 && w.ready && w.cmd != nil && w.inflight.len() > 0 &&
+			if p.cfg.maxMemory > 0 && w.ready && w.mem != nil && w.inflight.len() > 0 &&
 				time.Since(w.inflight.front().started) >= p.cfg.memoryInterval {
 				busy = append(busy, sample{w, w.inflight.front()})
 			}

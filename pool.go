@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/procpool/procpool/codec"
-	"github.com/procpool/procpool/internal/supervise"
+	"github.com/procpool/procpool/internal/backend"
+	"github.com/procpool/procpool/internal/backend/inprocess"
+	"github.com/procpool/procpool/internal/backend/process"
 	"github.com/procpool/procpool/internal/wire"
 )
 
@@ -28,38 +29,56 @@ import (
 // deadlock a pool whose workers are all busy waiting: avoid it, or give the
 // inner work its own pool.
 type Pool struct {
+	// Set by New before any goroutine of the pool starts, then read-only.
 	cfg       config
 	codec     codec.Codec
-	spawner   *supervise.Spawner // nil in-process
+	launcher  backend.Launcher // starts the workers: processes, or goroutines (WithInProcess)
 	initFrame []byte
+
+	// Safe for concurrent use by themselves: their own locks, atomics.
 	cb        callbackQueue
 	logs      logQueue
 	wg        sync.WaitGroup // every goroutine the pool starts
-	stats     counters
-	bigFrames sync.Pool // *[]byte: buffers of answered tasks' large frames
+	stats     counters       // its mu comes after Pool.mu
+	bigFrames sync.Pool      // *[]byte: buffers of answered tasks' large frames
+	nextID    atomic.Uint64  // the last task id handed out
+
+	// watchMu guards the context watches (watch.go). It is never held
+	// together with mu: a watch cancels its tasks after releasing it.
 	watchMu   sync.Mutex
 	watches   map[context.Context]*ctxWatch // by the context of the tasks they watch
 	idleWatch *ctxWatch                     // a watch with no task, kept for the next call
 
-	nextID      atomic.Uint64
-	stopOnce    sync.Once
-	stopped     chan struct{} // closed once every worker is gone
-	monitorStop chan struct{} // closed, and set to nil, by the first finalize
-	finalized   chan struct{} // closed once finalize's work is done
-
+	// mu guards the fields below, and every worker's fields marked
+	// "Pool.mu" (worker.go), and a task's (task.go). No user code runs
+	// under it (see docs/design.md, invariant 6).
+	//
+	// Lock order: mu before worker.outMu (frames are queued under mu),
+	// before counters.mu (a task is counted as it is queued; Stats), and
+	// before the backend's own locks, which backend.Worker methods called
+	// under mu take: a worker process's filesMu (a stop's escalation and
+	// a memory check read its journal), an in-process worker's serve
+	// loop's run lock and then its in-memory pipes' locks (a kill cancels
+	// the running task and cuts the pipes; the serve loop cuts them under
+	// its run lock). None of those is held while mu is taken.
+	//
+	// Whoever may have queued frames under mu — assignLocked and
+	// dispatchLocked (submitting, an answer, a worker that starts or
+	// dies), flushLater (a Cancel frame) — releases it with
+	// unlockAndFlush, not Unlock: the frames are written after the lock
+	// is released, and a plain Unlock would leave them unwritten until
+	// the next dispatch.
 	mu          sync.Mutex
-	queue       deque[*task]
-	workers     []*worker
-	starting    int
-	closed      bool
-	stopping    bool // every task has ended and the workers are being stopped
-	terminated  bool
-	running     bool  // New has returned: start failures now count against the budget
-	broken      error // set once the restart budget is spent
-	startFails  []time.Time
+	phase       phase                // where the pool is in its life; only advanceLocked moves it (lifecycle.go)
+	phaseMoved  chan struct{}        // closed and replaced each time phase moves (awaitPhase)
+	broken      error                // once the restart budget is spent: ErrPoolBroken with the last failure; never cleared, whatever the phase
+	queue       deque[*task]         // tasks accepted and not on a worker, oldest first (requeued ones at the front)
+	workers     []*worker            // workers in service (ready or retiring), until workerExited
+	starting    int                  // workers being started (runWorker before workerReady or startFailed)
+	startFails  []time.Time          // recent failed starts, for the restart budget
 	room        chan struct{}        // closed and replaced when the queue gets room
-	toFlush     []*worker            // workers with frames to write after unlocking
-	handshaking map[*worker]struct{} // workers started but not yet ready
+	toFlush     []*worker            // workers with frames to write after unlocking (unlockAndFlush)
+	handshaking map[*worker]struct{} // workers started but not yet ready (Terminate kills them too)
 }
 
 // New starts a pool and returns once every worker has answered the
@@ -88,16 +107,14 @@ func New(opts ...Option) (*Pool, error) {
 		return nil, err
 	}
 	cfg.serializeOutput()
-	if !cfg.inProcess && isWorkerProcess() {
+	if !cfg.inProcess && process.Marked() {
 		return nil, &StartError{Reason: "procpool.New called inside a worker process: the worker program's main (or TestMain) must call procpool.Main() first", Err: ErrHandshake}
 	}
 	p := &Pool{
-		cfg:         cfg,
-		codec:       cfg.codec,
-		stopped:     make(chan struct{}),
-		monitorStop: make(chan struct{}),
-		finalized:   make(chan struct{}),
-		room:        make(chan struct{}),
+		cfg:        cfg,
+		codec:      cfg.codec,
+		phaseMoved: make(chan struct{}),
+		room:       make(chan struct{}),
 	}
 	p.handshaking = make(map[*worker]struct{})
 	p.stats.drained = make(chan struct{})
@@ -112,8 +129,17 @@ func New(opts ...Option) (*Pool, error) {
 			return nil, &CodecError{Op: "encode initializer argument", Err: err}
 		}
 	}
-	if !cfg.inProcess {
-		p.spawner = supervise.NewSpawner()
+	if cfg.inProcess {
+		p.launcher = inprocess.NewLauncher(served{})
+	} else {
+		rl := make([]process.Rlimit, len(cfg.rlimits))
+		for i, l := range cfg.rlimits {
+			rl[i] = process.Rlimit{Resource: l.Resource, Cur: l.Cur, Max: l.Max}
+		}
+		p.launcher = process.NewLauncher(process.Options{
+			Command: cfg.command, Args: cfg.args, Dir: cfg.dir, Env: cfg.env, Rlimits: rl,
+			Stdout: cfg.stdout, Stderr: cfg.stderr, OutputPrefix: cfg.outputPrefix,
+		})
 	}
 	p.cb.init(p)
 	p.logs.init(cfg.logger)
@@ -138,7 +164,7 @@ func New(opts ...Option) (*Pool, error) {
 		return nil, first
 	}
 	p.mu.Lock()
-	p.running = true
+	p.advanceLocked(phaseOpen) // start failures now count against the budget
 	p.mu.Unlock()
 	if cfg.maxMemory > 0 || cfg.idleTimeout > 0 {
 		p.wg.Add(1)
@@ -214,7 +240,7 @@ func (p *Pool) trackStarting(w *worker, on bool) {
 		delete(p.handshaking, w)
 		return
 	}
-	if p.terminated {
+	if p.phase.terminated() {
 		w.kill()
 		return
 	}
@@ -226,7 +252,7 @@ func (p *Pool) trackStarting(w *worker, on bool) {
 func (p *Pool) workerReady(w *worker) bool {
 	p.mu.Lock()
 	p.starting--
-	if p.terminated || p.stopping || (p.closed && p.queue.len() == 0) {
+	if p.phase.stopping() || (p.phase.closed() && p.queue.len() == 0) {
 		p.maybeStoppedLocked()
 		p.mu.Unlock()
 		return false
@@ -235,7 +261,7 @@ func (p *Pool) workerReady(w *worker) bool {
 	w.lastUsed = time.Now()
 	p.workers = append(p.workers, w)
 	p.dispatchLocked()
-	p.unlockAndFlush(nil, 0)
+	p.unlockAndFlush(nil)
 	return true
 }
 
@@ -247,7 +273,7 @@ func (p *Pool) startFailed(err error) {
 	p.stats.exited(ReasonStart)
 	p.mu.Lock()
 	p.starting--
-	if !p.running || p.terminated || p.closed && p.queue.len() == 0 {
+	if p.phase == phaseStarting || p.phase.terminated() || p.phase.closed() && p.queue.len() == 0 {
 		p.maybeStoppedLocked()
 		p.mu.Unlock()
 		return
@@ -287,7 +313,7 @@ func (p *Pool) startFailed(err error) {
 // growLocked starts workers while there are fewer than configured, or fewer
 // than the queue needs when idle workers were retired.
 func (p *Pool) growLocked() {
-	if p.terminated || p.broken != nil {
+	if p.phase.terminated() || p.broken != nil {
 		return
 	}
 	want := p.cfg.processes
@@ -296,7 +322,7 @@ func (p *Pool) growLocked() {
 		want = max(p.cfg.minWorkers, min(p.cfg.processes, len(p.workers)+p.starting+p.queue.len()))
 		want = min(want, p.cfg.processes)
 	}
-	if p.closed && p.queue.len() == 0 {
+	if p.phase.closed() && p.queue.len() == 0 {
 		return
 	}
 	for len(p.workers)+p.starting < want {
@@ -306,169 +332,7 @@ func (p *Pool) growLocked() {
 	}
 }
 
-// Close stops accepting tasks, waits for every accepted task to end (and its
-// callbacks to run), then stops the workers and waits for them to exit (and
-// the logger to handle their records). It is Python's close followed by
-// join. It returns nil; calling it again, or after Terminate, waits for the
-// same end and returns nil. In process (WithInProcess), a task that never
-// returns keeps Close waiting: a goroutine cannot be killed (Terminate
-// cancels its context first).
-//
-// Called from a callback (Callback, ErrorCallback, of this pool or of
-// another; a WithLogger handler counts as one), Close does all of that
-// except wait for the callbacks and the logger: the one calling it and
-// those queued behind it cannot run before it returns. It returns nil once
-// every task has ended and the workers have exited; the remaining
-// callbacks and records are then handled, in order, after the calling one
-// returns, and the pool releases its last resources once they have. A
-// later Close from any goroutine waits for all of that. A callback must not
-// wait for another goroutine that calls Close, Shutdown or Terminate: that
-// one waits for the callbacks.
-func (p *Pool) Close() error {
-	inCallback := onCallbackGoroutine()
-	p.beginClose()
-	<-p.stats.drained
-	p.stopWorkers()
-	<-p.stopped
-	p.finalize(inCallback)
-	return nil
-}
-
-// Shutdown is Close bounded by ctx: if ctx ends before every task has ended
-// and every worker has exited, it terminates the pool (see Terminate) and
-// returns ctx.Err(); else it returns nil. Called from a callback, it does not
-// wait for the callbacks, as Close.
-func (p *Pool) Shutdown(ctx context.Context) error {
-	inCallback := onCallbackGoroutine()
-	p.beginClose()
-	select {
-	case <-p.stats.drained:
-	case <-ctx.Done():
-		p.terminate(inCallback)
-		return ctx.Err()
-	}
-	p.stopWorkers()
-	select {
-	case <-p.stopped:
-	case <-ctx.Done():
-		p.terminate(inCallback)
-		return ctx.Err()
-	}
-	p.finalize(inCallback)
-	return nil
-}
-
-// Terminate stops the pool now: every queued and running task ends with
-// ErrTerminated, and the workers are stopped: a running task's context is
-// cancelled and it has WithKillGrace to return, then its worker exits (or
-// is killed after twice that). It returns nil once they have exited and the
-// callbacks have run. In process (WithInProcess), a running task's
-// goroutine cannot be killed: Terminate cancels its context and waits for
-// it to return. Safe to call at any time, more than once, and together with
-// Close. Called from a callback, it does not wait for the callbacks, as
-// Close: it returns once every task has ended and the workers have exited.
-func (p *Pool) Terminate() error {
-	p.terminate(onCallbackGoroutine())
-	return nil
-}
-
-func (p *Pool) terminate(inCallback bool) {
-	p.beginClose()
-	p.mu.Lock()
-	p.terminated = true
-	queued := p.queue.drain()
-	var running []*task
-	for _, w := range p.workers {
-		for i := 0; i < w.inflight.len(); i++ {
-			running = append(running, w.inflight.at(i))
-		}
-		p.stopWorkerLocked(w, ReasonTerminated, nil)
-	}
-	for w := range p.handshaking {
-		w.kill()
-	}
-	p.roomLocked()
-	p.maybeStoppedLocked()
-	p.mu.Unlock()
-	for _, t := range append(queued, running...) {
-		t.finish(p, ErrTerminated, terminated)
-	}
-	<-p.stopped
-	p.finalize(inCallback)
-}
-
-func (p *Pool) beginClose() {
-	p.mu.Lock()
-	if !p.closed {
-		p.closed = true
-		p.roomLocked()
-	}
-	p.mu.Unlock()
-	p.stats.close()
-}
-
-// stopWorkers closes every worker's task pipe: each finishes and exits.
-func (p *Pool) stopWorkers() {
-	p.mu.Lock()
-	p.stopping = true
-	for _, w := range p.workers {
-		w.retireLocked(ReasonRecycled, nil)
-		w.closeInput()
-	}
-	p.maybeStoppedLocked()
-	p.mu.Unlock()
-}
-
-// maybeStoppedLocked closes p.stopped once the pool is closed and no worker
-// is alive or starting.
-func (p *Pool) maybeStoppedLocked() {
-	if p.closed && len(p.workers) == 0 && p.starting == 0 && (p.terminated || p.queue.len() == 0) {
-		p.stopOnce.Do(func() { close(p.stopped) })
-	}
-}
-
-// finalize waits for the callbacks and the pool's goroutines, then releases
-// the spawner thread; it returns when that is done, whoever did it. On a
-// callback goroutine it cannot wait for the callbacks: it starts the work on
-// another goroutine, if nobody has, and returns at once.
-func (p *Pool) finalize(inCallback bool) {
-	p.mu.Lock()
-	first := p.monitorStop != nil
-	if first {
-		close(p.monitorStop)
-		p.monitorStop = nil
-	}
-	p.mu.Unlock()
-	if first {
-		if inCallback {
-			go p.release()
-		} else {
-			p.release()
-		}
-	}
-	if !inCallback {
-		<-p.finalized
-		p.dropWatches() // again: a task cancelled as Terminate began may have left one since
-	}
-}
-
-// release is finalize's work, done once.
-func (p *Pool) release() {
-	p.cb.close()
-	p.wg.Wait()
-	p.logs.close() // after wg: the pool's goroutines log until they end
-	p.dropWatches()
-	if p.spawner != nil {
-		p.spawner.Stop()
-	}
-	close(p.finalized)
-}
-
 func (p *Pool) roomLocked() {
 	close(p.room)
 	p.room = make(chan struct{})
 }
-
-// isWorkerProcess reports whether this process was started as a worker but
-// did not call Main (Main clears the marker).
-func isWorkerProcess() bool { return os.Getenv(envWorker) == "1" }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -259,6 +260,10 @@ func TestKilledWorker(t *testing.T) {
 		behind = append(behind, f)
 	}
 	waitRunning(t, p)
+	name := "pid " + strconv.Itoa(victim)
+	if ws := p.Stats().Workers; len(ws) != 1 || ws[0].Pid != victim || ws[0].Worker != name || ws[0].Host != "" {
+		t.Fatalf("Stats().Workers = %+v, want pid %d named %q on this host", ws, victim, name)
+	}
 	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -266,6 +271,9 @@ func TestKilledWorker(t *testing.T) {
 	var we *procpool.WorkerExitError
 	if !errors.As(err, &we) || we.Signal != syscall.SIGKILL || we.Pid != victim || we.Reason != procpool.ReasonSignal {
 		t.Fatalf("task on a SIGKILLed worker: %v", err)
+	}
+	if we.Worker != name || we.Host != "" {
+		t.Fatalf("WorkerExitError names worker %q on host %q, want %q on this host", we.Worker, we.Host, name)
 	}
 	for i, f := range behind {
 		if v, err := f.Get(ctx); err != nil || v != i*i {
@@ -540,6 +548,12 @@ func TestInProcess(t *testing.T) {
 	}
 	if _, err := procpool.Apply(ctx, p, panicking, "x"); err == nil {
 		t.Fatal("in-process panic was not reported")
+	}
+	self := "pid " + strconv.Itoa(os.Getpid())
+	for _, w := range p.Stats().Workers {
+		if w.Pid != os.Getpid() || w.Worker != self || w.Host != "" {
+			t.Errorf("in-process worker %+v, want the parent's pid, named %q", w, self)
+		}
 	}
 	if err := p.Close(); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"sync"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/procpool/procpool/codec"
 	"github.com/procpool/procpool/internal/cborenc"
+	"github.com/procpool/procpool/internal/serve"
 	"github.com/procpool/procpool/internal/wire"
 )
 
@@ -36,26 +38,12 @@ type AnyFunc interface {
 
 func (Func[In, Out]) isFunc() {}
 
-// handler runs a registered function on encoded input in a worker.
+// handler runs a registered function on encoded input in a worker (the
+// serve loop calls it).
 type handler interface {
-	// call decodes one argument, runs the function and appends the encoded
-	// result to dst.
-	call(ctx context.Context, c codec.Codec, payload, dst []byte) ([]byte, error)
-	// callChunk decodes a list of arguments, runs the function on each in
-	// order from index from on and appends the encoded list of their
-	// results to dst; failed items get a zero result and an entry in the
-	// returned errors, indexed from from. With rec, each item's outcome is
-	// recorded as it ends (see wire.Journal).
-	callChunk(ctx context.Context, c codec.Codec, payload, dst []byte, from int, rec *wire.Journal) ([]byte, []itemFailure, error)
-	// name is the function's registered name.
-	name() string
+	serve.Handler
 	// fingerprint is the fingerprint of its argument and result types.
 	fingerprint() string
-}
-
-type itemFailure struct {
-	index int
-	err   error
 }
 
 // registry is the one piece of global state: the functions every process of
@@ -99,6 +87,27 @@ func Register[In, Out any](name string, fn func(context.Context, In) (Out, error
 	return Func[In, Out]{name: name, fn: fn}
 }
 
+// served is the registry as the serve loop sees it.
+type served struct{}
+
+func (served) Lookup(name []byte) serve.Handler { return lookupBytes(name) }
+func (served) Names() []string                  { return registeredNames() }
+func (served) Fingerprints() map[string]string  { return localFingerprints() }
+func (served) Report(err error) wire.ErrorBody  { return errorBody(err) }
+
+// errorBody is the report of a task's failure: a *RemoteError's fields
+// and the identity of the function's error (see identify).
+func errorBody(err error) wire.ErrorBody {
+	var re *RemoteError
+	if errors.As(err, &re) {
+		return wire.ErrorBody{Message: re.Message, Type: re.Type, Stack: re.Stack, Panic: re.Panic, Code: re.Code,
+			Chain: re.Chain, Sentinels: re.sentinels, Values: re.values}
+	}
+	return wire.ErrorBody{Message: err.Error(), Type: typeName(err)}
+}
+
+func stack() string { return string(debug.Stack()) }
+
 // lookupBytes finds a function by name without allocating.
 func lookupBytes(name []byte) handler {
 	registry.mu.RLock()
@@ -124,10 +133,10 @@ type typedHandler[In, Out any] struct {
 	fp    string
 }
 
-func (h typedHandler[In, Out]) name() string        { return h.fname }
+func (h typedHandler[In, Out]) Name() string        { return h.fname }
 func (h typedHandler[In, Out]) fingerprint() string { return h.fp }
 
-func (h typedHandler[In, Out]) call(ctx context.Context, c codec.Codec, payload, dst []byte) ([]byte, error) {
+func (h typedHandler[In, Out]) Call(ctx context.Context, c codec.Codec, payload, dst []byte) ([]byte, error) {
 	var in In
 	if err := c.Unmarshal(payload, &in); err != nil {
 		return dst, &RemoteError{Func: h.fname, Code: CodeDecode, Message: "decoding the argument: " + err.Error(), Type: typeName(err)}
@@ -143,7 +152,7 @@ func (h typedHandler[In, Out]) call(ctx context.Context, c codec.Codec, payload,
 	return res, nil
 }
 
-func (h typedHandler[In, Out]) callChunk(ctx context.Context, c codec.Codec, payload, dst []byte, from int, rec *wire.Journal) ([]byte, []itemFailure, error) {
+func (h typedHandler[In, Out]) CallChunk(ctx context.Context, c codec.Codec, payload, dst []byte, from int, rec *wire.Journal) ([]byte, []serve.ItemFailure, error) {
 	var ins []In
 	if err := c.Unmarshal(payload, &ins); err != nil {
 		return dst, nil, &RemoteError{Func: h.fname, Code: CodeDecode, Message: "decoding the arguments: " + err.Error(), Type: typeName(err)}
@@ -152,23 +161,23 @@ func (h typedHandler[In, Out]) callChunk(ctx context.Context, c codec.Codec, pay
 		return dst, nil, &RemoteError{Func: h.fname, Code: CodeDecode, Message: fmt.Sprintf("first item %d of a chunk of %d", from, len(ins))}
 	}
 	ins = ins[from:]
-	var fails []itemFailure
+	var fails []serve.ItemFailure
 	if lc, ok := c.(codec.ListCodec); ok && rec != nil && len(ins) > 1 {
 		// Each result goes into the journal as its item finishes: a
 		// death in the middle of the chunk loses no finished item.
 		list := rec.StartItems()
 		var out Out // one variable for every item: encoding it boxes a pointer, once
-		tc, _ := ctx.(*taskCtx)
+		tc := serve.TaskContext(ctx)
 		enc := itemEncoder[Out](c)
 		sep := lc.AppendListSep(nil) // the same bytes between every two items
 		for i, in := range ins {
 			var err error
-			switch why := stoppedFor(tc); {
-			case i > 0 && (why == wire.StopMemory || why == stopSIGTERM):
+			switch why := tc.StoppedFor(); {
+			case i > 0 && (why == wire.StopMemory || why == serve.StopTerm):
 				// The items left run elsewhere: the worker ends between
 				// items, blaming none.
 				rec.StopItems()
-				return dst, nil, errItemsStopped
+				return dst, nil, serve.ErrItemsStopped
 			case i > 0 && why == wire.StopCancel:
 				// The parent has ended the chunk: run nothing more.
 				var zero Out
@@ -180,7 +189,7 @@ func (h typedHandler[In, Out]) callChunk(ctx context.Context, c codec.Codec, pay
 				if re, ok := err.(*RemoteError); ok && re.Code == "" && ctx.Err() == context.DeadlineExceeded {
 					re.Code = CodeDeadline // it failed once the chunk's deadline had passed
 				}
-				fails = append(fails, itemFailure{i, err})
+				fails = append(fails, serve.ItemFailure{Index: i, Err: err})
 				body, _ := json.Marshal(errorBody(err))
 				rec.ItemError(i, body)
 				var zero Out
@@ -201,7 +210,7 @@ func (h typedHandler[In, Out]) callChunk(ctx context.Context, c codec.Codec, pay
 	for i, in := range ins {
 		out, err := runProtected(ctx, c, h.fname, h.fn, in)
 		if err != nil {
-			fails = append(fails, itemFailure{i, err})
+			fails = append(fails, serve.ItemFailure{Index: i, Err: err})
 			continue
 		}
 		outs[i] = out
@@ -256,17 +265,6 @@ func typeName(v any) string {
 		return ""
 	}
 	return reflect.TypeOf(v).String()
-}
-
-// errItemsStopped ends a chunk that stopped between items (see callChunk).
-var errItemsStopped = errors.New("procpool: chunk stopped between items")
-
-// stoppedFor returns why a stop cancelled tc, 0 if none did or tc is nil.
-func stoppedFor(tc *taskCtx) byte {
-	if tc == nil {
-		return 0
-	}
-	return tc.stoppedFor()
 }
 
 // itemEncoder returns how to encode one result of type Out with c: for the

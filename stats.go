@@ -33,10 +33,12 @@ type Stats struct {
 
 // WorkerStats describes one live worker.
 type WorkerStats struct {
-	Pid       int   // its process id (the parent's, in-process)
-	TasksDone int   // tasks it has answered
-	InFlight  int   // tasks given to it and not yet answered
-	RSS       int64 // resident memory in bytes at the last reading (0 if not read: see WithMaxWorkerMemory)
+	Pid       int    // its process id (the parent's, in-process; 0 for a worker that is no process here)
+	TasksDone int    // tasks it has answered
+	InFlight  int    // tasks given to it and not yet answered
+	RSS       int64  // resident memory in bytes at the last reading (0 if not read: see WithMaxWorkerMemory)
+	Worker    string // names it, as WorkerExitError.Worker: "pid 1234" for a worker process
+	Host      string // where it runs: "" for this machine
 }
 
 // outcome is how a task ended, for the counters.
@@ -134,7 +136,7 @@ func (p *Pool) Stats() Stats {
 	s.Queued = p.queue.len()
 	for _, w := range p.workers {
 		if w.ready {
-			s.Workers = append(s.Workers, WorkerStats{Pid: w.pid, TasksDone: w.done, InFlight: w.inflight.len(), RSS: w.rss})
+			s.Workers = append(s.Workers, WorkerStats{Pid: w.pid, TasksDone: w.done, InFlight: w.inflight.len(), RSS: w.rss, Worker: w.id, Host: w.host})
 		}
 	}
 	c := &p.stats

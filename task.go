@@ -13,15 +13,14 @@ import (
 // exactly once, through finish; the atomic done flag makes the first ending
 // win when several paths (a result, a crash, a timeout, a cancel) race.
 type task struct {
-	id       uint64
-	fn       string // the function's registered name
-	frame    []byte // the whole task frame, kept for a resend after a crash
-	ctx      context.Context
-	items    int           // a chunk's number of items
-	deadline int64         // its context's deadline, Unix nanoseconds, 0 if none (read once: a context is user code)
-	timeout  time.Duration // run-time bound, counted from the start on a worker
-	retries  int           // how many more starts a crash or timeout may cost
-	sink     sink
+	id      uint64
+	fn      string // the function's registered name
+	frame   []byte // the whole task frame, kept for a resend after a crash
+	ctx     context.Context
+	items   int           // a chunk's number of items
+	timeout time.Duration // run-time bound, counted from the start on a worker
+	retries int           // how many more starts a crash or timeout may cost
+	sink    sink
 
 	done  atomic.Bool
 	chunk bool // a chunk of a Map or Imap
@@ -43,7 +42,6 @@ type task struct {
 	// the task is off every worker, so the ending of a run reads the from
 	// that run was sent with.
 	from        int
-	payloadAt   int         // where the encoded argument starts in frame
 	attempts    int32       // how many times it (a chunk: its item attemptItem) was started on a worker and blamed
 	attemptItem int32       // a chunk's item that attempts counts
 	started     time.Time   // when it became the running task of its worker

@@ -9,10 +9,13 @@ import (
 	"strconv"
 )
 
-// flagChunk is bit 0 of a task's flags byte: the payload is a list of
-// arguments, one task per item. The other bits are reserved and must be 0,
-// except FlagShared.
-const flagChunk = 0x01
+// The bits of a task's flags byte, the first byte of a KindTask or KindInit
+// body. Bits not named here are reserved and must be 0. They are untyped
+// constants so that they combine with the byte itself (body[0]|FlagShared).
+
+// FlagChunk is bit 0 of a task's flags byte: the payload is a list of
+// arguments, one task per item.
+const FlagChunk = 0x01
 
 // FlagShared is bit 1 of a task's flags byte: the payload is not in the
 // frame but in the worker's shared-memory segment, and the frame carries
@@ -97,16 +100,7 @@ type ItemError struct {
 // if fn is empty or longer than MaxFuncName bytes: the pool must reject such
 // names when functions are registered.
 func AppendTaskHeader(dst []byte, chunk bool, fn string) []byte {
-	if len(fn) == 0 || len(fn) > MaxFuncName {
-		panic("wire: AppendTaskHeader: function name length " + strconv.Itoa(len(fn)) + " is not in 1..65535")
-	}
-	var flags byte
-	if chunk {
-		flags = flagChunk
-	}
-	dst = append(dst, flags)
-	dst = binary.LittleEndian.AppendUint16(dst, uint16(len(fn)))
-	return append(dst, fn...)
+	return appendTaskHeader(dst, chunk, fn, 0, 0, 0)
 }
 
 // ParseTask splits the body of a KindTask or KindInit frame into its chunk
@@ -122,7 +116,7 @@ func ParseTask(body []byte) (chunk bool, fn []byte, payload []byte, err error) {
 		return false, nil, nil, fmt.Errorf("%w: task body of %d bytes is shorter than 3", ErrMalformed, len(body))
 	}
 	flags := body[0]
-	if flags&^flagChunk != 0 {
+	if flags&^FlagChunk != 0 {
 		return false, nil, nil, fmt.Errorf("%w: task flags %#02x set reserved bits", ErrMalformed, flags)
 	}
 	n := int(binary.LittleEndian.Uint16(body[1:]))
@@ -132,7 +126,7 @@ func ParseTask(body []byte) (chunk bool, fn []byte, payload []byte, err error) {
 	if n > len(body)-3 {
 		return false, nil, nil, fmt.Errorf("%w: function name of %d bytes overruns a task body of %d", ErrMalformed, n, len(body))
 	}
-	return flags&flagChunk != 0, body[3 : 3+n : 3+n], body[3+n:], nil
+	return flags&FlagChunk != 0, body[3 : 3+n : 3+n], body[3+n:], nil
 }
 
 // FlagDeadline is bit 3 of a task's flags byte: 16 bytes follow the
@@ -151,15 +145,34 @@ type TaskHeader struct {
 	Timeout  int64  // FlagDeadline: nanoseconds from the start; else 0
 }
 
-// Chunk reports whether the payload is a list of arguments.
-func (h TaskHeader) Chunk() bool { return h.Flags&flagChunk != 0 }
+// Chunk reports whether the payload is a list of arguments (FlagChunk).
+func (h TaskHeader) Chunk() bool { return h.Flags&FlagChunk != 0 }
+
+// Shared reports whether the payload is a reference to the worker's shared
+// memory (FlagShared).
+func (h TaskHeader) Shared() bool { return h.Flags&FlagShared != 0 }
 
 // AppendTaskHeaderExt is AppendTaskHeader with the optional fields: a
 // chunk's first item to run (from > 0 sets FlagFrom) and a deadline or
 // timeout (either not 0 sets FlagDeadline). It panics as AppendTaskHeader.
 func AppendTaskHeaderExt(dst []byte, chunk bool, fn string, from int, deadline, timeout int64) []byte {
+	return appendTaskHeader(dst, chunk, fn, from, deadline, timeout)
+}
+
+// appendTaskHeader is AppendTaskHeaderExt for a name given as a string or
+// as bytes (AppendTaskFrom copies it from a frame).
+func appendTaskHeader[S ~string | ~[]byte](dst []byte, chunk bool, fn S, from int, deadline, timeout int64) []byte {
+	if len(fn) == 0 || len(fn) > MaxFuncName {
+		panic("wire: AppendTaskHeader: function name length " + strconv.Itoa(len(fn)) + " is not in 1..65535")
+	}
 	at := len(dst)
-	dst = AppendTaskHeader(dst, chunk, fn)
+	var flags byte
+	if chunk {
+		flags = FlagChunk
+	}
+	dst = append(dst, flags)
+	dst = binary.LittleEndian.AppendUint16(dst, uint16(len(fn)))
+	dst = append(dst, fn...)
 	if from > 0 && chunk {
 		dst[at] |= FlagFrom
 		dst = binary.LittleEndian.AppendUint32(dst, uint32(from))
@@ -182,7 +195,7 @@ func ParseTaskHeader(body []byte) (h TaskHeader, payload []byte, err error) {
 		return h, nil, fmt.Errorf("%w: task body of %d bytes is shorter than 3", ErrMalformed, len(body))
 	}
 	h.Flags = body[0]
-	if h.Flags&^(flagChunk|FlagShared|FlagFrom|FlagDeadline) != 0 || h.Flags&FlagFrom != 0 && h.Flags&flagChunk == 0 {
+	if h.Flags&^(FlagChunk|FlagShared|FlagFrom|FlagDeadline) != 0 || h.Flags&FlagFrom != 0 && h.Flags&FlagChunk == 0 {
 		return TaskHeader{}, nil, fmt.Errorf("%w: task flags %#02x set reserved bits", ErrMalformed, h.Flags)
 	}
 	n := int(binary.LittleEndian.Uint16(body[1:]))

@@ -204,7 +204,7 @@ func TestSharedTaskHeader(t *testing.T) {
 	body = AppendSharedRef(body, 4096, 1<<20)
 	h, ref, err := ParseTaskHeader(body)
 	flags, fn := h.Flags, h.Fn
-	if err != nil || flags != flagChunk|FlagShared || string(fn) != "square" {
+	if err != nil || flags != FlagChunk|FlagShared || string(fn) != "square" {
 		t.Fatalf("ParseTaskHeader: %#x %q %v", flags, fn, err)
 	}
 	off, n, err := ParseSharedRef(ref, 2<<20)

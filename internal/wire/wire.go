@@ -208,7 +208,7 @@ func effectiveMax(maxFrame int) int {
 // Why the parent stops a task: the one byte of a KindStop body (an empty
 // body means StopCancel). The worker cancels the task's context with
 // context.DeadlineExceeded for StopDeadline, context.Canceled otherwise
-// (see taskCtx.stop in the procpool package).
+// (see TaskCtx.stop in internal/serve).
 const (
 	StopCancel   byte = 1 // Future.Cancel, the caller's context, Terminate
 	StopDeadline byte = 2 // the task's timeout or its caller's deadline

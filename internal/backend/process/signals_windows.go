@@ -1,12 +1,12 @@
-package procpool
+package process
 
 import "syscall"
 
-// selfInflicted reports whether sig is one a process gets from its own
+// SelfInflicted reports whether sig is one a process gets from its own
 // faults (a crash, an abort) rather than from another process. Windows'
 // syscall package names fewer signals than Unix's; no worker process runs
 // there (see New), and these serve only the names of errors.
-func selfInflicted(sig syscall.Signal) bool {
+func SelfInflicted(sig syscall.Signal) bool {
 	switch sig {
 	case syscall.SIGSEGV, syscall.SIGBUS, syscall.SIGILL, syscall.SIGFPE, syscall.SIGABRT, syscall.SIGTRAP:
 		return true

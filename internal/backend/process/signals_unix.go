@@ -1,13 +1,13 @@
 //go:build unix
 
-package procpool
+package process
 
 import "syscall"
 
-// selfInflicted reports whether sig is one a process gets from its own
+// SelfInflicted reports whether sig is one a process gets from its own
 // faults or limits (a crash, an abort, a resource limit) rather than from
 // another process.
-func selfInflicted(sig syscall.Signal) bool {
+func SelfInflicted(sig syscall.Signal) bool {
 	switch sig {
 	case syscall.SIGSEGV, syscall.SIGBUS, syscall.SIGILL, syscall.SIGFPE, syscall.SIGABRT,
 		syscall.SIGSYS, syscall.SIGTRAP, syscall.SIGXCPU, syscall.SIGXFSZ:

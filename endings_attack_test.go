@@ -223,7 +223,7 @@ func TestAttackCancelledTaskControl(t *testing.T) {
 // through the pipe: larger than the shared segment). The parent counts the
 // task as running from the moment it is assigned (startLocked); the monitor
 // samples it after 50 ms and stops it (ReasonMemory). The worker has not
-// begun it (it is still in r.Next()), so server.stop only records stopFor;
+// begun it (it is still in r.Next()), so serve.Server.Stop only records stopFor;
 // the kill grace passes before the frame is read, escalate SIGKILLs the
 // group, and workerExited finds runningID == 0: "not started", requeued
 // without an attempt or a retry. The next worker does the same, for ever:
@@ -330,7 +330,7 @@ func TestAttackVictimRunsTwice(t *testing.T) {
 	}
 }
 
-// TestAttackStopAfterAnswerKillsWorker: a stop that reaches server.stop
+// TestAttackStopAfterAnswerKillsWorker: a stop that reaches serve.Server.Stop
 // after run() has recorded the task's answer (out.add) but before end()
 // clears s.running still finds the task "running" and dies. The parent
 // gets the answer (the task succeeds), onFrame clears the stop (its target

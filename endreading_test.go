@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procpool/procpool/internal/backend/process"
 	"github.com/procpool/procpool/internal/wire"
 )
 
@@ -27,7 +28,7 @@ type holdArg struct {
 // of its own, writes the grandchild's pid to a.Path, and exits the worker
 // with status 3.
 var holdResults = Register("internal.holdResults", func(_ context.Context, a holdArg) (int, error) {
-	fd, err := syscall.Dup(fdResults)
+	fd, err := syscall.Dup(process.FDResults)
 	if err != nil {
 		return 0, err
 	}
@@ -47,7 +48,7 @@ var holdResults = Register("internal.holdResults", func(_ context.Context, a hol
 		frame, _ := wire.BeginFrame(nil, wire.KindResult, 1)
 		frame[0] = 0xe8
 		frame[1] = 0x03
-		syscall.Write(fdResults, frame)
+		syscall.Write(process.FDResults, frame)
 	}
 	os.Exit(3)
 	return 0, nil
@@ -70,8 +71,8 @@ func running(pid int) bool {
 func TestReadingEndsWhileHolderLives(t *testing.T) {
 	for _, cut := range []bool{false, true} {
 		t.Run(map[bool]string{false: "between frames", true: "inside a frame"}[cut], func(t *testing.T) {
-			killPipeHolders = false
-			defer func() { killPipeHolders = true }()
+			process.KillPipeHolders = false
+			defer func() { process.KillPipeHolders = true }()
 			ctx := hangCheck(t)
 			path := filepath.Join(t.TempDir(), "pid")
 			p, err := New(WithProcesses(1))

@@ -1,4 +1,4 @@
-package procpool
+package process
 
 import (
 	"bytes"
@@ -34,10 +34,6 @@ const outputDrainLimit = 1 << 20
 // handed on: a writer (WithStdout, WithStderr) that blocks delays the
 // report of the worker's exit by this much at most.
 const outputDrainWait = time.Second
-
-// goRuntimeExit is the exit status of a Go program that the runtime ends
-// with a fatal error: an unrecovered panic, a fatal signal it reports.
-const goRuntimeExit = 2
 
 // outputCopy carries one of a worker's output streams (its standard error,
 // or its standard output when it needs carrying) from the pipe the worker
@@ -342,6 +338,16 @@ func signalAt(b []byte) syscall.Signal {
 		return 0
 	}
 	return signalByName[string(name)]
+}
+
+// SignalName returns the conventional name of sig ("SIGKILL"), or "signal
+// N" for one without a name here. (syscall.Signal's String is a
+// description, "killed", which does not read well after "killed by".)
+func SignalName(sig syscall.Signal) string {
+	if n, ok := signalNames[sig]; ok {
+		return n
+	}
+	return "signal " + strconv.Itoa(int(sig))
 }
 
 // signalByName maps the names in signalNames back to their signals.

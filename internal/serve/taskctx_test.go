@@ -1,4 +1,4 @@
-package procpool
+package serve
 
 import (
 	"context"
@@ -40,16 +40,16 @@ func TestTaskCtx(t *testing.T) {
 // keep its context after it returns.
 func TestTaskCtxSlab(t *testing.T) {
 	var s taskCtxs
-	seen := map[*taskCtx]bool{}
-	var prev *taskCtx
-	for i := range 3*taskCtxSlab + 1 {
+	seen := map[*TaskCtx]bool{}
+	var prev *TaskCtx
+	for i := range 3*TaskCtxSlab + 1 {
 		c := s.next(time.Time{}, 0)
 		if seen[c] {
 			t.Fatalf("context %d was handed out before", i)
 		}
 		seen[c] = true
-		if c.Err() != nil || c.stoppedFor() != 0 || c.armed.Load() {
-			t.Fatalf("context %d is not fresh: Err %v, stopped for %d, armed %v", i, c.Err(), c.stoppedFor(), c.armed.Load())
+		if c.Err() != nil || c.StoppedFor() != 0 || c.armed.Load() {
+			t.Fatalf("context %d is not fresh: Err %v, stopped for %d, armed %v", i, c.Err(), c.StoppedFor(), c.armed.Load())
 		}
 		if _, ok := c.Deadline(); ok {
 			t.Fatalf("context %d has a deadline", i)

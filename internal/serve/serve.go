@@ -1,4 +1,15 @@
-package procpool
+// Package serve is the worker side of the procpool protocol: the loop that
+// reads task frames, runs each task's function one at a time, in order,
+// with a context that carries its deadline and that the parent's stops
+// cancel, and writes the answers (batched in the journal when there is
+// one). The Go worker process (procpool.Main) and the in-process worker
+// (WithInProcess) both run it; what differs between them — where the
+// frames come from and go to, how the worker dies — is given to New.
+//
+// It knows nothing of the program's functions but what Functions tells:
+// a Handler by name, their names and fingerprints for the hello, and how
+// an error they return is reported.
+package serve
 
 import (
 	"context"
@@ -7,7 +18,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
+	"reflect"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -24,11 +35,100 @@ import (
 // from holding back the answer to a short one.
 const flushDelay = 50 * time.Microsecond
 
-// server is the worker side of the protocol: it reads task frames, runs
-// them one at a time in order, and writes result frames.
-type server struct {
-	r     *wire.Reader
-	avail func() int // bytes waiting in the transport beyond r's buffer
+// Handler runs one function that a worker serves, on encoded input.
+type Handler interface {
+	// Name is the function's registered name.
+	Name() string
+	// Call decodes one argument, runs the function with ctx and appends
+	// the encoded result to dst.
+	Call(ctx context.Context, c codec.Codec, payload, dst []byte) ([]byte, error)
+	// CallChunk decodes a list of arguments, runs the function on each in
+	// order from index from on and appends the encoded list of their
+	// results to dst; failed items get a zero result and an entry in the
+	// returned failures, indexed from from. With rec, each item's outcome
+	// is recorded as it ends (see wire.Journal). It returns
+	// ErrItemsStopped when a stop ends the chunk between items (see
+	// TaskContext).
+	CallChunk(ctx context.Context, c codec.Codec, payload, dst []byte, from int, rec *wire.Journal) ([]byte, []ItemFailure, error)
+}
+
+// ItemFailure is the failure of one item of a chunk.
+type ItemFailure struct {
+	Index int
+	Err   error
+}
+
+// Functions is what the serve loop needs of the program's functions.
+type Functions interface {
+	// Lookup returns the function registered under name, or nil. It is
+	// called for each task (see Server's cache) and must not allocate.
+	Lookup(name []byte) Handler
+	// Names returns the registered names, for the hello.
+	Names() []string
+	// Fingerprints returns each function's fingerprint, for the hello.
+	Fingerprints() map[string]string
+	// Report turns an error that a Handler returned into the report an
+	// Error frame carries.
+	Report(err error) wire.ErrorBody
+}
+
+// The codes the serve loop puts in a report (wire.ErrorBody.Code); the
+// procpool package exports them under the same values.
+const (
+	CodeUnknownFunc = "unknown_function" // the worker has no function of that name
+	CodeEncode      = "encode"           // the result's frame is over the frame limit
+	CodeInit        = "init"             // the initializer failed
+	CodeDeadline    = "deadline"         // the function failed once its context's deadline had passed
+)
+
+// ErrItemsStopped is what CallChunk returns when a stop for the worker's
+// memory or its SIGTERM ends a chunk between items (TaskContext says
+// which): the worker then dies at once (Config.Die), its journal saying
+// that no item runs, so that none is blamed and the rest run elsewhere.
+var ErrItemsStopped = errors.New("procpool: chunk stopped between items")
+
+// Config is what a Server is given besides its streams.
+type Config struct {
+	Functions Functions
+	Codec     codec.Codec
+	MaxFrame  int // the frame limit (wire.Fits)
+	// HelloLimit bounds the hello's length field when it is over MaxFrame;
+	// 0 means wire.HelloLimit.
+	HelloLimit int
+	// Available returns how many bytes wait in the task stream beyond what
+	// the reader has buffered (a Cancel frame may be among them).
+	Available func() int
+	// Journal, if not nil, batches the answers and records the running
+	// task and a chunk's items (a worker process's PROCPOOL_JOURNAL).
+	Journal *wire.Journal
+	// FreePages gives back the pages of a region of the journal; nil:
+	// nothing is given back.
+	FreePages func([]byte)
+	// Shared is the shared-memory segment that FlagShared tasks refer to,
+	// read-only; nil if none.
+	Shared []byte
+	// Control is true when the parent's Stop frames reach Stop (a control
+	// pipe, or in-process calls): the hello says so.
+	Control bool
+	// Grace is how long a stopped task may take to return before the
+	// worker dies.
+	Grace time.Duration
+	// Die ends the worker at once, because the parent stopped the task
+	// that runs now: a worker process sweeps what its tasks started and
+	// exits; an in-process worker cuts its pipes. It is called with the
+	// server's run lock held and, in a process, does not return.
+	Die func()
+}
+
+// Server is the worker side of the protocol: it reads task frames, runs
+// them one at a time in order, and writes result frames. Serve runs the
+// loop; Stop, Kill and Terminate may be called from other goroutines.
+type Server struct {
+	fns       Functions
+	lastName  []byte  // the name of the last function looked up and found (a one-entry cache)
+	lastFound Handler // that function
+	r         *wire.Reader
+	avail     func() int // bytes waiting in the transport beyond r's buffer
 	// lookedAt is when pending last asked avail: a Cancel frame written
 	// before then has been seen.
 	lookedAt time.Time
@@ -49,13 +149,10 @@ type server struct {
 	armed atomic.Bool
 	frame []byte // scratch for one result frame
 
-	// die ends the worker at once, because the parent stopped the task
-	// that runs now: a worker process sweeps what its tasks started and
-	// exits; an in-process worker cuts its pipes. It is called with runMu
-	// held and, in a process, does not return.
-	die       func()
-	freePages func([]byte) // gives back the pages of a region of the journal; nil in-process
-	control   bool         // the parent's Stop frames reach stop (a control pipe, or in-process calls)
+	die        func()       // Config.Die
+	freePages  func([]byte) // Config.FreePages
+	control    bool         // Config.Control
+	helloLimit int          // Config.HelloLimit
 
 	// runMu guards which task runs and the stop the parent asked for. The
 	// serve loop takes it to start and to end each task; stop takes it to
@@ -64,7 +161,7 @@ type server struct {
 	// move on to the next task.
 	runMu      sync.Mutex
 	running    uint64        // the id of the task running, 0 between tasks
-	runCtx     *taskCtx      // the running task's context
+	runCtx     *TaskCtx      // the running task's context
 	ctxs       taskCtxs      // where begin takes runCtx from
 	runEnded   chan struct{} // made by terminate: closed once the running task has answered
 	graceTimer *time.Timer   // a stopped task's grace period
@@ -83,7 +180,7 @@ type pendingTask struct {
 	// The caller's deadline (Unix nanoseconds) and the task's timeout from
 	// its start (nanoseconds); 0 if none.
 	deadline, timeout int64
-	h                 handler // nil if the function is unknown
+	h                 Handler // nil if the function is unknown
 	unknown           string  // the unknown function's name
 	payload           []byte
 	owned             bool // payload is a copy, not an alias of the reader's buffer
@@ -143,15 +240,29 @@ func (o *outBuffer) flush() error {
 	return o.err
 }
 
-func newServer(ctx context.Context, r io.Reader, w io.Writer, avail func() int, c codec.Codec, maxFrame int) *server {
-	s := &server{
-		r:     wire.NewReader(r, 64<<10, maxFrame),
-		avail: avail,
-		codec: c,
-		ctx:   ctx,
-		max:   maxFrame,
+// New returns a server that reads task frames from r and writes its
+// answers to w. It allocates its buffers; nothing runs until Hello and
+// Serve.
+func New(r io.Reader, w io.Writer, cfg Config) *Server {
+	s := &Server{
+		fns:        cfg.Functions,
+		r:          wire.NewReader(r, 64<<10, cfg.MaxFrame),
+		avail:      cfg.Available,
+		codec:      cfg.Codec,
+		ctx:        context.Background(),
+		max:        cfg.MaxFrame,
+		shm:        cfg.Shared,
+		die:        cfg.Die,
+		freePages:  cfg.FreePages,
+		control:    cfg.Control,
+		grace:      cfg.Grace,
+		helloLimit: cfg.HelloLimit,
+	}
+	if s.helloLimit == 0 {
+		s.helloLimit = wire.HelloLimit
 	}
 	s.out.w = w
+	s.out.j = cfg.Journal
 	s.timer = time.AfterFunc(time.Hour, func() {
 		s.armed.Store(false)
 		_ = s.out.flush()
@@ -162,7 +273,7 @@ func newServer(ctx context.Context, r io.Reader, w io.Writer, avail func() int, 
 
 // begin marks task id as running, unless the parent has already asked to
 // stop it: then it reports false and the task is skipped.
-func (s *server) begin(t *pendingTask, j *wire.Journal) bool {
+func (s *Server) begin(t *pendingTask, j *wire.Journal) bool {
 	s.runMu.Lock()
 	if s.exiting {
 		// SIGTERM: the worker exits once the task it ran has ended (or
@@ -198,7 +309,7 @@ func (s *server) begin(t *pendingTask, j *wire.Journal) bool {
 // the same step under runMu, marks that no task runs: a stop that comes
 // once the answer is recorded finds its task ended, and one that comes
 // before finds it running with no answer.
-func (s *server) answer(frame []byte) {
+func (s *Server) answer(frame []byte) {
 	s.runMu.Lock()
 	defer s.runMu.Unlock()
 	s.out.add(frame)
@@ -222,10 +333,10 @@ func (s *server) answer(frame []byte) {
 	}
 }
 
-// stop handles the parent's request to stop task id: if it is running, the
+// Stop handles the parent's request to stop task id: if it is running, the
 // worker dies (die); if it has not started, it will be skipped; if it has
 // ended, nothing happens.
-func (s *server) stop(id uint64, why byte) {
+func (s *Server) Stop(id uint64, why byte) {
 	s.runMu.Lock()
 	defer s.runMu.Unlock()
 	if id == 0 || s.dead {
@@ -256,14 +367,24 @@ func (s *server) stop(id uint64, why byte) {
 	}
 }
 
-// stopSIGTERM is the reason a task's context gives when SIGTERM from
-// outside stopped it (next to the wire.Stop* reasons).
-const stopSIGTERM byte = 255
+// StopTerm is the reason a task's context gives when SIGTERM from outside
+// stopped it (next to the wire.Stop* reasons): see TaskContext.
+const StopTerm byte = 255
+
+// Running returns the id of the task that runs now, 0 between tasks; once
+// the worker has died (Config.Die), the id of the task that ran then. The
+// parent of an in-process worker reads it where a process's journal would
+// say.
+func (s *Server) Running() uint64 {
+	s.runMu.Lock()
+	defer s.runMu.Unlock()
+	return s.running
+}
 
 // stopNow ends the worker at once, because a chunk stopped between items
 // for a stop that sends its other items elsewhere (the memory limit,
 // SIGTERM): the journal says no item runs, so none is blamed.
-func (s *server) stopNow() {
+func (s *Server) stopNow() {
 	s.runMu.Lock()
 	defer s.runMu.Unlock()
 	if !s.dead {
@@ -272,10 +393,10 @@ func (s *server) stopNow() {
 	}
 }
 
-// kill ends an in-process worker (Terminate, a protocol error): it begins
+// Kill ends an in-process worker (Terminate, a protocol error): it begins
 // no further task (one already read ahead is skipped), and the running
 // task's context is cancelled.
-func (s *server) kill() {
+func (s *Server) Kill() {
 	s.runMu.Lock()
 	defer s.runMu.Unlock()
 	s.dead = true
@@ -284,10 +405,10 @@ func (s *server) kill() {
 	}
 }
 
-// terminate handles SIGTERM from outside: the running task's context is
+// Terminate handles SIGTERM from outside: the running task's context is
 // cancelled and the task gets the grace period to return; then the worker
 // exits (exit does). It starts no further task.
-func (s *server) terminate(exit func()) {
+func (s *Server) Terminate(exit func()) {
 	s.runMu.Lock()
 	s.exiting = true
 	var ended chan struct{}
@@ -296,7 +417,7 @@ func (s *server) terminate(exit func()) {
 			s.runEnded = make(chan struct{})
 		}
 		ended = s.runEnded
-		s.runCtx.stop(stopSIGTERM)
+		s.runCtx.stop(StopTerm)
 	}
 	s.runMu.Unlock()
 	if ended != nil && s.grace > 0 {
@@ -311,20 +432,17 @@ func (s *server) terminate(exit func()) {
 	exit()
 }
 
-// helloLimit is wire.HelloLimit; a test lowers it.
-var helloLimit = wire.HelloLimit
-
-// hello writes the handshake frame, which may be as large as the frame
+// Hello writes the handshake frame, which may be as large as the frame
 // limit or wire.HelloLimit, whichever is larger. It carries the functions'
 // fingerprints unless the frame would then exceed that: the parent does not
 // check a worker that sends none.
-func (s *server) hello(pid int) error {
-	h := wire.Hello{Protocol: wire.Version, Pid: pid, Codec: s.codec.Name(), Functions: registeredNames(), Journal: s.out.j != nil, Control: s.control, Fingerprints: localFingerprints()}
+func (s *Server) Hello(pid int) error {
+	h := wire.Hello{Protocol: wire.Version, Pid: pid, Codec: s.codec.Name(), Functions: s.fns.Names(), Journal: s.out.j != nil, Control: s.control, Fingerprints: s.fns.Fingerprints()}
 	body, err := json.Marshal(h)
 	if err != nil {
 		return err
 	}
-	limit := max(s.max, helloLimit)
+	limit := max(s.max, s.helloLimit)
 	frame := wire.AppendFrame(nil, wire.KindHello, 0, body)
 	if n := wire.LengthOf(frame, 0); !wire.Fits(n, limit) {
 		h.Fingerprints = nil
@@ -340,8 +458,8 @@ func (s *server) hello(pid int) error {
 	return s.out.err
 }
 
-// serve runs until the task stream ends (nil) or breaks (an error).
-func (s *server) serve() error {
+// Serve runs until the task stream ends (nil) or breaks (an error).
+func (s *Server) Serve() error {
 	defer s.timer.Stop()
 	for {
 		readAhead := len(s.ahead) > 0
@@ -410,19 +528,19 @@ const recheckAfter = 20 * time.Microsecond
 
 // pending returns the bytes waiting in the task pipe beyond the reader's
 // buffer, and notes when it looked.
-func (s *server) pending() int {
+func (s *Server) pending() int {
 	s.lookedAt = time.Now()
 	return s.avail()
 }
 
 // newsInPipe reports whether the task pipe holds more frames, asking only
 // if it was last looked at recheckAfter ago or more.
-func (s *server) newsInPipe() bool {
+func (s *Server) newsInPipe() bool {
 	return time.Since(s.lookedAt) >= recheckAfter && s.pending() > 0
 }
 
 // next returns the next task to run, reading frames as needed.
-func (s *server) next() (pendingTask, error) {
+func (s *Server) next() (pendingTask, error) {
 	for len(s.ahead) == 0 {
 		f, err := s.r.Next()
 		if err != nil {
@@ -440,7 +558,7 @@ func (s *server) next() (pendingTask, error) {
 
 // accept files one frame: a task goes to the look-ahead queue, a cancel
 // marks its task.
-func (s *server) accept(f wire.Frame, own bool) error {
+func (s *Server) accept(f wire.Frame, own bool) error {
 	switch f.Kind {
 	case wire.KindCancel:
 		// A cancel for a task that already ran (or is unknown) is ignored.
@@ -472,7 +590,7 @@ func (s *server) accept(f wire.Frame, own bool) error {
 			payload = append([]byte(nil), payload...)
 		}
 		t := pendingTask{id: f.ID, kind: f.Kind, chunk: hdr.Chunk(), from: hdr.From, deadline: hdr.Deadline, timeout: hdr.Timeout, payload: payload, owned: own}
-		if t.h = lookupBytes(fn); t.h == nil {
+		if t.h = s.lookup(fn); t.h == nil {
 			t.unknown = string(fn)
 		}
 		s.ahead = append(s.ahead, t)
@@ -482,40 +600,56 @@ func (s *server) accept(f wire.Frame, own bool) error {
 	}
 }
 
+// lookup finds a function by name, through a one-entry cache: a worker
+// mostly runs one function after another, and a name once found keeps its
+// function (nothing is unregistered). It does not allocate.
+func (s *Server) lookup(name []byte) Handler {
+	if s.lastFound != nil && string(name) == string(s.lastName) {
+		return s.lastFound
+	}
+	h := s.fns.Lookup(name)
+	if h != nil {
+		s.lastName, s.lastFound = append(s.lastName[:0], name...), h
+	}
+	return h
+}
+
 // run executes one task and queues its answer.
-func (s *server) run(ctx context.Context, t pendingTask) {
+func (s *Server) run(ctx context.Context, t pendingTask) {
 	if t.skip {
 		s.answer(wire.AppendFrame(s.frame[:0], wire.KindSkipped, t.id, nil))
 		return
 	}
 	h := t.h
 	if h == nil {
-		s.fail(t.id, &RemoteError{Func: t.unknown, Code: CodeUnknownFunc, Message: "no function registered as " + strconv.Quote(t.unknown) + " in worker " + strconv.Itoa(os.Getpid())})
+		s.fail(t.id, wire.ErrorBody{Code: CodeUnknownFunc, Message: "no function registered as " + strconv.Quote(t.unknown) + " in worker " + strconv.Itoa(os.Getpid())})
 		return
 	}
 	frame, start := wire.BeginFrame(s.frame[:0], wire.KindResult, t.id)
 	var err error
+	pastDeadline := false
 	if t.chunk {
-		var fails []itemFailure
+		var fails []ItemFailure
 		frame, _ = wire.AppendChunkResultHeader(frame, nil)
-		frame, fails, err = h.callChunk(ctx, s.codec, t.payload, frame, t.from, s.items())
-		if err == errItemsStopped {
+		frame, fails, err = h.CallChunk(ctx, s.codec, t.payload, frame, t.from, s.items())
+		if err == ErrItemsStopped {
 			s.stopNow() // a worker process does not return from it
 			return
 		}
 		if err == nil && len(fails) > 0 {
-			frame, err = chunkWithErrors(frame, start, fails)
+			if frame, err = wire.SetChunkErrors(frame, start, s.itemErrors(fails)); err != nil {
+				s.fail(t.id, wire.ErrorBody{Message: err.Error(), Type: typeName(err)})
+				return
+			}
 		}
 		s.releaseRecords()
 	} else {
-		frame, err = h.call(ctx, s.codec, t.payload, frame)
-		if re, ok := err.(*RemoteError); ok && re.Code == "" && ctx.Err() == context.DeadlineExceeded {
-			// Its deadline is why it failed: the parent ends it with
-			// ErrTimeout, whichever clock ran out first.
-			re.Code = CodeDeadline
-		}
-		if tc, ok := ctx.(*taskCtx); ok {
-			if why := tc.stoppedFor(); why == wire.StopMemory || why == stopSIGTERM {
+		frame, err = h.Call(ctx, s.codec, t.payload, frame)
+		// Its deadline is why it failed: the parent ends it with
+		// ErrTimeout, whichever clock ran out first (see below).
+		pastDeadline = err != nil && ctx.Err() == context.DeadlineExceeded
+		if tc, ok := ctx.(*TaskCtx); ok {
+			if why := tc.StoppedFor(); why == wire.StopMemory || why == StopTerm {
 				// Stopped for its worker's memory or the worker's
 				// SIGTERM: its cleanup has run, but its answer is not its
 				// own outcome. The worker exits with it running, so the
@@ -527,19 +661,24 @@ func (s *server) run(ctx context.Context, t pendingTask) {
 			}
 		}
 	}
-	if n := wire.LengthOf(frame, start); err == nil && !wire.Fits(n, s.max) {
-		err = &RemoteError{Func: h.name(), Code: CodeEncode, Message: fmt.Sprintf("the result's frame is %d bytes (length field %d), over the frame limit of %d (WithMaxFrame)", len(frame)-start, n, s.max)}
-	}
-	if err == nil {
-		err = wire.EndFrame(frame, start)
-	}
 	if err != nil {
-		if t.kind == wire.KindInit {
-			if re, ok := err.(*RemoteError); ok && re.Code == "" {
-				re.Code = CodeInit
-			}
+		// The function's own failure (or its argument's or result's).
+		eb := s.fns.Report(err)
+		if eb.Code == "" && pastDeadline {
+			eb.Code = CodeDeadline
 		}
-		s.fail(t.id, err)
+		if eb.Code == "" && t.kind == wire.KindInit {
+			eb.Code = CodeInit
+		}
+		s.fail(t.id, eb)
+		return
+	}
+	if n := wire.LengthOf(frame, start); !wire.Fits(n, s.max) {
+		s.fail(t.id, wire.ErrorBody{Code: CodeEncode, Message: fmt.Sprintf("the result's frame is %d bytes (length field %d), over the frame limit of %d (WithMaxFrame)", len(frame)-start, n, s.max)})
+		return
+	}
+	if err := wire.EndFrame(frame, start); err != nil {
+		s.fail(t.id, wire.ErrorBody{Message: err.Error(), Type: typeName(err)})
 		return
 	}
 	s.answer(frame)
@@ -551,11 +690,11 @@ func (s *server) run(ctx context.Context, t pendingTask) {
 // items returns where a chunk records its finished items: the journal of a
 // worker process, nil without one (an in-process worker cannot die in the
 // middle of a chunk but by a stop, and then nothing of it counts).
-func (s *server) items() *wire.Journal { return s.out.j }
+func (s *Server) items() *wire.Journal { return s.out.j }
 
 // releaseRecords gives back the memory of a large chunk's results in the
 // journal, beyond the first MiB.
-func (s *server) releaseRecords() {
+func (s *Server) releaseRecords() {
 	if s.out.j != nil && s.freePages != nil {
 		if used := s.out.j.ListUsed(); len(used) > 1<<20 {
 			s.freePages(used[1<<20:])
@@ -563,23 +702,26 @@ func (s *server) releaseRecords() {
 	}
 }
 
-// chunkWithErrors rewrites a chunk's result frame, which has an empty error
-// list, to carry its per-item errors ahead of the payload.
-func chunkWithErrors(frame []byte, start int, fails []itemFailure) ([]byte, error) {
-	payload := append([]byte(nil), frame[start+wire.HeaderSize+4:]...)
+// itemErrors reports a chunk's failed items for its result frame.
+func (s *Server) itemErrors(fails []ItemFailure) []wire.ItemError {
 	errs := make([]wire.ItemError, len(fails))
 	for i, f := range fails {
-		errs[i] = wire.ItemError{Index: f.index, Err: errorBody(f.err)}
+		errs[i] = wire.ItemError{Index: f.Index, Err: s.fns.Report(f.Err)}
 	}
-	out, err := wire.AppendChunkResultHeader(frame[:start+wire.HeaderSize], errs)
-	if err != nil {
-		return frame, err
-	}
-	return append(out, payload...), nil
+	return errs
 }
 
-func (s *server) fail(id uint64, err error) {
-	s.answer(errorFrame(id, errorBody(err), s.max))
+// fail answers task id with an Error frame.
+func (s *Server) fail(id uint64, eb wire.ErrorBody) {
+	s.answer(errorFrame(id, eb, s.max))
+}
+
+// typeName is the name of v's type, as a report gives it.
+func typeName(v any) string {
+	if v == nil {
+		return ""
+	}
+	return reflect.TypeOf(v).String()
 }
 
 // errorFrame encodes an Error frame, shortening it until it fits the frame
@@ -635,16 +777,3 @@ func errorFrame(id uint64, eb wire.ErrorBody, maxFrame int) []byte {
 	}
 	return frame
 }
-
-// errorBody is the report of a task's failure: a *RemoteError's fields
-// and the identity of the function's error (see identify).
-func errorBody(err error) wire.ErrorBody {
-	var re *RemoteError
-	if errors.As(err, &re) {
-		return wire.ErrorBody{Message: re.Message, Type: re.Type, Stack: re.Stack, Panic: re.Panic, Code: re.Code,
-			Chain: re.Chain, Sentinels: re.sentinels, Values: re.values}
-	}
-	return wire.ErrorBody{Message: err.Error(), Type: typeName(err)}
-}
-
-func stack() string { return string(debug.Stack()) }
