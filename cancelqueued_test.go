@@ -47,7 +47,6 @@ var (
 	})
 )
 
-
 // A task cancelled while it waits in its worker's pipe is skipped there,
 // also when the task before it is short: T1 (untilPipe) returns as soon as
 // T2's Cancel frame reaches the pipe, and T2 must not run. A worker that

@@ -19,8 +19,9 @@ type Future[T any] struct {
 	t   *task
 	cb  func(T)
 	ecb func(error)
-	// ended, for an Apply with callbacks, is closed when the task has
-	// ended, before its callback runs (done is closed after).
+	// ended, for an Apply with callbacks (or a Map with callbacks or
+	// OnProgress), is closed when the task (every item) has ended, before
+	// the result goes through the callback queue (done is closed after).
 	ended chan struct{}
 }
 

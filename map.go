@@ -27,13 +27,41 @@ import (
 // fail with it (other endings, ErrTerminated or a broken pool's error, fail
 // the items they end in the same way). Before anything runs, Map returns the submission errors of
 // MapAsync, and no results.
+//
+// With a Callback, ErrorCallback or OnProgress, the results come through
+// the pool's callback queue; called from a callback, such a Map waits for
+// a queue that cannot move before it returns, so it returns only when ctx
+// ends: then, once every item has ended, with context.Cause(ctx) and no
+// results (the callbacks still run, later).
 func Map[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], xs []In, opts ...CallOption) ([]Out, error) {
 	fut, err := MapAsync(ctx, p, f, xs, opts...)
 	if err != nil {
 		return nil, err
 	}
-	<-fut.done
-	return fut.val, fut.err
+	if fut.ended == nil {
+		<-fut.done
+		return fut.val, fut.err
+	}
+	// With callbacks or OnProgress, the result comes through the callback
+	// queue, which a Map called from a callback would wait for in vain: once
+	// ctx ends, wait only for every item to settle (ctx's watch cancels the
+	// chunks left), as Apply does.
+	select {
+	case <-fut.done:
+		return fut.val, fut.err
+	case <-ctx.Done():
+	}
+	select {
+	case <-fut.done:
+		return fut.val, fut.err
+	case <-fut.ended:
+	}
+	select {
+	case <-fut.done:
+		return fut.val, fut.err
+	default:
+		return nil, context.Cause(ctx)
+	}
 }
 
 // MapAsync is Map that returns at once with a Future of the result slice
@@ -60,8 +88,14 @@ func MapAsync[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], xs []I
 	fut := newFuture[[]Out]()
 	prog := newProgress(p, &cc, len(xs))
 	agg := &mapAgg[Out]{fn: f.name, out: make([]Out, len(xs)), left: len(xs), fut: fut, cb: cb, ecb: cc.errCallback, prog: prog}
+	if cb != nil || cc.errCallback != nil || prog != nil {
+		fut.ended = make(chan struct{}) // the result goes through the callback queue
+	}
 	if len(xs) == 0 {
 		prog.setTotal(0) // the final report
+		if fut.ended != nil {
+			close(fut.ended)
+		}
 		deliverQueued(p, fut, cb, cc.errCallback, agg.out, nil, prog != nil)
 		return fut, nil
 	}
@@ -81,6 +115,7 @@ func MapAsync[In, Out any](ctx context.Context, p *Pool, f Func[In, Out], xs []I
 			err = p.submit(t, submitWait)
 		}
 		if err != nil {
+			prog.stop() // the call failed: no report after it returns
 			for _, t := range tasks {
 				p.cancelTask(t, context.Canceled)
 			}
@@ -145,6 +180,9 @@ func (a *mapAgg[Out]) end(p *Pool, n int) {
 		return
 	}
 	// Every item has settled: no other call touches a now.
+	if a.fut.ended != nil {
+		close(a.fut.ended)
+	}
 	queued := a.prog != nil
 	if len(a.fails) == 0 {
 		deliverQueued(p, a.fut, a.cb, a.ecb, a.out, nil, queued)

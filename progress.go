@@ -25,7 +25,9 @@ const defaultProgressEvery = 100 * time.Millisecond
 // Total, comes exactly once, and before Map returns or the MapAsync Future
 // is ready. Counts never decrease from one call to the next. Items count as
 // their chunks end, so with large chunks the counts move in steps. An Imap
-// that stops early (the consumer breaks out, ctx ends) gets no final call.
+// that stops early (the consumer breaks out, ctx ends) may get no final
+// call; if its input had been read to the end, the items it cancels still
+// count, as failed, and the final call comes.
 // Apply and ApplyAsync ignore it.
 //
 // f must be quick, like a callback: the calls queue behind it. The cost is
@@ -75,6 +77,16 @@ func (r *progress) add(done, failed int) {
 	r.done += done
 	r.failed += failed
 	r.queueLocked()
+}
+
+// stop ends the reports: the call failed to submit, and returns an error.
+func (r *progress) stop() {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	r.final = true
+	r.mu.Unlock()
 }
 
 // setTotal makes the total known.

@@ -183,3 +183,30 @@ func TestProgressInvalid(t *testing.T) {
 		t.Fatalf("OnProgress with a negative interval: %v", err)
 	}
 }
+
+// A Map with OnProgress called from a callback returns once its ctx ends
+// (found by review: it waited for the callback queue it was blocking), and
+// the pool closes afterwards.
+func TestProgressMapFromCallback(t *testing.T) {
+	p := newPool(t, procpool.WithProcesses(1))
+	ret := make(chan error, 1)
+	if _, err := procpool.ApplyAsync(context.Background(), p, square, 2, procpool.Callback(func(int) {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		_, err := procpool.Map(ctx, p, square, []int{1, 2, 3}, procpool.OnProgress(func(procpool.Progress) {}, 0))
+		ret <- err
+	})); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-ret:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Map from a callback: %v, want the context's deadline", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Map with OnProgress from a callback never returned")
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
