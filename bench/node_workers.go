@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"time"
 
@@ -209,20 +208,7 @@ func (nb *nodeBench) latency(sz sizes, c codec.Codec) (lat []time.Duration, err 
 		return nil, err
 	}
 	defer closePool(ctx, p, &err)
-	lat = make([]time.Duration, sz.applyN)
-	for i := range lat {
-		t0 := time.Now()
-		v, err := procpool.Apply(ctx, p, nodeSquare, i)
-		lat[i] = time.Since(t0)
-		if err != nil {
-			return nil, err
-		}
-		if v != i*i {
-			return nil, fmt.Errorf("square(%d) = %d", i, v)
-		}
-	}
-	slices.Sort(lat)
-	return lat, nil
+	return applyLatencies(ctx, p, nodeSquare, sz.applyN)
 }
 
 // ---- node-map-throughput ----

@@ -17,7 +17,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"time"
 
 	"github.com/procpool/procpool"
@@ -174,20 +173,7 @@ func pyPoolLatency(sz sizes, py *python) (lat []time.Duration, err error) {
 		return nil, err
 	}
 	defer closePool(ctx, p, &err)
-	lat = make([]time.Duration, sz.applyN)
-	for i := range lat {
-		t0 := time.Now()
-		v, err := procpool.Apply(ctx, p, pySquare, i)
-		lat[i] = time.Since(t0)
-		if err != nil {
-			return nil, err
-		}
-		if v != i*i {
-			return nil, fmt.Errorf("square(%d) = %d", i, v)
-		}
-	}
-	slices.Sort(lat)
-	return lat, nil
+	return applyLatencies(ctx, p, pySquare, sz.applyN)
 }
 
 // ---- py-map-throughput ----

@@ -295,10 +295,16 @@ func poolLatency(sz sizes, opts ...procpool.Option) (lat []time.Duration, err er
 		return nil, err
 	}
 	defer closePool(ctx, p, &err)
-	lat = make([]time.Duration, sz.applyN)
+	return applyLatencies(ctx, p, square, sz.applyN)
+}
+
+// applyLatencies times n sequential Apply calls of f (which must square its
+// argument) on p, checking each result, and returns the times sorted.
+func applyLatencies(ctx context.Context, p *procpool.Pool, f procpool.Func[int, int], n int) ([]time.Duration, error) {
+	lat := make([]time.Duration, n)
 	for i := range lat {
 		t0 := time.Now()
-		v, err := procpool.Apply(ctx, p, square, i)
+		v, err := procpool.Apply(ctx, p, f, i)
 		lat[i] = time.Since(t0)
 		if err != nil {
 			return nil, err
