@@ -5,8 +5,10 @@
 package testenv
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
+	"sync"
 	"testing"
 )
 
@@ -28,4 +30,25 @@ func LookPath(t testing.TB, name, what string) string {
 	}
 	t.Skipf("%s is not installed: %s is not tested (%v)", name, what, err)
 	return ""
+}
+
+// Buffer is a bytes.Buffer safe for concurrent use: a pool's stdout or
+// stderr in a test, written by the pool's copying goroutines and read by
+// the test.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *Buffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns what was written so far.
+func (s *Buffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

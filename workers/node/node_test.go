@@ -890,7 +890,7 @@ func init() { codec.Register(fakeCodec{}) }
 
 // TestOutput: console.log in a task goes to the pool's stdout.
 func TestOutput(t *testing.T) {
-	var buf syncBuffer
+	var buf testenv.Buffer
 	p := newPool(t, codec.CBOR, procpool.WithStdout(&buf))
 	if n, err := procpool.Apply(context.Background(), p, logLine, "printed by a task"); err != nil || n != 17 {
 		t.Fatalf("t.log: %d, %v", n, err)
@@ -901,23 +901,6 @@ func TestOutput(t *testing.T) {
 	if got := buf.String(); got != "printed by a task\n" {
 		t.Fatalf("the pool's stdout got %q", got)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestChildInheritsNothing: a process a task starts gets neither the

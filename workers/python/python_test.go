@@ -859,7 +859,7 @@ func TestUnknownCodec(t *testing.T) {
 // with the worker.
 func TestOutputAndChildren(t *testing.T) {
 	ctx := testCtx(t)
-	var out syncBuffer
+	var out testenv.Buffer
 	p := newPool(t, procpool.WithProcesses(1), procpool.WithStdout(&out))
 	if n, err := procpool.Apply(ctx, p, printIt, "hi there"); err != nil || n != 8 {
 		t.Fatalf("t.print: %d, %v", n, err)
@@ -895,23 +895,6 @@ func alive(pid int) bool {
 	}
 	i := bytes.LastIndexByte(b, ')')
 	return i >= 0 && i+2 < len(b) && b[i+2] != 'Z'
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // WithRlimit reaches the Python worker (PROCPOOL_RLIMITS), and one it
