@@ -73,7 +73,7 @@ func TestJournalItems(t *testing.T) {
 	}
 	errs, err := ParseItemErrors(mem[JournalErrorsAt : JournalErrorsAt+st.Errors])
 	if err != nil || len(errs) != 1 || string(errs[2]) != `{"message":"two"}` {
-		t.Fatalf("item errors %q, %v", errs, err)
+		t.Fatalf("item errors %v, %v", errs, err)
 	}
 	// A new task clears the item fields.
 	j.SetRunning(10)
