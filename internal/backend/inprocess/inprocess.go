@@ -14,6 +14,7 @@ import (
 	"strconv"
 
 	"github.com/procpool/procpool/internal/backend"
+	"github.com/procpool/procpool/internal/mempipe"
 	"github.com/procpool/procpool/internal/serve"
 	"github.com/procpool/procpool/internal/wire"
 )
@@ -32,7 +33,7 @@ func (*Launcher) Close() {}
 // Worker is an in-process worker: a goroutine running the serve loop.
 type Worker struct {
 	pid            int
-	tasks, results *memPipe
+	tasks, results *mempipe.Pipe
 	srv            *serve.Server
 	exited         chan struct{}
 }
@@ -42,12 +43,12 @@ var _ backend.Worker = (*Worker)(nil)
 // Start starts the serve loop on a goroutine (spec.Go), which writes the
 // hello, then serves until its task pipe is closed or cut. It never fails.
 func (l *Launcher) Start(spec backend.Spec) (backend.Worker, error) {
-	w := &Worker{pid: os.Getpid(), tasks: newMemPipe(), results: newMemPipe(), exited: make(chan struct{})}
+	w := &Worker{pid: os.Getpid(), tasks: mempipe.New(), results: mempipe.New(), exited: make(chan struct{})}
 	w.srv = serve.New(w.tasks, w.results, serve.Config{
 		Functions: l.fns,
 		Codec:     spec.Codec,
 		MaxFrame:  spec.MaxFrame,
-		Available: w.tasks.available,
+		Available: w.tasks.Available,
 		Control:   true, // stops are calls
 		Grace:     spec.KillGrace,
 		// Stopping the running task cuts the pipes: the parent reads the
@@ -55,7 +56,7 @@ func (l *Launcher) Start(spec backend.Spec) (backend.Worker, error) {
 		// cannot be killed, finds its pipes closed when the task returns.
 		Die: func() {
 			w.results.Close()
-			w.tasks.breakPipe()
+			w.tasks.Break()
 		},
 	})
 	spec.Go(func() {
@@ -104,8 +105,8 @@ func (w *Worker) Stop(id uint64, why byte) bool {
 // further task, and cuts both pipes.
 func (w *Worker) Kill() {
 	w.srv.Kill()
-	w.results.breakPipe()
-	w.tasks.breakPipe()
+	w.results.Break()
+	w.tasks.Break()
 }
 
 // KillNow is Kill: a goroutine cannot be killed any harder.
