@@ -794,10 +794,12 @@ func statField(pid, n int) string {
 func detached(t *testing.T, path string, w int) int {
 	t.Helper()
 	var g int
-	waitFor(t, "the detached grandchild's pid", func() bool {
+	// The pid is written before the grandchild has called setsid: wait
+	// for it to lead its session (or be gone: then the check below fails).
+	waitFor(t, "the detached grandchild's pid and its setsid", func() bool {
 		b, _ := os.ReadFile(path)
 		g, _ = strconv.Atoi(string(b))
-		return g > 0
+		return g > 0 && (leadsSession(strconv.Itoa(g)) || !alive(g))
 	})
 	t.Cleanup(func() {
 		if alive(g) {
