@@ -210,7 +210,11 @@ func (p *Pool) initTask(t *task, ctx context.Context, fn string, chunk bool, arg
 // would refuse (and die of): the same check as the worker's reader.
 func (p *Pool) checkFrame(frame []byte, start int) error {
 	if n := wire.LengthOf(frame, start); !wire.Fits(n, p.cfg.maxFrame) {
-		return fmt.Errorf("%w: a frame of %d bytes (length field %d) is over the limit of %d set by WithMaxFrame", wire.ErrFrameTooLarge, len(frame)-start, n, p.cfg.maxFrame)
+		by := "WithMaxFrame"
+		if p.cfg.launch != nil {
+			by = "WithMaxFrame or the remote backend (a NATS server's max payload)"
+		}
+		return fmt.Errorf("%w: a frame of %d bytes (length field %d) is over the limit of %d set by %s", wire.ErrFrameTooLarge, len(frame)-start, n, p.cfg.maxFrame, by)
 	}
 	return nil
 }

@@ -244,7 +244,15 @@ type WorkerExitError struct {
 
 func (e *WorkerExitError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "procpool: worker %d %s", e.Pid, e.Reason)
+	if e.Pid == 0 && e.Worker != "" { // a worker that is no process here
+		fmt.Fprintf(&b, "procpool: worker %s", e.Worker)
+		if e.Host != "" {
+			fmt.Fprintf(&b, " on %s", e.Host)
+		}
+		fmt.Fprintf(&b, " %s", e.Reason)
+	} else {
+		fmt.Fprintf(&b, "procpool: worker %d %s", e.Pid, e.Reason)
+	}
 	switch {
 	case e.Signal != 0 && e.ExitCode < 0:
 		fmt.Fprintf(&b, " (%s)", process.SignalName(e.Signal))

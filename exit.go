@@ -39,6 +39,9 @@ func (p *Pool) workerExited(w *worker, readErr error) {
 	if errors.Is(readErr, ErrProtocol) {
 		reason, cause = ReasonProtocol, readErr
 	}
+	if x.Reason != "" { // a remote worker's own account
+		reason, cause = x.Reason, x.Err
+	}
 	// A stop of the whole worker, or one that hit its target or killed the
 	// group, is why the worker exited. A stop the worker refused (its
 	// target was not running) is not: the worker then died by itself.
@@ -157,7 +160,8 @@ func (p *Pool) runningAtExitLocked(w *worker) *task {
 
 func (p *Pool) exitError(w *worker, reason string, cause error, attempts int) *WorkerExitError {
 	x := w.b.Exit()
-	e := &WorkerExitError{Pid: w.pid, ExitCode: -1, Reason: reason, Attempts: attempts, Err: cause, Stderr: x.Stderr, Worker: w.id, Host: w.host}
+	// A remote worker names the worker its task ran on only now.
+	e := &WorkerExitError{Pid: w.pid, ExitCode: -1, Reason: reason, Attempts: attempts, Err: cause, Stderr: x.Stderr, Worker: w.b.ID(), Host: w.b.Host()}
 	switch {
 	case !x.Status: // a goroutine has no exit status
 	case x.Signal != 0:

@@ -130,7 +130,10 @@ func (p *Pool) checkFunctions(pid int, h *wire.Hello) error {
 		slices.Sort(differ)
 	}
 	required, why := p.cfg.require, "which WithRequire names"
-	if !p.cfg.requireSet && p.cfg.command != "" {
+	if p.cfg.launch != nil {
+		// A remote pool's slots serve whatever its hosts serve.
+		required = nil
+	} else if !p.cfg.requireSet && p.cfg.command != "" {
 		required, why = declaredNames(), "which this program declares (procpool.Declare)"
 	}
 	for _, name := range required {

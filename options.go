@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/procpool/procpool/codec"
+	"github.com/procpool/procpool/internal/hook"
 	"github.com/procpool/procpool/internal/wire"
 )
 
@@ -52,6 +53,7 @@ type config struct {
 	require        []string // names of the functions every worker must register
 	requireSet     bool     // WithRequire was given: require replaces the declared functions
 	logger         *slog.Logger
+	launch         hook.Launch // a remote backend's (remote.go); nil: worker processes or WithInProcess
 	err            error
 }
 

@@ -103,11 +103,18 @@ func New(opts ...Option) (*Pool, error) {
 	if cfg.err != nil {
 		return nil, cfg.err
 	}
-	if err := cfg.checkPlatform(); err != nil {
+	var launcher backend.Launcher
+	if cfg.launch != nil {
+		l, err := cfg.remoteLauncher()
+		if err != nil {
+			return nil, err
+		}
+		launcher = l
+	} else if err := cfg.checkPlatform(); err != nil {
 		return nil, err
 	}
 	cfg.serializeOutput()
-	if !cfg.inProcess && process.Marked() {
+	if !cfg.inProcess && cfg.launch == nil && process.Marked() {
 		return nil, &StartError{Reason: "procpool.New called inside a worker process: the worker program's main (or TestMain) must call procpool.Main() first", Err: ErrHandshake}
 	}
 	p := &Pool{
@@ -129,9 +136,12 @@ func New(opts ...Option) (*Pool, error) {
 			return nil, &CodecError{Op: "encode initializer argument", Err: err}
 		}
 	}
-	if cfg.inProcess {
+	switch {
+	case launcher != nil:
+		p.launcher = launcher
+	case cfg.inProcess:
 		p.launcher = inprocess.NewLauncher(served{})
-	} else {
+	default:
 		rl := make([]process.Rlimit, len(cfg.rlimits))
 		for i, l := range cfg.rlimits {
 			rl[i] = process.Rlimit{Resource: l.Resource, Cur: l.Cur, Max: l.Max}

@@ -116,7 +116,7 @@ func (p *Pool) launch() (*worker, error) {
 	w.r.StopAtEnd() // see backend.Worker.Results
 	p.goTracked(w.watchExit)
 	p.goTracked(w.writeLoop)
-	if !p.cfg.inProcess { // Stats.WorkersStarted counts worker processes
+	if !p.cfg.inProcess && p.cfg.launch == nil { // Stats.WorkersStarted counts worker processes
 		p.stats.workersStarted.Add(1)
 		p.logf("worker started", "pid", w.pid)
 	}

@@ -65,8 +65,8 @@ func (e *LaunchError) Unwrap() error { return e.Err }
 // concurrent use unless they say otherwise; none blocks but Reap.
 type Worker interface {
 	// ID names the worker for people and logs: "pid 1234" for a process;
-	// a remote worker would give its host and slot. Host is where it
-	// runs, "" for this machine. Pid is its process id on this machine:
+	// a remote worker gives the one its task ran on, which may change
+	// until Exited is closed. Host is where it runs, "" for this machine. Pid is its process id on this machine:
 	// the parent's own for an in-process worker, 0 for one that has none
 	// here.
 	ID() string
@@ -151,6 +151,11 @@ type Exit struct {
 	// report starts in it, or -1.
 	Stderr   string
 	ReportAt int
+	// Reason and Err are a remote worker's own account of its end (a
+	// worker on another host that crashed there, a host lost), which the
+	// pool reports as they are; "" where the pool tells why by itself.
+	Reason string
+	Err    error
 }
 
 // Death is what the journal of a worker that has ended tells: the id of
