@@ -1,0 +1,191 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/procpool/procpool"
+	"github.com/procpool/procpool/internal/backend"
+	"github.com/procpool/procpool/internal/hook"
+)
+
+// ReasonHostLost is the WorkerExitError.Reason of a task whose host
+// stopped answering (it died, or lost the broker for longer than AckWait)
+// while the task ran: the broker delivered the task again and the host
+// that got it reported the loss instead of running it.
+const ReasonHostLost = "lost with its host"
+
+// ErrHostLost is the WorkerExitError.Err of a task whose host was lost.
+var ErrHostLost = errors.New("cluster: the host running the task stopped answering")
+
+// New returns a pool whose tasks run on the hosts that serve cfg's prefix
+// (Serve) through the NATS server nc is connected to, with JetStream. It
+// has the whole API of a local pool (Apply, ApplyAsync, Map, Imap,
+// Future, callbacks, Stats) and its error types; a task's worker exit is a
+// *procpool.WorkerExitError whose Worker and Host name the host's worker.
+//
+// opts are procpool's options, as they apply to a remote pool:
+//   - WithProcesses(n): how many tasks the client has on the hosts at once
+//     (default 64); more wait in the client's queue.
+//   - WithQueueSize, WithTaskTimeout, WithRetries (each time the task's
+//     worker dies or its host is lost), WithKillGrace (how long a stopped
+//     task may take to answer), WithCodec, WithMaxFrame (lowered to what
+//     the server carries: nc.MaxPayload less 1 KiB for headers), WithLogger.
+//   - Options about worker processes on this machine (WithCommand,
+//     WithInProcess, WithInitializer, WithMaxWorkerMemory, WithRlimit,
+//     WithIdleTimeout, WithMaxTasksPerWorker) are an *OptionError: set them
+//     on the hosts' pools.
+//
+// New creates the stream and consumer if they do not exist (Config.ensure)
+// and subscribes to the client's answers; it blocks for those round trips
+// to the server, and fails with a *procpool.StartError wrapping the
+// server's error. The pool does not own nc: close nc after the pool.
+func New(ctx context.Context, nc *nats.Conn, cfg Config, opts ...procpool.Option) (*procpool.Pool, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	launch := func(hc *hook.Config) (backend.Launcher, error) {
+		if _, err := cfg.ensure(ctx, js); err != nil {
+			return nil, err
+		}
+		c := &client{nc: nc, js: js, cfg: cfg, id: nuid.Next(), codec: hc.Codec.Name(), grace: hc.KillGrace, slots: make(map[uint64]*slot)}
+		hc.MaxFrame = min(hc.MaxFrame, int(nc.MaxPayload())-1024)
+		sub, err := nc.Subscribe(cfg.resultSubject(c.id), c.onAnswer)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: subscribing to answers: %w", err)
+		}
+		if err := sub.SetPendingLimits(-1, -1); err != nil {
+			_ = sub.Unsubscribe()
+			return nil, err
+		}
+		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := nc.FlushWithContext(fctx); err != nil {
+			_ = sub.Unsubscribe()
+			return nil, fmt.Errorf("cluster: subscribing to answers: %w", err)
+		}
+		c.sub = sub
+		return c, nil
+	}
+	all := append([]procpool.Option{procpool.WithProcesses(64)}, opts...)
+	all = append(all, hook.WithLauncher(launch).(procpool.Option))
+	return procpool.New(all...)
+}
+
+// client is a pool's launcher: it starts slots, publishes their tasks and
+// routes the hosts' answers to them.
+type client struct {
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	cfg   Config
+	id    string // unique per pool: the subject of its answers, the start of its message ids
+	codec string
+	grace time.Duration
+	sub   *nats.Subscription
+	sends atomic.Uint64 // numbers each publish of a task (Procpool-Send)
+	nslot atomic.Int64
+
+	// mu guards slots: the slot that waits for each task's answer, by the
+	// task's id. A slot adds its task when it publishes it and removes it
+	// when the task's answer or its own end comes, under mu.
+	mu    sync.Mutex
+	slots map[uint64]*slot
+}
+
+func (c *client) Start(spec backend.Spec) (backend.Worker, error) {
+	return newSlot(c, int(c.nslot.Add(1))), nil
+}
+
+// Close stops the answers' subscription; every slot has ended by now.
+func (c *client) Close() { _ = c.sub.Unsubscribe() }
+
+// onAnswer routes an answer to the slot that waits for its task; an answer
+// nobody waits for (a duplicate, the answer of an earlier send after a
+// retry was answered, a task already stopped) is dropped. It runs on the
+// subscription's goroutine, one message at a time.
+func (c *client) onAnswer(m *nats.Msg) {
+	id, err := strconv.ParseUint(m.Header.Get(hdrTask), 10, 64)
+	if err != nil {
+		return
+	}
+	send, _ := strconv.ParseUint(m.Header.Get(hdrSend), 10, 64)
+	c.mu.Lock()
+	s := c.slots[id]
+	c.mu.Unlock()
+	if s == nil {
+		return
+	}
+	a := answer{id: id, send: send, kind: m.Header.Get(hdrKind), body: m.Data, host: m.Header.Get(hdrHost), worker: m.Header.Get(hdrWorker)}
+	if a.kind == kindExit || a.kind == kindLost {
+		var n exitNotice
+		if json.Unmarshal(m.Data, &n) != nil {
+			n = exitNotice{Reason: procpool.ReasonProtocol, Message: "undecodable exit notice from host " + a.host}
+		}
+		a.exit = exitOf(a.kind, n)
+	}
+	s.answer(a)
+}
+
+// exitOf is the backend.Exit of an exit or lost answer.
+func exitOf(kind string, n exitNotice) backend.Exit {
+	x := backend.Exit{Status: true, Code: n.Code, Signal: syscall.Signal(n.Signal), Stderr: n.Stderr, ReportAt: -1, Reason: n.Reason}
+	if n.Message != "" {
+		x.Err = errors.New(n.Message)
+	}
+	if kind == kindLost {
+		x = backend.Exit{Code: -1, ReportAt: -1, Reason: ReasonHostLost, Err: ErrHostLost}
+	}
+	return x
+}
+
+// publish sends a task until the server has it or ctx ends: a refused or
+// unanswered publish is sent again under the same message id, which the
+// stream's duplicate window makes one message. A full stream (DiscardNew)
+// is refused until there is room: the task waits here, and the pool's
+// queue behind it.
+func (c *client) publish(ctx context.Context, id, send uint64, body []byte) error {
+	m := nats.NewMsg(c.cfg.taskSubject())
+	m.Data = body
+	m.Header.Set(hdrClient, c.id)
+	m.Header.Set(hdrTask, strconv.FormatUint(id, 10))
+	m.Header.Set(hdrSend, strconv.FormatUint(send, 10))
+	m.Header.Set(hdrCodec, c.codec)
+	msgID := c.id + "." + strconv.FormatUint(send, 10)
+	backoff := time.Millisecond
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := c.js.PublishMsg(pctx, m, jetstream.WithMsgID(msgID))
+		cancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// stop asks the hosts to stop task id; a host that runs it cancels it, a
+// host that gets it later skips it.
+func (c *client) stop(id uint64) {
+	_ = c.nc.Publish(c.cfg.stopSubject(c.id), strconv.AppendUint(nil, id, 10))
+}

@@ -1,0 +1,335 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/procpool/procpool"
+	"github.com/procpool/procpool/internal/hook"
+	"github.com/procpool/procpool/internal/wire"
+)
+
+// A HostOption configures Serve.
+type HostOption func(*host)
+
+// WithName names the host in the answers it sends, and so in
+// WorkerExitError.Host. Default: the machine's host name and this
+// process's id, "name:pid".
+func WithName(name string) HostOption { return func(h *host) { h.name = name } }
+
+// WithSlots sets how many tasks the host runs at once, and so how many it
+// pulls: one per free slot, never more (a task it takes starts at once).
+// Default: the pool's number of workers.
+func WithSlots(n int) HostOption { return func(h *host) { h.slots = n } }
+
+// WithHostLogger logs what the host does (tasks taken, answers it could
+// not send, a lost host reported) to l. Default: nothing.
+func WithHostLogger(l *slog.Logger) HostOption { return func(h *host) { h.log = l } }
+
+// Serve makes this program a host of cfg's pool: it pulls tasks from the
+// stream, runs each on pool (the host's own local pool: its functions
+// registered in Go, or served by WithCommand workers in another language,
+// with the same codec as the clients), sends the answer to the client that
+// sent the task, then acknowledges the task. It pulls only as many tasks
+// as it has free slots, and tells the broker that a task is in progress
+// every AckWait/2 while it runs.
+//
+// Serve blocks until ctx ends, then drains: it stops pulling, finishes the
+// tasks it has (their contexts do not end with ctx; a client's stop still
+// reaches them), and returns nil. It returns early with an error if the
+// stream or consumer cannot be set up, or if pool is closed or broken
+// (the task that found it so is released for another host). The caller
+// closes pool and nc after Serve returns.
+func Serve(ctx context.Context, nc *nats.Conn, pool *procpool.Pool, cfg Config, opts ...HostOption) error {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return err
+	}
+	h := &host{nc: nc, pool: pool, cfg: cfg, running: make(map[taskKey]context.CancelFunc), stopped: make(map[taskKey]time.Time)}
+	for _, o := range opts {
+		o(h)
+	}
+	if h.name == "" {
+		name, _ := os.Hostname()
+		h.name = name + ":" + strconv.Itoa(os.Getpid())
+	}
+	if h.slots == 0 {
+		h.slots = len(pool.Stats().Workers)
+	}
+	if h.slots < 1 {
+		return fmt.Errorf("%w: %d slots", ErrConfig, h.slots)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	h.cons, err = cfg.ensure(ctx, js)
+	if err != nil {
+		return err
+	}
+	sub, err := nc.Subscribe(cfg.Prefix+".stop.*", h.onStop)
+	if err != nil {
+		return fmt.Errorf("cluster: subscribing to stops: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		return err
+	}
+
+	// Tasks run on a context that ctx's end does not cancel: a host that
+	// drains finishes them.
+	base, stopAll := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAll()
+	fail := make(chan error, h.slots)
+	var wg sync.WaitGroup
+	for range h.slots {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := h.pull(ctx, base); err != nil {
+				fail <- err
+			}
+		}()
+	}
+	wg.Wait()
+	select {
+	case err := <-fail:
+		return err
+	default:
+		return nil
+	}
+}
+
+// host is Serve's state.
+type host struct {
+	nc    *nats.Conn
+	cons  jetstream.Consumer
+	pool  *procpool.Pool
+	cfg   Config
+	name  string
+	slots int
+	log   *slog.Logger
+
+	// mu guards running (the tasks this host runs, and how to stop each)
+	// and stopped (stops for tasks it did not run then, remembered for the
+	// stream's MaxAge so that it skips them should it get them later).
+	mu      sync.Mutex
+	running map[taskKey]context.CancelFunc
+	stopped map[taskKey]time.Time
+}
+
+type taskKey struct {
+	client string
+	id     uint64
+}
+
+// pull is one slot: it asks the broker for one task at a time and runs it,
+// until ctx ends or the pool cannot run tasks any more.
+func (h *host) pull(ctx, base context.Context) error {
+	backoff := 10 * time.Millisecond
+	for ctx.Err() == nil {
+		batch, err := h.cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			h.logf(slog.LevelWarn, "pulling a task", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 2*time.Second)
+			continue
+		}
+		backoff = 10 * time.Millisecond
+		// A task that arrives while the host drains is run all the same:
+		// the broker counts it as delivered.
+		for m := range batch.Messages() {
+			if err := h.run(base, m); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// run runs task m and answers it, then acknowledges it. It returns an
+// error only if the pool cannot run tasks (closed or broken): m is then
+// released for another host.
+func (h *host) run(base context.Context, m jetstream.Msg) error {
+	hdr := m.Headers()
+	client := hdr.Get(hdrClient)
+	id, err := strconv.ParseUint(hdr.Get(hdrTask), 10, 64)
+	if client == "" || err != nil || strings.ContainsAny(client, ".*> ") {
+		h.logf(slog.LevelWarn, "dropping a message that is no task", "subject", m.Subject())
+		_ = m.Term()
+		return nil
+	}
+	a := reply{h: h, subject: h.cfg.resultSubject(client), id: hdr.Get(hdrTask), send: hdr.Get(hdrSend)}
+	md, err := m.Metadata()
+	if err == nil && md.NumDelivered > 1 {
+		// Delivered before and not acknowledged within AckWait: the host
+		// that took it is gone. Report it; the client's pool retries it
+		// (it may, by its WithRetries) as a new send.
+		h.logf(slog.LevelWarn, "task's host lost", "client", client, "task", id, "deliveries", md.NumDelivered)
+		a.send1(kindLost, exitNotice{Reason: ReasonHostLost, Code: -1, Message: ErrHostLost.Error(), Attempts: int(md.NumDelivered - 1)}.encode(), "")
+		_ = m.Ack()
+		return nil
+	}
+	if codec := hdr.Get(hdrCodec); codec != hook.CodecName(h.pool) {
+		body, _ := json.Marshal(wire.ErrorBody{Code: procpool.CodeDecode, Type: "cluster.codecMismatch",
+			Message: fmt.Sprintf("host %s: the task is encoded with codec %q, this host's pool uses %q", h.name, codec, hook.CodecName(h.pool))})
+		a.send1(kindError, body, "")
+		_ = m.Ack()
+		return nil
+	}
+	key := taskKey{client, id}
+	h.mu.Lock()
+	if _, ok := h.stopped[key]; ok {
+		delete(h.stopped, key)
+		h.mu.Unlock()
+		a.send1(kindSkipped, nil, "")
+		_ = m.Ack()
+		return nil
+	}
+	tctx, cancel := context.WithCancel(base)
+	h.running[key] = cancel
+	h.mu.Unlock()
+
+	alive := make(chan struct{})
+	go h.keepAlive(m, alive)
+	kind, body, err := hook.Run(tctx, h.pool, m.Data())
+	close(alive)
+	h.mu.Lock()
+	delete(h.running, key)
+	h.mu.Unlock()
+	cancel()
+
+	var wee *procpool.WorkerExitError
+	switch {
+	case err == nil:
+		a.send1(kindName(kind), body, "")
+	case errors.Is(err, procpool.ErrClosed) || errors.Is(err, procpool.ErrPoolBroken):
+		_ = m.Nak()
+		return fmt.Errorf("cluster: host %s: %w", h.name, err)
+	case errors.Is(err, procpool.ErrTimeout):
+		body, _ := json.Marshal(wire.ErrorBody{Code: procpool.CodeDeadline, Type: "procpool.ErrTimeout", Message: err.Error()})
+		a.send1(kindError, body, "")
+	case errors.As(err, &wee):
+		n := exitNotice{Reason: wee.Reason, Code: wee.ExitCode, Signal: int(wee.Signal), Stderr: wee.Stderr, Attempts: wee.Attempts}
+		if wee.Err != nil {
+			n.Message = wee.Err.Error()
+		}
+		a.send1(kindExit, n.encode(), wee.Worker)
+	default:
+		body, _ := json.Marshal(wire.ErrorBody{Type: fmt.Sprintf("%T", err), Message: fmt.Sprintf("host %s: %v", h.name, err)})
+		a.send1(kindError, body, "")
+	}
+	_ = m.Ack()
+	return nil
+}
+
+// keepAlive tells the broker that m is in progress every AckWait/2 until
+// done is closed.
+func (h *host) keepAlive(m jetstream.Msg, done <-chan struct{}) {
+	t := time.NewTicker(h.cfg.AckWait / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			_ = m.InProgress()
+		}
+	}
+}
+
+func kindName(k wire.Kind) string {
+	switch k {
+	case wire.KindResult:
+		return kindResult
+	case wire.KindError:
+		return kindError
+	default:
+		return kindSkipped
+	}
+}
+
+// reply sends the answers of one task.
+type reply struct {
+	h                 *host
+	subject, id, send string
+}
+
+func (r reply) send1(kind string, body []byte, worker string) {
+	m := nats.NewMsg(r.subject)
+	m.Header.Set(hdrTask, r.id)
+	m.Header.Set(hdrSend, r.send)
+	m.Header.Set(hdrKind, kind)
+	m.Header.Set(hdrHost, r.h.name)
+	if worker != "" {
+		m.Header.Set(hdrWorker, worker)
+	}
+	m.Data = body
+	if err := r.h.nc.PublishMsg(m); err != nil {
+		r.h.logf(slog.LevelWarn, "sending an answer", "subject", r.subject, "task", r.id, "err", err)
+	}
+}
+
+// onStop stops a task this host runs, or remembers the stop should the
+// host get the task later.
+func (h *host) onStop(m *nats.Msg) {
+	client := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+	id, err := strconv.ParseUint(string(m.Data), 10, 64)
+	if err != nil {
+		return
+	}
+	key := taskKey{client, id}
+	now := time.Now()
+	h.mu.Lock()
+	cancel := h.running[key]
+	if cancel == nil {
+		h.stopped[key] = now
+		if len(h.stopped) > maxStops {
+			h.pruneStopsLocked(now)
+		}
+	}
+	h.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+// maxStops bounds the stops a host remembers for tasks it does not run:
+// beyond it, those older than MaxAge go, then if need be any half. A
+// stopped task that a host gets after its stop was forgotten runs, and its
+// client drops the answer.
+const maxStops = 1 << 16
+
+func (h *host) pruneStopsLocked(now time.Time) {
+	for k, at := range h.stopped {
+		if now.Sub(at) > h.cfg.MaxAge {
+			delete(h.stopped, k)
+		}
+	}
+	for k := range h.stopped {
+		if len(h.stopped) <= maxStops/2 {
+			break
+		}
+		delete(h.stopped, k)
+	}
+}
+
+func (h *host) logf(level slog.Level, msg string, args ...any) {
+	if h.log != nil {
+		h.log.Log(context.Background(), level, msg, append(args, "host", h.name)...)
+	}
+}

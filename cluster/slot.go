@@ -1,0 +1,260 @@
+package cluster
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"io"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/procpool/procpool/internal/backend"
+	"github.com/procpool/procpool/internal/mempipe"
+	"github.com/procpool/procpool/internal/wire"
+)
+
+// A slot is one of a remote pool's workers as its dispatcher sees it: room
+// for one task on the hosts. What the pool writes to it is published to the
+// stream; the answer the hosts publish for its task comes back through it.
+// The pool keeps one task per slot, so a slot's answers come in order
+// whichever hosts run its tasks. A slot ends when its task's worker died
+// or its host was lost (the pool then retries the task, as for a local
+// worker, and starts a new slot), when the pool kills it (a stop not
+// answered within the kill grace, Terminate), or when the pool closes its
+// input and its task has been answered.
+type slot struct {
+	c       *client
+	n       int
+	results *mempipe.Pipe // frames to the pool: the hello, then answers
+	exited  chan struct{}
+	ctx     context.Context // ends when the slot does: stops a publish that is being retried
+	cancel  context.CancelFunc
+
+	// mu guards the fields below; client.mu nests inside it.
+	mu      sync.Mutex
+	cur     uint64 // the task on the hosts, 0 for none; registered in client.slots while set
+	send    uint64 // the number of cur's send (Procpool-Send)
+	closing bool   // the pool closed the slot's input: it ends once cur is answered
+	ended   bool
+	exit    backend.Exit
+	worker  string // the host's worker that ran the last task answered, "pid N"
+	host    string
+	kill    *time.Timer
+	partial []byte // the start of a frame whose rest the pool has not written yet
+}
+
+func newSlot(c *client, n int) *slot {
+	s := &slot{c: c, n: n, results: mempipe.New(), exited: make(chan struct{})}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	hello, _ := json.Marshal(wire.Hello{Protocol: wire.Version, Codec: c.codec, Control: true})
+	_, _ = s.results.Write(wire.AppendFrame(nil, wire.KindHello, 0, hello))
+	return s
+}
+
+func (s *slot) ID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.worker != "" {
+		return s.worker
+	}
+	return "slot " + strconv.Itoa(s.n)
+}
+
+func (s *slot) Host() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.host
+}
+
+func (s *slot) Pid() int                             { return 0 }
+func (s *slot) Tasks() io.WriteCloser                { return (*slotInput)(s) }
+func (s *slot) Results() io.Reader                   { return s.results }
+func (s *slot) Running() uint64                      { return 0 }
+func (s *slot) Exited() <-chan struct{}              { return s.exited }
+func (s *slot) Death() backend.Death                 { return backend.Death{Finished: -1} }
+func (s *slot) Reap()                                { <-s.exited }
+func (s *slot) Release()                             {}
+func (s *slot) Features(wire.Hello) backend.Features { return backend.Features{Control: true} }
+
+func (s *slot) Exit() backend.Exit {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.exit
+}
+
+// Stop asks the hosts to stop task id. It is not sure to be acted on (the
+// host may be gone): the pool kills the slot if no answer comes within the
+// kill grace.
+func (s *slot) Stop(id uint64, why byte) bool {
+	s.c.stop(id)
+	return false
+}
+
+// Kill stops the slot's task on its host and ends the slot after the kill
+// grace, or at once with KillNow. An answer that comes meanwhile still
+// reaches the pool.
+func (s *slot) Kill() {
+	s.mu.Lock()
+	if s.ended || s.kill != nil {
+		s.mu.Unlock()
+		return
+	}
+	cur := s.cur
+	s.kill = time.AfterFunc(s.c.grace, s.killNow)
+	s.mu.Unlock()
+	if cur != 0 {
+		s.c.stop(cur)
+	}
+}
+
+func (s *slot) KillNow() {
+	s.mu.Lock()
+	cur := s.cur
+	s.endLocked(backend.Exit{Code: -1, ReportAt: -1})
+	s.mu.Unlock()
+	if cur != 0 {
+		s.c.stop(cur)
+	}
+}
+
+func (s *slot) killNow() { s.KillNow() }
+
+// endLocked ends the slot as x says: its task is no longer waited for,
+// its publishing stops, and the pool reads what is left of its answers,
+// then the end.
+func (s *slot) endLocked(x backend.Exit) {
+	if s.ended {
+		return
+	}
+	s.ended, s.exit = true, x
+	s.untrackLocked()
+	if s.kill != nil {
+		s.kill.Stop()
+	}
+	s.cancel()
+	_ = s.results.Close()
+	close(s.exited)
+}
+
+// untrackLocked forgets the slot's task: its answers are dropped from now on.
+func (s *slot) untrackLocked() {
+	if s.cur == 0 {
+		return
+	}
+	s.c.mu.Lock()
+	if s.c.slots[s.cur] == s {
+		delete(s.c.slots, s.cur)
+	}
+	s.c.mu.Unlock()
+	s.cur = 0
+}
+
+// answer is a host's answer to a task, as client.onAnswer decoded it.
+type answer struct {
+	id, send     uint64
+	kind         string
+	body         []byte
+	host, worker string
+	exit         backend.Exit // kindExit, kindLost
+}
+
+// answer hands a host's answer for the slot's task to the pool. The first
+// answer ends the task; any later one, and a death notice of an earlier
+// send of the task, is dropped.
+func (s *slot) answer(a answer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended || a.id != s.cur {
+		return
+	}
+	var kind wire.Kind
+	switch a.kind {
+	case kindResult:
+		kind = wire.KindResult
+	case kindError:
+		kind = wire.KindError
+	case kindSkipped:
+		kind = wire.KindSkipped
+	case kindExit, kindLost:
+		if a.send != s.send {
+			return // about a send whose task was sent again since
+		}
+		s.worker, s.host = a.worker, a.host
+		s.endLocked(a.exit)
+		return
+	default:
+		return
+	}
+	s.worker, s.host = a.worker, a.host
+	s.untrackLocked()
+	_, _ = s.results.Write(wire.AppendFrame(nil, kind, a.id, a.body))
+	if s.closing {
+		s.endLocked(backend.Exit{ReportAt: -1})
+	}
+}
+
+// slotInput is the slot's Tasks: it cuts what the pool writes into frames
+// and publishes each task.
+type slotInput slot
+
+// Write takes frames from the pool's writer, which may split them. It
+// blocks while a task is being published (until the server has it, or the
+// slot ends).
+func (in *slotInput) Write(b []byte) (int, error) {
+	s := (*slot)(in)
+	n := len(b)
+	if len(s.partial) > 0 {
+		b = append(s.partial, b...)
+		s.partial = nil
+	}
+	for len(b) >= wire.HeaderSize {
+		size := 4 + int(binary.LittleEndian.Uint32(b))
+		if len(b) < size {
+			break
+		}
+		if err := s.frame(wire.Kind(b[4]), binary.LittleEndian.Uint64(b[5:]), b[wire.HeaderSize:size]); err != nil {
+			return 0, err
+		}
+		b = b[size:]
+	}
+	if len(b) > 0 {
+		s.partial = append([]byte(nil), b...)
+	}
+	return n, nil
+}
+
+func (s *slot) frame(kind wire.Kind, id uint64, body []byte) error {
+	switch kind {
+	case wire.KindTask:
+		s.mu.Lock()
+		if s.ended {
+			s.mu.Unlock()
+			return io.ErrClosedPipe
+		}
+		s.cur, s.send = id, s.c.sends.Add(1)
+		send := s.send
+		s.c.mu.Lock()
+		s.c.slots[id] = s
+		s.c.mu.Unlock()
+		s.mu.Unlock()
+		if err := s.c.publish(s.ctx, id, send, body); err != nil {
+			return io.ErrClosedPipe // the slot ended
+		}
+	case wire.KindCancel:
+		s.c.stop(id)
+	}
+	return nil
+}
+
+// Close ends the slot once its task is answered.
+func (in *slotInput) Close() error {
+	s := (*slot)(in)
+	s.mu.Lock()
+	s.closing = true
+	if s.cur == 0 {
+		s.endLocked(backend.Exit{ReportAt: -1})
+	}
+	s.mu.Unlock()
+	return nil
+}
