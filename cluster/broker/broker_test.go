@@ -75,8 +75,9 @@ func tmpdirEntries(t *testing.T) func() []string {
 	}
 }
 
-// A stream and its messages survive Close and a Start with the same Dir
-// and Port, and a client that kept reconnecting finds the new broker.
+// A stream, its messages and its durable consumer survive Close and a
+// Start with the same Dir and Port, and a client that kept reconnecting
+// finds the new broker.
 func TestRestartKeepsStreams(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -106,6 +107,12 @@ func TestRestartKeepsStreams(t *testing.T) {
 		Subjects:  []string{"tasks.>"},
 		Storage:   jetstream.FileStorage,
 		Retention: jetstream.WorkQueuePolicy,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateOrUpdateConsumer(ctx, "TASKS", jetstream.ConsumerConfig{
+		Durable:   "workers",
+		AckPolicy: jetstream.AckExplicitPolicy,
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -147,6 +154,29 @@ func TestRestartKeepsStreams(t *testing.T) {
 	}
 	if string(m.Data) != "queued" || m.Subject != "tasks.a" {
 		t.Fatalf("message %q on %q, want %q on tasks.a", m.Data, m.Subject, "queued")
+	}
+
+	// The durable consumer survived too and delivers the queued message.
+	c, err := js.Consumer(ctx, "TASKS", "workers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := c.FetchNoWait(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for m := range batch.Messages() {
+		got = append(got, string(m.Data()))
+		if err := m.Ack(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := batch.Error(); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0] != "queued" {
+		t.Fatalf("consumer delivered %q, want [queued]", got)
 	}
 }
 
