@@ -13,10 +13,10 @@
 //
 // # Restarting with the same data
 //
-// Streams and their messages are kept in files under Config.Dir. A broker
-// started again with the same Dir finds them again; give it the Port of the
-// previous one as well (Broker.Port) so that clients reconnecting to the old
-// URL find it:
+// Streams, their messages and durable consumers are kept in files under
+// Config.Dir. A broker started again with the same Dir finds them again;
+// give it the Port of the previous one as well (Broker.Port) so that
+// clients reconnecting to the old URL find it:
 //
 //	b2, err := broker.Start(ctx, broker.Config{Dir: dir, Port: b1.Port()})
 //
