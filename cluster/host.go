@@ -213,6 +213,7 @@ func (h *host) run(base context.Context, m jetstream.Msg) error {
 	h.mu.Unlock()
 	cancel()
 
+	h.logf(slog.LevelDebug, "task answered", "client", client, "task", id, "err", err)
 	var wee *procpool.WorkerExitError
 	switch {
 	case err == nil:

@@ -91,9 +91,9 @@ func (s *slot) Stop(id uint64, why byte) bool {
 	return false
 }
 
-// Kill stops the slot's task on its host and ends the slot after the kill
-// grace, or at once with KillNow. An answer that comes meanwhile still
-// reaches the pool.
+// Kill stops the slot's task on its host and ends the slot once the task
+// is answered or the kill grace has passed, or at once with KillNow. An
+// answer that comes meanwhile still reaches the pool.
 func (s *slot) Kill() {
 	s.mu.Lock()
 	if s.ended || s.kill != nil {
@@ -101,6 +101,11 @@ func (s *slot) Kill() {
 		return
 	}
 	cur := s.cur
+	if cur == 0 {
+		s.endLocked(backend.Exit{Code: -1, ReportAt: -1})
+		s.mu.Unlock()
+		return
+	}
 	s.kill = time.AfterFunc(s.c.grace, s.killNow)
 	s.mu.Unlock()
 	if cur != 0 {
@@ -189,7 +194,9 @@ func (s *slot) answer(a answer) {
 	s.worker, s.host = a.worker, a.host
 	s.untrackLocked()
 	_, _ = s.results.Write(wire.AppendFrame(nil, kind, a.id, a.body))
-	if s.closing {
+	if s.closing || s.kill != nil {
+		// Its input is closed, or it is being killed: its task, answered,
+		// was all it waited for.
 		s.endLocked(backend.Exit{ReportAt: -1})
 	}
 }
