@@ -120,7 +120,7 @@ func (c Config) ensure(ctx context.Context, js jetstream.JetStream) (jetstream.C
 		MaxMsgs:     c.MaxMsgs,
 		MaxBytes:    c.MaxBytes,
 		MaxAge:      c.MaxAge,
-		Duplicates:  2 * time.Minute,
+		Duplicates:  min(2*time.Minute, c.MaxAge), // the window of Nats-Msg-Id; at most MaxAge
 		Replicas:    c.Replicas,
 	})
 	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
