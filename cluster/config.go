@@ -29,7 +29,7 @@ type Config struct {
 	// MaxMsgs and MaxBytes bound the stream (all clients' tasks waiting or
 	// running). When it is full, a client's publish is refused and
 	// retried, so the task waits in the client's queue (see New).
-	// Defaults 1,000,000 and 256 MiB (the stream reserves MaxBytes of the server's JetStream store: cluster/broker's default store is 1 GiB).
+	// Defaults 1,000,000 and 128 MiB (the stream reserves MaxBytes of the server's JetStream store or memory: cluster/broker's defaults are 1 GiB and 256 MiB).
 	MaxMsgs  int64
 	MaxBytes int64
 	// Replicas is the stream's replica count in a clustered NATS
@@ -46,7 +46,7 @@ const (
 	DefaultAckWait  = 30 * time.Second
 	DefaultMaxAge   = time.Hour
 	DefaultMaxMsgs  = 1_000_000
-	DefaultMaxBytes = 256 << 20
+	DefaultMaxBytes = 128 << 20
 )
 
 // ErrConfig is wrapped by the errors of a Config that cannot be used.

@@ -74,8 +74,7 @@ func Serve(ctx context.Context, nc *nats.Conn, pool *procpool.Pool, cfg Config, 
 	if err != nil {
 		return err
 	}
-	h.cons, err = cfg.ensure(ctx, js)
-	if err != nil {
+	if _, err := cfg.ensure(ctx, js); err != nil {
 		return err
 	}
 	sub, err := nc.Subscribe(cfg.Prefix+".stop.*", h.onStop)
@@ -91,30 +90,20 @@ func Serve(ctx context.Context, nc *nats.Conn, pool *procpool.Pool, cfg Config, 
 	// drains finishes them.
 	base, stopAll := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopAll()
-	fail := make(chan error, h.slots)
-	var wg sync.WaitGroup
-	for range h.slots {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := h.pull(ctx, base); err != nil {
-				fail <- err
-			}
-		}()
-	}
-	wg.Wait()
-	select {
-	case err := <-fail:
+	p, err := newPuller(h, base)
+	if err != nil {
 		return err
-	default:
-		return nil
 	}
+	select {
+	case <-ctx.Done():
+	case <-p.failed:
+	}
+	return p.drain()
 }
 
 // host is Serve's state.
 type host struct {
 	nc    *nats.Conn
-	cons  jetstream.Consumer
 	pool  *procpool.Pool
 	cfg   Config
 	name  string
@@ -134,42 +123,15 @@ type taskKey struct {
 	id     uint64
 }
 
-// pull is one slot: it asks the broker for one task at a time and runs it,
-// until ctx ends or the pool cannot run tasks any more.
-func (h *host) pull(ctx, base context.Context) error {
-	backoff := 10 * time.Millisecond
-	for ctx.Err() == nil {
-		batch, err := h.cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
-		if err != nil {
-			h.logf(slog.LevelWarn, "pulling a task", "err", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, 2*time.Second)
-			continue
-		}
-		backoff = 10 * time.Millisecond
-		// A task that arrives while the host drains is run all the same:
-		// the broker counts it as delivered.
-		for m := range batch.Messages() {
-			if err := h.run(base, m); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
 // run runs task m and answers it, then acknowledges it. It returns an
 // error only if the pool cannot run tasks (closed or broken): m is then
 // released for another host.
-func (h *host) run(base context.Context, m jetstream.Msg) error {
-	hdr := m.Headers()
+func (h *host) run(base context.Context, m *nats.Msg) error {
+	hdr := m.Header
 	client := hdr.Get(hdrClient)
 	id, err := strconv.ParseUint(hdr.Get(hdrTask), 10, 64)
 	if client == "" || err != nil || strings.ContainsAny(client, ".*> ") {
-		h.logf(slog.LevelWarn, "dropping a message that is no task", "subject", m.Subject())
+		h.logf(slog.LevelWarn, "dropping a message that is no task", "reply", m.Reply)
 		_ = m.Term()
 		return nil
 	}
@@ -206,7 +168,7 @@ func (h *host) run(base context.Context, m jetstream.Msg) error {
 
 	alive := make(chan struct{})
 	go h.keepAlive(m, alive)
-	kind, body, err := hook.Run(tctx, h.pool, m.Data())
+	kind, body, err := hook.Run(tctx, h.pool, m.Data)
 	close(alive)
 	h.mu.Lock()
 	delete(h.running, key)
@@ -240,7 +202,7 @@ func (h *host) run(base context.Context, m jetstream.Msg) error {
 
 // keepAlive tells the broker that m is in progress every AckWait/2 until
 // done is closed.
-func (h *host) keepAlive(m jetstream.Msg, done <-chan struct{}) {
+func (h *host) keepAlive(m *nats.Msg, done <-chan struct{}) {
 	t := time.NewTicker(h.cfg.AckWait / 2)
 	defer t.Stop()
 	for {
