@@ -61,7 +61,8 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, opts ...procpool.Option
 		return nil, err
 	}
 	launch := func(hc *hook.Config) (backend.Launcher, error) {
-		if _, err := cfg.ensure(ctx, js); err != nil {
+		cfg, err := cfg.ensure(ctx, js)
+		if err != nil {
 			return nil, err
 		}
 		c := &client{nc: nc, js: js, cfg: cfg, id: nuid.Next(), codec: hc.Codec.Name(), grace: hc.KillGrace, slots: make(map[uint64]*slot)}
@@ -120,6 +121,9 @@ func (c *client) Close() { _ = c.sub.Unsubscribe() }
 // retry was answered, a task already stopped) is dropped. It runs on the
 // subscription's goroutine, one message at a time.
 func (c *client) onAnswer(m *nats.Msg) {
+	if m.Reply != "" {
+		_ = m.Respond(nil) // the host acknowledges the task once it has this
+	}
 	id, err := strconv.ParseUint(m.Header.Get(hdrTask), 10, 64)
 	if err != nil {
 		return
@@ -184,8 +188,12 @@ func (c *client) publish(ctx context.Context, id, send uint64, body []byte) erro
 	}
 }
 
-// stop asks the hosts to stop task id; a host that runs it cancels it, a
-// host that gets it later skips it.
-func (c *client) stop(id uint64) {
-	_ = c.nc.Publish(c.cfg.stopSubject(c.id), strconv.AppendUint(nil, id, 10))
+// stop asks the hosts to stop send send of task id; a host that runs it
+// cancels it, a host that gets it later skips it. A later send of the
+// task (a retry) is not stopped.
+func (c *client) stop(id, send uint64) {
+	b := strconv.AppendUint(nil, id, 10)
+	b = append(b, ' ')
+	b = strconv.AppendUint(b, send, 10)
+	_ = c.nc.Publish(c.cfg.stopSubject(c.id), b)
 }

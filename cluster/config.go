@@ -21,10 +21,15 @@ type Config struct {
 	// AckWait is how long a host may go without a sign of life on a task
 	// (it sends one every AckWait/2 while the task runs) before the
 	// broker takes it for lost and delivers the task again, so that
-	// another host reports the loss. Default 30s.
+	// another host reports the loss. Default 30s. It is the hosts'
+	// consumer's: the first client or host to create the consumer sets
+	// it, and every other one uses the consumer's.
 	AckWait time.Duration
-	// MaxAge bounds how long a task waits in the stream: a task whose
-	// client died is dropped after it. Default 1h.
+	// MaxAge bounds how long a task may live in the stream, waiting or
+	// running: the server drops it then, and its client ends it with
+	// ErrTimeout (and stops it on its host) if it has not been answered
+	// by then. A task whose client died is dropped after it too. Default
+	// 1h; the stream's, like AckWait the consumer's.
 	MaxAge time.Duration
 	// MaxMsgs and MaxBytes bound the stream (all clients' tasks waiting or
 	// running). When it is full, a client's publish is refused and
@@ -104,8 +109,9 @@ const consumerName = "hosts"
 // ensure creates the pool's stream and consumer if they do not exist, and
 // returns the consumer. An existing stream is used as it is: the first
 // client or host to start sets its limits (change them with the nats
-// tool). The consumer is created or updated to this Config's AckWait.
-func (c Config) ensure(ctx context.Context, js jetstream.JetStream) (jetstream.Consumer, error) {
+// tool), and so is an existing consumer. It returns the Config with the
+// AckWait and MaxAge in force: those of the stream and consumer found.
+func (c Config) ensure(ctx context.Context, js jetstream.JetStream) (Config, error) {
 	storage := jetstream.FileStorage
 	if c.Memory {
 		storage = jetstream.MemoryStorage
@@ -127,19 +133,30 @@ func (c Config) ensure(ctx context.Context, js jetstream.JetStream) (jetstream.C
 		s, err = js.Stream(ctx, c.streamName())
 	}
 	if err != nil {
-		return nil, fmt.Errorf("cluster: stream %s: %w", c.streamName(), err)
+		return c, fmt.Errorf("cluster: stream %s: %w", c.streamName(), err)
 	}
-	cons, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:       consumerName,
-		Description:   "procpool hosts",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       c.AckWait,
-		MaxDeliver:    -1,
-		MaxAckPending: -1,
-		FilterSubject: c.taskSubject(),
-	})
+	// Look the consumer up before creating it: creating one that exists
+	// with another AckWait would fail, and updating it would change the
+	// AckWait under hosts that show life at the old one's pace.
+	cons, err := s.Consumer(ctx, consumerName)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		cons, err = s.CreateConsumer(ctx, jetstream.ConsumerConfig{
+			Durable:       consumerName,
+			Description:   "procpool hosts",
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       c.AckWait,
+			MaxDeliver:    -1,
+			MaxAckPending: -1,
+			FilterSubject: c.taskSubject(),
+		})
+		if errors.Is(err, jetstream.ErrConsumerExists) { // another one created it meanwhile
+			cons, err = s.Consumer(ctx, consumerName)
+		}
+	}
 	if err != nil {
-		return nil, fmt.Errorf("cluster: consumer %s of stream %s: %w", consumerName, c.streamName(), err)
+		return c, fmt.Errorf("cluster: consumer %s of stream %s: %w", consumerName, c.streamName(), err)
 	}
-	return cons, nil
+	c.MaxAge = s.CachedInfo().Config.MaxAge
+	c.AckWait = cons.CachedInfo().Config.AckWait
+	return c, nil
 }

@@ -294,10 +294,17 @@ func TestBrokerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.startBroker(port)
+	// A hang shows as a task not answered within the bound (its runs say
+	// whether it ran and its answer was lost, or it never ran).
+	gctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
 	for i, f := range futs {
-		if v, err := f.Get(ctx); err != nil || v != i {
-			t.Fatalf("task %d: %d, %v; want %d, nil", i, v, err, i)
+		if v, err := f.Get(gctx); err != nil || v != i {
+			t.Errorf("task %d: %d, %v; want %d, nil (it ran on %v)", i, v, err, i, e.runs()["sleepy"][i])
 		}
+	}
+	if t.Failed() {
+		t.FailNow()
 	}
 	again := 0
 	for x, hosts := range e.runs()["sleepy"] {
@@ -369,8 +376,11 @@ func TestDuplicateAnswerDroppedOnce(t *testing.T) {
 	}
 }
 
-// A client that dies leaves its tasks in the stream: the hosts run them
-// (each once), their answers go nowhere, and the stream ends empty.
+// A client that dies leaves its tasks in the stream. The hosts run the
+// ones they take before they find it gone (no task more than once): the
+// first answer nobody confirms for AckWait marks the client gone, and the
+// hosts drop its other tasks unrun. The stream ends empty, and the hosts
+// serve on.
 func TestClientDisappears(t *testing.T) {
 	e := newEnv(t)
 	e.startHost("a", 2)
@@ -411,11 +421,17 @@ func TestClientDisappears(t *testing.T) {
 		return err == nil && info.State.Msgs == 0
 	})
 	runs := e.runs()["sleepy"]
+	ran := 0
 	for x := range 200 {
-		if len(runs[x]) != 1 {
-			t.Errorf("task %d of the dead client ran on %v, want once", x, runs[x])
+		if len(runs[x]) > 1 {
+			t.Errorf("task %d of the dead client ran on %v, want at most once", x, runs[x])
 		}
+		ran += len(runs[x])
 	}
+	if !e.hostLogged("a", "client gone") && !e.hostLogged("b", "client gone") {
+		t.Error("no host took the dead client for gone")
+	}
+	t.Logf("%d of the dead client's 200 tasks ran", ran)
 	// The hosts serve on.
 	p := e.client()
 	if v, err := procpool.Apply(ctx, p, square, 9); err != nil || v != 81 {

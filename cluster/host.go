@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"github.com/procpool/procpool"
 	"github.com/procpool/procpool/internal/hook"
@@ -56,7 +57,7 @@ func Serve(ctx context.Context, nc *nats.Conn, pool *procpool.Pool, cfg Config, 
 	if err != nil {
 		return err
 	}
-	h := &host{nc: nc, pool: pool, cfg: cfg, running: make(map[taskKey]context.CancelFunc), stopped: make(map[taskKey]time.Time)}
+	h := &host{nc: nc, pool: pool, cfg: cfg, running: make(map[taskKey]context.CancelFunc), stopped: make(map[taskKey]time.Time), gone: make(map[string]time.Time)}
 	for _, o := range opts {
 		o(h)
 	}
@@ -70,11 +71,11 @@ func Serve(ctx context.Context, nc *nats.Conn, pool *procpool.Pool, cfg Config, 
 	if h.slots < 1 {
 		return fmt.Errorf("%w: %d slots", ErrConfig, h.slots)
 	}
-	js, err := jetstream.New(nc)
+	h.js, err = jetstream.New(nc)
 	if err != nil {
 		return err
 	}
-	if _, err := cfg.ensure(ctx, js); err != nil {
+	if h.cfg, err = cfg.ensure(ctx, h.js); err != nil {
 		return err
 	}
 	sub, err := nc.Subscribe(cfg.Prefix+".stop.*", h.onStop)
@@ -104,6 +105,7 @@ func Serve(ctx context.Context, nc *nats.Conn, pool *procpool.Pool, cfg Config, 
 // host is Serve's state.
 type host struct {
 	nc    *nats.Conn
+	js    jetstream.JetStream
 	pool  *procpool.Pool
 	cfg   Config
 	name  string
@@ -113,14 +115,19 @@ type host struct {
 	// mu guards running (the tasks this host runs, and how to stop each)
 	// and stopped (stops for tasks it did not run then, remembered for the
 	// stream's MaxAge so that it skips them should it get them later).
+	// Both are keyed by send: a stop is for one send of a task, never for
+	// the send that retries it.
+	// gone holds the clients taken for gone (deliver), since when.
 	mu      sync.Mutex
 	running map[taskKey]context.CancelFunc
 	stopped map[taskKey]time.Time
+	gone    map[string]time.Time
 }
 
+// taskKey names one send of a task: its client, its id, its send number.
 type taskKey struct {
-	client string
-	id     uint64
+	client   string
+	id, send uint64
 }
 
 // run runs task m and answers it, then acknowledges it. It returns an
@@ -135,7 +142,13 @@ func (h *host) run(base context.Context, m *nats.Msg) error {
 		_ = m.Term()
 		return nil
 	}
-	a := reply{h: h, subject: h.cfg.resultSubject(client), id: hdr.Get(hdrTask), send: hdr.Get(hdrSend)}
+	send, _ := strconv.ParseUint(hdr.Get(hdrSend), 10, 64)
+	if h.isGone(client) {
+		h.logf(slog.LevelDebug, "dropping a task of a gone client", "client", client, "task", id)
+		_ = m.Ack()
+		return nil
+	}
+	a := reply{h: h, client: client, subject: h.cfg.resultSubject(client), id: hdr.Get(hdrTask), send: hdr.Get(hdrSend)}
 	md, err := m.Metadata()
 	if err == nil && md.NumDelivered > 1 {
 		// Delivered before and not acknowledged within AckWait: the host
@@ -153,7 +166,7 @@ func (h *host) run(base context.Context, m *nats.Msg) error {
 		_ = m.Ack()
 		return nil
 	}
-	key := taskKey{client, id}
+	key := taskKey{client, id, send}
 	h.mu.Lock()
 	if _, ok := h.stopped[key]; ok {
 		delete(h.stopped, key)
@@ -181,9 +194,11 @@ func (h *host) run(base context.Context, m *nats.Msg) error {
 	case err == nil:
 		a.send1(kindName(kind), body, "")
 	case errors.Is(err, procpool.ErrClosed) || errors.Is(err, procpool.ErrPoolBroken):
-		_ = m.Nak()
+		h.release(m)
 		return fmt.Errorf("cluster: host %s: %w", h.name, err)
-	case errors.Is(err, procpool.ErrTimeout):
+	case errors.Is(err, procpool.ErrTimeout) || errors.Is(err, context.DeadlineExceeded):
+		// The task's deadline passed here (by this host's clock, before
+		// or while it ran): a timeout, as on a local pool.
 		body, _ := json.Marshal(wire.ErrorBody{Code: procpool.CodeDeadline, Type: "procpool.ErrTimeout", Message: err.Error()})
 		a.send1(kindError, body, "")
 	case errors.As(err, &wee):
@@ -200,10 +215,36 @@ func (h *host) run(base context.Context, m *nats.Msg) error {
 	return nil
 }
 
+// release gives back a task this host took but cannot run (its pool is
+// closed or broken): it stores the task again, as a new message that no
+// host has been given, then acknowledges the one it took. Were it to Nak
+// it, the next delivery would count as the second and its host would
+// report this one lost. If the store fails, it Naks after all.
+func (h *host) release(m *nats.Msg) {
+	again := nats.NewMsg(m.Subject)
+	for k, v := range m.Header {
+		again.Header[k] = v
+	}
+	again.Data = m.Data
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := h.js.PublishMsg(ctx, again, jetstream.WithMsgID(m.Header.Get(nats.MsgIdHdr)+".released."+nuid.Next()))
+	if err != nil {
+		h.logf(slog.LevelWarn, "storing a released task again", "err", err)
+		_ = m.Nak()
+		return
+	}
+	_ = m.Ack()
+}
+
 // keepAlive tells the broker that m is in progress every AckWait/2 until
 // done is closed.
 func (h *host) keepAlive(m *nats.Msg, done <-chan struct{}) {
-	t := time.NewTicker(h.cfg.AckWait / 2)
+	every := h.cfg.AckWait / 2
+	if every <= 0 {
+		every = DefaultAckWait / 2
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
@@ -228,8 +269,8 @@ func kindName(k wire.Kind) string {
 
 // reply sends the answers of one task.
 type reply struct {
-	h                 *host
-	subject, id, send string
+	h                         *host
+	client, subject, id, send string
 }
 
 func (r reply) send1(kind string, body []byte, worker string) {
@@ -242,8 +283,76 @@ func (r reply) send1(kind string, body []byte, worker string) {
 		m.Header.Set(hdrWorker, worker)
 	}
 	m.Data = body
-	if err := r.h.nc.PublishMsg(m); err != nil {
-		r.h.logf(slog.LevelWarn, "sending an answer", "subject", r.subject, "task", r.id, "err", err)
+	if limit := int(r.h.nc.MaxPayload()) - 1024; len(body) > limit {
+		// The server would refuse it, and the client never hear of its
+		// task: send that instead.
+		m.Header.Set(hdrKind, kindError)
+		m.Data, _ = json.Marshal(wire.ErrorBody{Code: procpool.CodeEncode, Type: "cluster.answerTooLarge",
+			Message: fmt.Sprintf("host %s: the %s answer is %d bytes, over the %d the server carries", r.h.name, kind, len(body), limit)})
+	}
+	r.h.deliver(m, r.client)
+}
+
+// answerTry is how long a host waits for a client to confirm one sending
+// of an answer before it sends it again.
+const answerTry = 2 * time.Second
+
+// deliver sends answer m to client as a request, and returns once the
+// client has confirmed it (an empty reply): the task is acknowledged only
+// then, so an answer lost on the way (the broker restarting, the client
+// not yet subscribed again after a reconnect) is sent again rather than
+// lost with its task. Time while this host is not connected does not
+// count; a client that has not confirmed an answer within AckWait of
+// connected time is taken for gone: the answer is dropped, and so are the
+// client's tasks that this host gets later, unrun, for MaxAge.
+func (h *host) deliver(m *nats.Msg, client string) {
+	waited := time.Duration(0)
+	backoff := 10 * time.Millisecond
+	for {
+		if h.isGone(client) {
+			return
+		}
+		if !h.nc.IsConnected() {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		start := time.Now()
+		_, err := h.nc.RequestMsg(m, answerTry)
+		if err == nil {
+			return
+		}
+		if errors.Is(err, nats.ErrNoResponders) { // nobody subscribed: try again a little later
+			time.Sleep(backoff)
+			backoff = min(2*backoff, time.Second)
+		}
+		if h.nc.IsConnected() {
+			waited += time.Since(start)
+		}
+		if waited >= h.cfg.AckWait {
+			h.logf(slog.LevelWarn, "client gone: dropping its answers and tasks", "client", client, "err", err)
+			h.markGone(client)
+			return
+		}
+	}
+}
+
+// isGone reports whether client was taken for gone.
+func (h *host) isGone(client string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, ok := h.gone[client]
+	return ok
+}
+
+func (h *host) markGone(client string) {
+	now := time.Now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.gone[client] = now
+	for c, at := range h.gone {
+		if now.Sub(at) > h.cfg.MaxAge && h.cfg.MaxAge > 0 {
+			delete(h.gone, c)
+		}
 	}
 }
 
@@ -251,11 +360,13 @@ func (r reply) send1(kind string, body []byte, worker string) {
 // host get the task later.
 func (h *host) onStop(m *nats.Msg) {
 	client := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
-	id, err := strconv.ParseUint(string(m.Data), 10, 64)
-	if err != nil {
+	idText, sendText, _ := strings.Cut(string(m.Data), " ")
+	id, err1 := strconv.ParseUint(idText, 10, 64)
+	send, err2 := strconv.ParseUint(sendText, 10, 64)
+	if err1 != nil || err2 != nil {
 		return
 	}
-	key := taskKey{client, id}
+	key := taskKey{client, id, send}
 	now := time.Now()
 	h.mu.Lock()
 	cancel := h.running[key]

@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"io"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/procpool/procpool"
 	"github.com/procpool/procpool/internal/backend"
 	"github.com/procpool/procpool/internal/mempipe"
 	"github.com/procpool/procpool/internal/wire"
@@ -32,16 +34,18 @@ type slot struct {
 	cancel  context.CancelFunc
 
 	// mu guards the fields below; client.mu nests inside it.
-	mu      sync.Mutex
-	cur     uint64 // the task on the hosts, 0 for none; registered in client.slots while set
-	send    uint64 // the number of cur's send (Procpool-Send)
-	closing bool   // the pool closed the slot's input: it ends once cur is answered
-	ended   bool
-	exit    backend.Exit
-	worker  string // the host's worker that ran the last task answered, "pid N"
-	host    string
-	kill    *time.Timer
-	partial []byte // the start of a frame whose rest the pool has not written yet
+	mu         sync.Mutex
+	cur        uint64 // the task on the hosts, 0 for none; registered in client.slots while set
+	send       uint64 // the number of cur's send (Procpool-Send)
+	closing    bool   // the pool closed the slot's input: it ends once cur is answered
+	ended      bool
+	exit       backend.Exit
+	worker     string // the host's worker that ran the last task answered, "pid N"
+	host       string
+	kill       *time.Timer
+	expire     *time.Timer // ends cur with ErrTimeout once the stream has dropped it (MaxAge)
+	expireSend uint64      // the send expire is armed for
+	partial    []byte      // the start of a frame whose rest the pool has not written yet (the pool's writer goroutine only)
 }
 
 func newSlot(c *client, n int) *slot {
@@ -87,8 +91,19 @@ func (s *slot) Exit() backend.Exit {
 // host may be gone): the pool kills the slot if no answer comes within the
 // kill grace.
 func (s *slot) Stop(id uint64, why byte) bool {
-	s.c.stop(id)
+	s.stopTask(id)
 	return false
+}
+
+// stopTask asks the hosts to stop the slot's send of task id, if the slot
+// has it.
+func (s *slot) stopTask(id uint64) {
+	s.mu.Lock()
+	cur, send := s.cur, s.send
+	s.mu.Unlock()
+	if cur == id && cur != 0 {
+		s.c.stop(cur, send)
+	}
 }
 
 // Kill stops the slot's task on its host and ends the slot once the task
@@ -100,7 +115,7 @@ func (s *slot) Kill() {
 		s.mu.Unlock()
 		return
 	}
-	cur := s.cur
+	cur, send := s.cur, s.send
 	if cur == 0 {
 		s.endLocked(backend.Exit{Code: -1, ReportAt: -1})
 		s.mu.Unlock()
@@ -108,18 +123,16 @@ func (s *slot) Kill() {
 	}
 	s.kill = time.AfterFunc(s.c.grace, s.killNow)
 	s.mu.Unlock()
-	if cur != 0 {
-		s.c.stop(cur)
-	}
+	s.c.stop(cur, send)
 }
 
 func (s *slot) KillNow() {
 	s.mu.Lock()
-	cur := s.cur
+	cur, send := s.cur, s.send
 	s.endLocked(backend.Exit{Code: -1, ReportAt: -1})
 	s.mu.Unlock()
 	if cur != 0 {
-		s.c.stop(cur)
+		s.c.stop(cur, send)
 	}
 }
 
@@ -136,6 +149,9 @@ func (s *slot) endLocked(x backend.Exit) {
 	s.untrackLocked()
 	if s.kill != nil {
 		s.kill.Stop()
+	}
+	if s.expire != nil {
+		s.expire.Stop()
 	}
 	s.cancel()
 	_ = s.results.Close()
@@ -165,12 +181,17 @@ type answer struct {
 }
 
 // answer hands a host's answer for the slot's task to the pool. The first
-// answer ends the task; any later one, and a death notice of an earlier
-// send of the task, is dropped.
+// answer ends the task; any later one is dropped. An answer of an earlier
+// send of the task (one the pool gave up on and sent again) ends it only
+// if it is a result: its error, skip or death may be the stop that ended
+// that send, and is no answer for this one.
 func (s *slot) answer(a answer) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ended || a.id != s.cur {
+		return
+	}
+	if a.send != s.send && a.kind != kindResult {
 		return
 	}
 	var kind wire.Kind
@@ -181,11 +202,13 @@ func (s *slot) answer(a answer) {
 		kind = wire.KindError
 	case kindSkipped:
 		kind = wire.KindSkipped
-	case kindExit, kindLost:
-		if a.send != s.send {
-			return // about a send whose task was sent again since
-		}
+	case kindExit:
 		s.worker, s.host = a.worker, a.host
+		s.endLocked(a.exit)
+		return
+	case kindLost:
+		// a.host only reported the loss; which host was lost is not known.
+		s.worker, s.host = "", ""
 		s.endLocked(a.exit)
 		return
 	default:
@@ -193,6 +216,9 @@ func (s *slot) answer(a answer) {
 	}
 	s.worker, s.host = a.worker, a.host
 	s.untrackLocked()
+	if s.expire != nil {
+		s.expire.Stop()
+	}
 	_, _ = s.results.Write(wire.AppendFrame(nil, kind, a.id, a.body))
 	if s.closing || s.kill != nil {
 		// Its input is closed, or it is being killed: its task, answered,
@@ -245,13 +271,54 @@ func (s *slot) frame(kind wire.Kind, id uint64, body []byte) error {
 		s.c.slots[id] = s
 		s.c.mu.Unlock()
 		s.mu.Unlock()
-		if err := s.c.publish(s.ctx, id, send, body); err != nil {
-			return io.ErrClosedPipe // the slot ended
-		}
+		// Published on a goroutine of its own: the pool's writer may be
+		// a caller's (TryApplyAsync never waits), and a full stream makes
+		// a publish wait for room.
+		go s.publish(id, send, append([]byte(nil), body...))
 	case wire.KindCancel:
-		s.c.stop(id)
+		s.stopTask(id)
 	}
 	return nil
+}
+
+// publish stores send send of task id in the stream, then, if the stream
+// has a MaxAge, arms the slot's expiry: the stream drops the task at
+// MaxAge, so no host would answer it after that.
+func (s *slot) publish(id, send uint64, body []byte) {
+	if s.c.publish(s.ctx, id, send, body) != nil {
+		return // the slot ended
+	}
+	maxAge := s.c.cfg.MaxAge
+	if maxAge <= 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended || s.cur != id || s.send != send {
+		return
+	}
+	if s.expire == nil {
+		s.expire = time.AfterFunc(maxAge, s.expired)
+	} else {
+		s.expire.Reset(maxAge)
+	}
+	s.expireSend = send
+}
+
+// expired ends the slot's task, unanswered at the stream's MaxAge, with
+// ErrTimeout, and stops it on a host that may run it still.
+func (s *slot) expired() {
+	s.mu.Lock()
+	id, send := s.cur, s.send
+	if s.ended || id == 0 || send != s.expireSend {
+		s.mu.Unlock()
+		return
+	}
+	body, _ := json.Marshal(wire.ErrorBody{Code: procpool.CodeDeadline, Type: "cluster.expired",
+		Message: fmt.Sprintf("cluster: no answer within the stream's MaxAge (%v): the server dropped the task", s.c.cfg.MaxAge)})
+	s.mu.Unlock()
+	s.answer(answer{id: id, send: send, kind: kindError, body: body})
+	s.c.stop(id, send)
 }
 
 // Close ends the slot once its task is answered.
