@@ -106,8 +106,7 @@ func (c Config) streamName() string {
 // consumerName is the durable pull consumer that every host pulls from.
 const consumerName = "hosts"
 
-// ensure creates the pool's stream and consumer if they do not exist, and
-// returns the consumer. An existing stream is used as it is: the first
+// ensure creates the pool's stream and consumer if they do not exist. An existing stream is used as it is: the first
 // client or host to start sets its limits (change them with the nats
 // tool), and so is an existing consumer. It returns the Config with the
 // AckWait and MaxAge in force: those of the stream and consumer found.

@@ -71,6 +71,7 @@ func Serve(ctx context.Context, nc *nats.Conn, pool *procpool.Pool, cfg Config, 
 	if h.slots < 1 {
 		return fmt.Errorf("%w: %d slots", ErrConfig, h.slots)
 	}
+	h.pending = make(chan struct{}, 8*h.slots)
 	h.js, err = jetstream.New(nc)
 	if err != nil {
 		return err
@@ -99,7 +100,9 @@ func Serve(ctx context.Context, nc *nats.Conn, pool *procpool.Pool, cfg Config, 
 	case <-ctx.Done():
 	case <-p.failed:
 	}
-	return p.drain()
+	err = p.drain()
+	h.answering.Wait() // the answers of the tasks it ran, and their acks
+	return err
 }
 
 // host is Serve's state.
@@ -117,6 +120,11 @@ type host struct {
 	// stream's MaxAge so that it skips them should it get them later).
 	// Both are keyed by send: a stop is for one send of a task, never for
 	// the send that retries it.
+	// pending bounds the answers that wait for their clients (answer);
+	// answering counts them, for the drain.
+	pending   chan struct{}
+	answering sync.WaitGroup
+
 	// gone holds the clients taken for gone (deliver), since when.
 	mu      sync.Mutex
 	running map[taskKey]context.CancelFunc
@@ -148,22 +156,20 @@ func (h *host) run(base context.Context, m *nats.Msg) error {
 		_ = m.Ack()
 		return nil
 	}
-	a := reply{h: h, client: client, subject: h.cfg.resultSubject(client), id: hdr.Get(hdrTask), send: hdr.Get(hdrSend)}
+	a := reply{h: h, m: m, client: client, subject: h.cfg.resultSubject(client), id: hdr.Get(hdrTask), send: hdr.Get(hdrSend)}
 	md, err := m.Metadata()
 	if err == nil && md.NumDelivered > 1 {
 		// Delivered before and not acknowledged within AckWait: the host
 		// that took it is gone. Report it; the client's pool retries it
 		// (it may, by its WithRetries) as a new send.
 		h.logf(slog.LevelWarn, "task's host lost", "client", client, "task", id, "deliveries", md.NumDelivered)
-		a.send1(kindLost, exitNotice{Reason: ReasonHostLost, Code: -1, Message: ErrHostLost.Error(), Attempts: int(md.NumDelivered - 1)}.encode(), "")
-		_ = m.Ack()
+		a.answer(kindLost, exitNotice{Reason: ReasonHostLost, Code: -1, Message: ErrHostLost.Error(), Attempts: int(md.NumDelivered - 1)}.encode(), "")
 		return nil
 	}
 	if codec := hdr.Get(hdrCodec); codec != hook.CodecName(h.pool) {
 		body, _ := json.Marshal(wire.ErrorBody{Code: procpool.CodeDecode, Type: "cluster.codecMismatch",
 			Message: fmt.Sprintf("host %s: the task is encoded with codec %q, this host's pool uses %q", h.name, codec, hook.CodecName(h.pool))})
-		a.send1(kindError, body, "")
-		_ = m.Ack()
+		a.answer(kindError, body, "")
 		return nil
 	}
 	key := taskKey{client, id, send}
@@ -171,18 +177,16 @@ func (h *host) run(base context.Context, m *nats.Msg) error {
 	if _, ok := h.stopped[key]; ok {
 		delete(h.stopped, key)
 		h.mu.Unlock()
-		a.send1(kindSkipped, nil, "")
-		_ = m.Ack()
+		a.answer(kindSkipped, nil, "")
 		return nil
 	}
 	tctx, cancel := context.WithCancel(base)
 	h.running[key] = cancel
 	h.mu.Unlock()
 
-	alive := make(chan struct{})
-	go h.keepAlive(m, alive)
+	a.alive = make(chan struct{})
+	go h.keepAlive(m, a.alive)
 	kind, body, err := hook.Run(tctx, h.pool, m.Data)
-	close(alive)
 	h.mu.Lock()
 	delete(h.running, key)
 	h.mu.Unlock()
@@ -192,26 +196,26 @@ func (h *host) run(base context.Context, m *nats.Msg) error {
 	var wee *procpool.WorkerExitError
 	switch {
 	case err == nil:
-		a.send1(kindName(kind), body, "")
+		a.answer(kindName(kind), body, "")
 	case errors.Is(err, procpool.ErrClosed) || errors.Is(err, procpool.ErrPoolBroken):
+		close(a.alive)
 		h.release(m)
 		return fmt.Errorf("cluster: host %s: %w", h.name, err)
 	case errors.Is(err, procpool.ErrTimeout) || errors.Is(err, context.DeadlineExceeded):
 		// The task's deadline passed here (by this host's clock, before
 		// or while it ran): a timeout, as on a local pool.
 		body, _ := json.Marshal(wire.ErrorBody{Code: procpool.CodeDeadline, Type: "procpool.ErrTimeout", Message: err.Error()})
-		a.send1(kindError, body, "")
+		a.answer(kindError, body, "")
 	case errors.As(err, &wee):
 		n := exitNotice{Reason: wee.Reason, Code: wee.ExitCode, Signal: int(wee.Signal), Stderr: wee.Stderr, Attempts: wee.Attempts}
 		if wee.Err != nil {
 			n.Message = wee.Err.Error()
 		}
-		a.send1(kindExit, n.encode(), wee.Worker)
+		a.answer(kindExit, n.encode(), wee.Worker)
 	default:
 		body, _ := json.Marshal(wire.ErrorBody{Type: fmt.Sprintf("%T", err), Message: fmt.Sprintf("host %s: %v", h.name, err)})
-		a.send1(kindError, body, "")
+		a.answer(kindError, body, "")
 	}
-	_ = m.Ack()
 	return nil
 }
 
@@ -267,13 +271,39 @@ func kindName(k wire.Kind) string {
 	}
 }
 
-// reply sends the answers of one task.
+// reply answers one task.
 type reply struct {
 	h                         *host
+	m                         *nats.Msg     // the task: acknowledged once its client has the answer
+	alive                     chan struct{} // closed to stop the task's keepAlive; nil if none runs yet
 	client, subject, id, send string
 }
 
-func (r reply) send1(kind string, body []byte, worker string) {
+// answer sends the task's answer, then acknowledges the task, on a
+// goroutine of its own: the task's slot is free for the next task while
+// the client confirms the answer, and the broker hears that the task is
+// in progress until then. At most cap(h.pending) answers wait for their
+// clients at once; beyond that, answer waits, and so the slot.
+func (r reply) answer(kind string, body []byte, worker string) {
+	m := r.message(kind, body, worker)
+	r.h.pending <- struct{}{}
+	r.h.answering.Add(1)
+	go func() {
+		defer r.h.answering.Done()
+		alive := r.alive
+		if alive == nil {
+			alive = make(chan struct{})
+			go r.h.keepAlive(r.m, alive)
+		}
+		r.h.deliver(m, r.client)
+		close(alive)
+		_ = r.m.Ack()
+		<-r.h.pending
+	}()
+}
+
+// message is the answer as it travels.
+func (r reply) message(kind string, body []byte, worker string) *nats.Msg {
 	m := nats.NewMsg(r.subject)
 	m.Header.Set(hdrTask, r.id)
 	m.Header.Set(hdrSend, r.send)
@@ -290,7 +320,7 @@ func (r reply) send1(kind string, body []byte, worker string) {
 		m.Data, _ = json.Marshal(wire.ErrorBody{Code: procpool.CodeEncode, Type: "cluster.answerTooLarge",
 			Message: fmt.Sprintf("host %s: the %s answer is %d bytes, over the %d the server carries", r.h.name, kind, len(body), limit)})
 	}
-	r.h.deliver(m, r.client)
+	return m
 }
 
 // answerTry is how long a host waits for a client to confirm one sending
@@ -312,12 +342,16 @@ func (h *host) deliver(m *nats.Msg, client string) {
 		if h.isGone(client) {
 			return
 		}
+		if h.nc.IsClosed() { // for good: nothing more can be sent, nor acked
+			h.logf(slog.LevelWarn, "dropping an answer: the connection is closed", "client", client)
+			return
+		}
 		if !h.nc.IsConnected() {
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
 		start := time.Now()
-		_, err := h.nc.RequestMsg(m, answerTry)
+		_, err := h.nc.RequestMsg(m, min(answerTry, h.cfg.AckWait/4))
 		if err == nil {
 			return
 		}
@@ -350,7 +384,7 @@ func (h *host) markGone(client string) {
 	defer h.mu.Unlock()
 	h.gone[client] = now
 	for c, at := range h.gone {
-		if now.Sub(at) > h.cfg.MaxAge && h.cfg.MaxAge > 0 {
+		if now.Sub(at) > h.remember() {
 			delete(h.gone, c)
 		}
 	}
@@ -390,7 +424,7 @@ const maxStops = 1 << 16
 
 func (h *host) pruneStopsLocked(now time.Time) {
 	for k, at := range h.stopped {
-		if now.Sub(at) > h.cfg.MaxAge {
+		if now.Sub(at) > h.remember() {
 			delete(h.stopped, k)
 		}
 	}
@@ -400,6 +434,16 @@ func (h *host) pruneStopsLocked(now time.Time) {
 		}
 		delete(h.stopped, k)
 	}
+}
+
+// remember is how long the host remembers a stop or a gone client: the
+// stream's MaxAge, after which no task of theirs is left; DefaultMaxAge if
+// the stream has none.
+func (h *host) remember() time.Duration {
+	if h.cfg.MaxAge > 0 {
+		return h.cfg.MaxAge
+	}
+	return DefaultMaxAge
 }
 
 func (h *host) logf(level slog.Level, msg string, args ...any) {

@@ -2,65 +2,71 @@ package cluster
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 )
 
-// A puller asks the broker for tasks with pull requests sized to the
-// host's free slots, so that the tasks it has been given (delivered, then
-// started at once) and those it has asked for never exceed its slots.
+// A puller asks the broker for tasks with pull requests of one task each,
+// one per free slot, so that the tasks the host has been given (delivered,
+// then started at once) and those it has asked for never exceed its
+// slots. All requests share one reply subject and one subscription, where
+// a fetch per request would subscribe and unsubscribe each time.
 //
-// One request is open at a time. The broker delivers a request's tasks
-// with their own subjects, not the request's, so a task cannot say which
-// request it answers; with one request open it is that one's. The request
-// ends when it has brought all it asked for, or with a status message to
-// its reply subject (408 when it expired). One subscription takes every
-// request's messages, where a fetch per request would subscribe and
-// unsubscribe each time.
+// The broker delivers a task under its own subject, so a task does not
+// say which request it fills; requests are counted, not named. Each
+// request ends exactly once: with a task, or with a status message (408
+// when it expired after pullExpires, 409 when the broker cut it short).
+// Only a broker that loses its state (a restart) ends none: when nothing
+// has come for pullExpires plus a margin while requests are out, they are
+// taken for lost and asked again.
 type puller struct {
 	h       *host
 	base    context.Context // the tasks' context (not the host's: a drain finishes them)
 	subject string          // $JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>
 	inbox   string
+	body    []byte // every request's: one task, expiring after pullExpires
 	sub     *nats.Subscription
 	failed  chan struct{} // closed when a task found the pool closed or broken (err)
+	stop    chan struct{} // closed by drain: ends watch
 
-	// mu guards the fields below. Every slot is free, asked for (left)
-	// or running: free+left+running == slots, except for a moment after
-	// a request given up on (its end never came) brings a task all the
-	// same: the task runs, and free goes below 0 until it ends.
+	// mu guards the fields below. Every slot is free, asked for, or
+	// running: free+asked+running == slots, except that free goes below 0
+	// for a while when requests taken for lost bring tasks after all.
 	mu       sync.Mutex
 	free     int
-	left     int         // tasks the open request may still bring
-	open     uint64      // the open request's number, 0 for none
-	timer    *time.Timer // gives the open request up should its end never come (a broker restart loses it)
-	next     uint64
+	asked    int
 	running  int
+	heard    time.Time // when the broker last sent a task or a status
 	draining bool
 	err      error
-	idle     chan struct{} // closed once draining with no request open and nothing running
+	idle     chan struct{} // closed once draining with nothing asked for or running
 }
 
-// pullExpires is how long a pull request waits on the broker for tasks; a
-// host that drains waits at most about this long for its request to end.
+// pullExpires is how long a pull request waits on the broker for a task;
+// a host that drains waits at most about this long for its requests.
 const pullExpires = 2 * time.Second
+
+// pullLost is how long requests may go unanswered before they are taken
+// for lost.
+const pullLost = pullExpires + 2*time.Second
 
 func newPuller(h *host, base context.Context) (*puller, error) {
 	p := &puller{
 		h: h, base: base,
 		subject: "$JS.API.CONSUMER.MSG.NEXT." + h.cfg.streamName() + "." + consumerName,
 		inbox:   nats.NewInbox(),
+		body:    []byte(`{"batch":1,"expires":` + strconv.FormatInt(int64(pullExpires), 10) + `}`),
 		failed:  make(chan struct{}),
+		stop:    make(chan struct{}),
 		free:    h.slots,
+		heard:   time.Now(),
 		idle:    make(chan struct{}),
 	}
-	sub, err := h.nc.Subscribe(p.inbox+".*", p.onMsg)
+	sub, err := h.nc.Subscribe(p.inbox, p.onMsg)
 	if err != nil {
 		return nil, err
 	}
@@ -69,53 +75,76 @@ func newPuller(h *host, base context.Context) (*puller, error) {
 		return nil, err
 	}
 	p.sub = sub
-	p.mu.Lock()
-	p.requestLocked()
-	p.mu.Unlock()
+	p.request()
+	go p.watch()
 	return p, nil
 }
 
-// requestLocked asks for as many tasks as there are free slots, unless a
-// request is open (it asks again when that one ends).
-func (p *puller) requestLocked() {
-	if p.draining || p.open != 0 || p.free <= 0 {
-		return
+// requestLocked asks for a task for each free slot. It returns the error
+// of a request that could not be sent, for the caller to log once it has
+// unlocked mu (watch takes that request for lost, and asks again).
+func (p *puller) requestLocked() error {
+	if p.draining {
+		return nil
 	}
-	p.next++
-	id := p.next
-	p.open, p.left, p.free = id, p.free, 0
-	p.timer = time.AfterFunc(pullExpires+2*time.Second, func() {
+	if p.asked == 0 {
+		p.heard = time.Now() // the silence that counts starts now
+	}
+	var failed error
+	for ; p.free > 0; p.free-- {
+		p.asked++
+		if err := p.h.nc.PublishRequest(p.subject, p.inbox, p.body); err != nil {
+			failed = err
+		}
+	}
+	return failed
+}
+
+// request is requestLocked for a caller that does not hold mu.
+func (p *puller) request() {
+	p.mu.Lock()
+	err := p.requestLocked()
+	p.mu.Unlock()
+	p.logRequest(err)
+}
+
+func (p *puller) logRequest(err error) {
+	if err != nil {
+		p.h.logf(slog.LevelWarn, "requesting tasks", "err", err)
+	}
+}
+
+// watch takes the requests out for lost when the broker has sent nothing
+// for pullLost, and asks again.
+func (p *puller) watch() {
+	t := time.NewTicker(pullExpires / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
 		p.mu.Lock()
-		if p.open == id {
-			p.h.logf(slog.LevelWarn, "giving up a pull request the broker never ended")
-			p.endLocked()
-			p.requestLocked()
+		lost := 0
+		var err error
+		if p.asked > 0 && time.Since(p.heard) > pullLost {
+			lost = p.asked
+			p.free += p.asked
+			p.asked = 0
+			p.checkIdleLocked()
+			err = p.requestLocked()
 		}
 		p.mu.Unlock()
-	})
-	body, _ := json.Marshal(struct {
-		Batch   int           `json:"batch"`
-		Expires time.Duration `json:"expires"`
-	}{p.left, pullExpires})
-	if err := p.h.nc.PublishRequest(p.subject, p.inbox+"."+strconv.FormatUint(id, 10), body); err != nil {
-		p.h.logf(slog.LevelWarn, "requesting tasks", "err", err)
-		// The timer gives the slots back.
+		if lost > 0 {
+			p.h.logf(slog.LevelWarn, "taking pull requests for lost", "requests", lost)
+		}
+		p.logRequest(err)
 	}
 }
 
-// endLocked ends the open request: the tasks it did not bring free their
-// slots.
-func (p *puller) endLocked() {
-	p.timer.Stop()
-	p.open = 0
-	p.free += p.left
-	p.left = 0
-	p.checkIdleLocked()
-}
-
-// onMsg takes what the broker sends: a task, or a request's end (a status
-// message to the request's reply subject: 408 when it expired, 409 when
-// the broker cut it short).
+// onMsg takes what the broker sends: a task, or a request's end (a
+// status message).
 func (p *puller) onMsg(m *nats.Msg) {
 	status := ""
 	if len(m.Data) == 0 && m.Header != nil {
@@ -125,37 +154,32 @@ func (p *puller) onMsg(m *nats.Msg) {
 		return
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.heard = time.Now()
+	if p.asked > 0 {
+		p.asked--
+	} else {
+		// A request taken for lost ended after all: a task it brings
+		// runs in a slot that is not free; its status frees none.
+		p.free--
+	}
 	if status != "" {
-		id, _ := strconv.ParseUint(m.Subject[strings.LastIndexByte(m.Subject, '.')+1:], 10, 64)
-		if id != p.open {
-			return // the end of a request given up on
-		}
-		p.endLocked()
+		p.free++
+		p.checkIdleLocked()
 		if status == "408" || status == "404" {
-			p.requestLocked()
+			err := p.requestLocked()
+			p.mu.Unlock()
+			p.logRequest(err)
 			return
 		}
-		// Cut short (too many waiting requests, a new leader): ask again a
-		// little later rather than at once.
+		p.mu.Unlock()
+		// Cut short (too many waiting requests, a new leader): ask again
+		// a little later rather than at once.
 		p.h.logf(slog.LevelDebug, "pull request ended", "status", status, "description", m.Header.Get("Description"))
-		time.AfterFunc(100*time.Millisecond, func() {
-			p.mu.Lock()
-			p.requestLocked()
-			p.mu.Unlock()
-		})
+		time.AfterFunc(100*time.Millisecond, p.request)
 		return
 	}
-	if p.open != 0 {
-		p.left--
-		if p.left == 0 {
-			p.timer.Stop()
-			p.open = 0
-		}
-	} else {
-		p.free-- // a request given up on brought it after all
-	}
 	p.running++
+	p.mu.Unlock()
 	go p.run(m)
 }
 
@@ -163,7 +187,6 @@ func (p *puller) onMsg(m *nats.Msg) {
 func (p *puller) run(m *nats.Msg) {
 	err := p.h.run(p.base, m)
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	p.running--
 	p.free++
 	if err != nil && p.err == nil {
@@ -171,12 +194,14 @@ func (p *puller) run(m *nats.Msg) {
 		p.draining = true
 		close(p.failed)
 	}
-	p.requestLocked()
+	rerr := p.requestLocked()
 	p.checkIdleLocked()
+	p.mu.Unlock()
+	p.logRequest(rerr)
 }
 
 func (p *puller) checkIdleLocked() {
-	if p.draining && p.running == 0 && p.open == 0 {
+	if p.draining && p.running == 0 && p.asked == 0 {
 		select {
 		case <-p.idle:
 		default:
@@ -185,15 +210,16 @@ func (p *puller) checkIdleLocked() {
 	}
 }
 
-// drain stops asking for tasks, waits until the open request has ended (a
-// task it brings meanwhile is run) and the running tasks have, and returns
-// what stopped the host early, if anything.
+// drain stops asking for tasks, waits until the requests out have ended
+// (a task one brings meanwhile is run) and the running tasks have, and
+// returns what stopped the host early, if anything.
 func (p *puller) drain() error {
 	p.mu.Lock()
 	p.draining = true
 	p.checkIdleLocked()
 	p.mu.Unlock()
 	<-p.idle
+	close(p.stop)
 	_ = p.sub.Unsubscribe()
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -45,6 +45,8 @@ type slot struct {
 	kill       *time.Timer
 	expire     *time.Timer // ends cur with ErrTimeout once the stream has dropped it (MaxAge)
 	expireSend uint64      // the send expire is armed for
+	expireAt   time.Time   // when; a run of expire before it is one Reset came too late to cancel
+	early      uint64      // a task stopped before the pool's writer handed it over: not sent, but skipped
 	partial    []byte      // the start of a frame whose rest the pool has not written yet (the pool's writer goroutine only)
 }
 
@@ -100,6 +102,12 @@ func (s *slot) Stop(id uint64, why byte) bool {
 func (s *slot) stopTask(id uint64) {
 	s.mu.Lock()
 	cur, send := s.cur, s.send
+	if cur != id {
+		// Not handed over yet (the pool stops a task once it is the
+		// slot's, which may be before its writer writes it): frame
+		// skips it when it comes.
+		s.early = id
+	}
 	s.mu.Unlock()
 	if cur == id && cur != 0 {
 		s.c.stop(cur, send)
@@ -265,6 +273,16 @@ func (s *slot) frame(kind wire.Kind, id uint64, body []byte) error {
 			s.mu.Unlock()
 			return io.ErrClosedPipe
 		}
+		if s.early == id {
+			// Stopped before it came: answered as skipped, never sent.
+			s.early = 0
+			_, _ = s.results.Write(wire.AppendFrame(nil, wire.KindSkipped, id, nil))
+			if s.closing || s.kill != nil {
+				s.endLocked(backend.Exit{ReportAt: -1})
+			}
+			s.mu.Unlock()
+			return nil
+		}
 		s.cur, s.send = id, s.c.sends.Add(1)
 		send := s.send
 		s.c.mu.Lock()
@@ -297,12 +315,12 @@ func (s *slot) publish(id, send uint64, body []byte) {
 	if s.ended || s.cur != id || s.send != send {
 		return
 	}
+	s.expireSend, s.expireAt = send, time.Now().Add(maxAge)
 	if s.expire == nil {
 		s.expire = time.AfterFunc(maxAge, s.expired)
 	} else {
 		s.expire.Reset(maxAge)
 	}
-	s.expireSend = send
 }
 
 // expired ends the slot's task, unanswered at the stream's MaxAge, with
@@ -310,7 +328,7 @@ func (s *slot) publish(id, send uint64, body []byte) {
 func (s *slot) expired() {
 	s.mu.Lock()
 	id, send := s.cur, s.send
-	if s.ended || id == 0 || send != s.expireSend {
+	if s.ended || id == 0 || send != s.expireSend || time.Now().Before(s.expireAt) {
 		s.mu.Unlock()
 		return
 	}
