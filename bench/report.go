@@ -216,7 +216,7 @@ func (r *report) writeTable(out io.Writer) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", row[0], row[1], row[2], row[3], row[4])
 	}
 	tw.Flush()
-	fmt.Fprintln(out, "(lower is better for µs, ms and MB; higher for /s and x)")
+	fmt.Fprintln(out, "(lower is better for µs, ms, s and MB; higher for /s and x)")
 }
 
 // writeJSON prints one object per measurement. Measurements that failed

@@ -157,6 +157,26 @@ var workloads = []*workload{
 		systems: []string{"procpool", "python-pool"},
 		run:     runPyMapThroughput,
 	},
+	{
+		name: "cluster-throughput", what: "ApplyAsync of x·x on a cluster pool: 2 host processes × 2 workers, embedded broker (file store)", unit: "tasks/s", higher: true,
+		systems: []string{"procpool", "raw-jetstream"},
+		run:     runClusterThroughput,
+	},
+	{
+		name: "cluster-apply-latency", what: "sequential Apply of x·x on a cluster pool: p50", unit: "µs",
+		systems: []string{"procpool", "raw-jetstream"},
+		run:     runClusterLatency,
+	},
+	{
+		name: "cluster-apply-latency-p99", what: "sequential Apply of x·x on a cluster pool: p99", unit: "µs",
+		systems: []string{"procpool", "raw-jetstream"},
+		run:     nil, // measured by cluster-apply-latency
+	},
+	{
+		name: "cluster-map", what: "Map of x·x over ints in chunks of 1000 on a cluster pool: completion time", unit: "s",
+		systems: []string{"procpool", "procpool-host-killed"},
+		run:     runClusterMap,
+	},
 }
 
 func findWorkload(name string) *workload {
