@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/procpool/procpool"
 	"github.com/procpool/procpool/cluster"
 	"github.com/procpool/procpool/cluster/broker"
@@ -23,7 +21,7 @@ func Example() {
 		panic(err)
 	}
 	defer b.Close()
-	nc, err := nats.Connect(b.URL())
+	nc, err := cluster.Connect(b.URL())
 	if err != nil {
 		panic(err)
 	}

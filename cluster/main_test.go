@@ -61,7 +61,7 @@ func testConfig() cluster.Config {
 }
 
 func connect(url string) (*nats.Conn, error) {
-	return nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	return cluster.Connect(url, nats.ReconnectWait(50*time.Millisecond))
 }
 
 // runHost is a host process: a local pool of envWorkers workers served

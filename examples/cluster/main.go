@@ -22,8 +22,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/procpool/procpool"
 	"github.com/procpool/procpool/cluster"
 	"github.com/procpool/procpool/cluster/broker"
@@ -76,7 +74,7 @@ func host(url string) int {
 		return 1
 	}
 	defer local.Close()
-	nc, err := nats.Connect(url)
+	nc, err := cluster.Connect(url)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "host:", err)
 		return 1
@@ -114,7 +112,7 @@ func run() error {
 
 	// The client: a *procpool.Pool whose tasks run on the hosts. A task
 	// lost with its host is run again, up to twice.
-	nc, err := nats.Connect(b.URL())
+	nc, err := cluster.Connect(b.URL())
 	if err != nil {
 		return err
 	}
