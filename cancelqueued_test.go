@@ -85,8 +85,11 @@ func TestCancelOfTaskInPipeAfterShortTask(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := f2.Get(ctx); !errors.Is(err, context.Canceled) {
-			t.Fatalf("iteration %d: the cancelled task: %v", i, err)
+		// A cancel that comes after T2 began (the machine was slow to get
+		// here) lets it finish: its result stands. Cancelled, or run and
+		// answered, are the two allowed ends; the defect is below.
+		if v, err := f2.Get(ctx); !errors.Is(err, context.Canceled) && !(err == nil && v == 1 && fileExists(f("mark"))) {
+			t.Fatalf("iteration %d: the cancelled task: %d, %v", i, v, err)
 		}
 		if _, err := procpool.Apply(ctx, p, square, 2); err != nil { // the worker is past T2
 			t.Fatal(err)
