@@ -163,7 +163,10 @@ func exitOf(kind string, n exitNotice) backend.Exit {
 // stream's duplicate window makes one message. A full stream (DiscardNew)
 // is refused until there is room: the task waits here, and the pool's
 // queue behind it.
-func (c *client) publish(ctx context.Context, id, send uint64, body []byte) error {
+//
+// wanted says whether the send is still waited for: a publish whose ack
+// was lost but whose task was answered meanwhile is not sent again.
+func (c *client) publish(ctx context.Context, id, send uint64, body []byte, wanted func() bool) error {
 	m := nats.NewMsg(c.cfg.taskSubject())
 	m.Data = body
 	m.Header.Set(hdrClient, c.id)
@@ -179,6 +182,9 @@ func (c *client) publish(ctx context.Context, id, send uint64, body []byte) erro
 		if err == nil {
 			return nil
 		}
+		if !wanted() {
+			return errNotWanted
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -187,6 +193,9 @@ func (c *client) publish(ctx context.Context, id, send uint64, body []byte) erro
 		backoff = min(2*backoff, time.Second)
 	}
 }
+
+// errNotWanted ends the publish of a send that is no longer waited for.
+var errNotWanted = errors.New("cluster: the send is no longer waited for")
 
 // stop asks the hosts to stop send send of task id; a host that runs it
 // cancels it, a host that gets it later skips it. A later send of the

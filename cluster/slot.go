@@ -303,8 +303,13 @@ func (s *slot) frame(kind wire.Kind, id uint64, body []byte) error {
 // has a MaxAge, arms the slot's expiry: the stream drops the task at
 // MaxAge, so no host would answer it after that.
 func (s *slot) publish(id, send uint64, body []byte) {
-	if s.c.publish(s.ctx, id, send, body) != nil {
-		return // the slot ended
+	wanted := func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return !s.ended && s.cur == id && s.send == send
+	}
+	if s.c.publish(s.ctx, id, send, body, wanted) != nil {
+		return // the slot ended, or the send was answered
 	}
 	maxAge := s.c.cfg.MaxAge
 	if maxAge <= 0 {
