@@ -103,6 +103,11 @@ func (c Config) streamName() string {
 	return strings.ToUpper(strings.ReplaceAll(c.Prefix, ".", "_")) + "_TASKS"
 }
 
+// maxWaiting bounds the pull requests waiting on the consumer: one per
+// free slot of every host (the server's default, 512, would refuse the
+// requests of more than 512 idle slots in all).
+const maxWaiting = 1 << 14
+
 // consumerName is the durable pull consumer that every host pulls from.
 const consumerName = "hosts"
 
@@ -146,6 +151,7 @@ func (c Config) ensure(ctx context.Context, js jetstream.JetStream) (Config, err
 			AckWait:       c.AckWait,
 			MaxDeliver:    -1,
 			MaxAckPending: -1,
+			MaxWaiting:    maxWaiting,
 			FilterSubject: c.taskSubject(),
 		})
 		if errors.Is(err, jetstream.ErrConsumerExists) { // another one created it meanwhile

@@ -48,10 +48,13 @@ func WithHostLogger(l *slog.Logger) HostOption { return func(h *host) { h.log = 
 //
 // Serve blocks until ctx ends, then drains: it stops pulling, finishes the
 // tasks it has (their contexts do not end with ctx; a client's stop still
-// reaches them), and returns nil. It returns early with an error if the
-// stream or consumer cannot be set up, or if pool is closed or broken
-// (the task that found it so is released for another host). The caller
-// closes pool and nc after Serve returns.
+// reaches them) and has their answers confirmed by their clients (waiting
+// for a lost connection to come back), and returns nil. It returns early
+// with an error, after the same drain, if the stream or consumer cannot
+// be set up, if pool is closed or broken (the task that found it so is
+// stored again for another host), or if nc is closed for good
+// (nats.ErrConnectionClosed). The caller closes pool and nc after Serve
+// returns.
 func Serve(ctx context.Context, nc *nats.Conn, pool *procpool.Pool, cfg Config, opts ...HostOption) error {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -201,6 +204,10 @@ func (h *host) run(base context.Context, m *nats.Msg) error {
 		close(a.alive)
 		h.release(m)
 		return fmt.Errorf("cluster: host %s: %w", h.name, err)
+	case errors.Is(err, context.Canceled):
+		// Stopped by its client (the only cancel a task gets here): the
+		// client ends it as cancelled, as a local pool does.
+		a.answer(kindSkipped, nil, "")
 	case errors.Is(err, procpool.ErrTimeout) || errors.Is(err, context.DeadlineExceeded):
 		// The task's deadline passed here (by this host's clock, before
 		// or while it ran): a timeout, as on a local pool.
@@ -286,15 +293,15 @@ type reply struct {
 // clients at once; beyond that, answer waits, and so the slot.
 func (r reply) answer(kind string, body []byte, worker string) {
 	m := r.message(kind, body, worker)
+	alive := r.alive
+	if alive == nil { // kept in progress while it waits for room, too
+		alive = make(chan struct{})
+		go r.h.keepAlive(r.m, alive)
+	}
 	r.h.pending <- struct{}{}
 	r.h.answering.Add(1)
 	go func() {
 		defer r.h.answering.Done()
-		alive := r.alive
-		if alive == nil {
-			alive = make(chan struct{})
-			go r.h.keepAlive(r.m, alive)
-		}
 		r.h.deliver(m, r.client)
 		close(alive)
 		_ = r.m.Ack()
@@ -370,11 +377,16 @@ func (h *host) deliver(m *nats.Msg, client string) {
 	}
 }
 
-// isGone reports whether client was taken for gone.
+// isGone reports whether client was taken for gone, less than
+// remember() ago.
 func (h *host) isGone(client string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	_, ok := h.gone[client]
+	at, ok := h.gone[client]
+	if ok && time.Since(at) > h.remember() {
+		delete(h.gone, client)
+		return false
+	}
 	return ok
 }
 
@@ -403,6 +415,7 @@ func (h *host) onStop(m *nats.Msg) {
 	key := taskKey{client, id, send}
 	now := time.Now()
 	h.mu.Lock()
+	delete(h.gone, client) // it sends stops: it is there
 	cancel := h.running[key]
 	if cancel == nil {
 		h.stopped[key] = now

@@ -12,7 +12,7 @@ import (
 
 // A puller asks the broker for tasks with pull requests of one task each,
 // one per free slot, so that the tasks the host has been given (delivered,
-// then started at once) and those it has asked for never exceed its
+// then started at once) and those it has asked for do not exceed its
 // slots. All requests share one reply subject and one subscription, where
 // a fetch per request would subscribe and unsubscribe each time.
 //
@@ -20,9 +20,12 @@ import (
 // say which request it fills; requests are counted, not named. Each
 // request ends exactly once: with a task, or with a status message (408
 // when it expired after pullExpires, 409 when the broker cut it short).
-// Only a broker that loses its state (a restart) ends none: when nothing
-// has come for pullExpires plus a margin while requests are out, they are
-// taken for lost and asked again.
+// The broker serves and expires waiting requests oldest first, so the
+// request a task or status ends is taken to be the oldest out. Only a
+// broker that loses its state (a restart) ends none: a request out for
+// pullLost of connected time is taken for lost, and its slot asked for
+// again. No request is sent while the connection is down (nats.go would
+// buffer it, and send it live on reconnect).
 type puller struct {
 	h       *host
 	base    context.Context // the tasks' context (not the host's: a drain finishes them)
@@ -30,28 +33,31 @@ type puller struct {
 	inbox   string
 	body    []byte // every request's: one task, expiring after pullExpires
 	sub     *nats.Subscription
-	failed  chan struct{} // closed when a task found the pool closed or broken (err)
+	failed  chan struct{} // closed when a task found the pool closed or broken, or the connection closed for good (err)
 	stop    chan struct{} // closed by drain: ends watch
 
 	// mu guards the fields below. Every slot is free, asked for, or
-	// running: free+asked+running == slots, except that free goes below 0
-	// for a while when requests taken for lost bring tasks after all.
+	// running: free+len(out)+running == slots, except that free goes
+	// below 0 for a while when a request taken for lost brings a task
+	// after all (the broker had it); it runs, and the next requests are
+	// fewer.
 	mu       sync.Mutex
 	free     int
-	asked    int
+	out      []time.Time // when each request out was sent (or the connection came back), oldest first
 	running  int
-	heard    time.Time // when the broker last sent a task or a status
+	streak   int // statuses other than 408 in a row, for the log
 	draining bool
+	closed   bool // drain is past waiting: a task that comes now is stored again, not run
 	err      error
 	idle     chan struct{} // closed once draining with nothing asked for or running
 }
 
 // pullExpires is how long a pull request waits on the broker for a task;
-// a host that drains waits at most about this long for its requests.
+// a host that drains waits about this long for its requests.
 const pullExpires = 2 * time.Second
 
-// pullLost is how long requests may go unanswered before they are taken
-// for lost.
+// pullLost is how long a request may stay out, connected, before it is
+// taken for lost.
 const pullLost = pullExpires + 2*time.Second
 
 func newPuller(h *host, base context.Context) (*puller, error) {
@@ -63,7 +69,6 @@ func newPuller(h *host, base context.Context) (*puller, error) {
 		failed:  make(chan struct{}),
 		stop:    make(chan struct{}),
 		free:    h.slots,
-		heard:   time.Now(),
 		idle:    make(chan struct{}),
 	}
 	sub, err := h.nc.Subscribe(p.inbox, p.onMsg)
@@ -80,19 +85,17 @@ func newPuller(h *host, base context.Context) (*puller, error) {
 	return p, nil
 }
 
-// requestLocked asks for a task for each free slot. It returns the error
-// of a request that could not be sent, for the caller to log once it has
-// unlocked mu (watch takes that request for lost, and asks again).
+// requestLocked asks for a task for each free slot, if connected. It
+// returns the error of a request that could not be sent, for the caller
+// to log once it has unlocked mu (watch takes that request for lost).
 func (p *puller) requestLocked() error {
-	if p.draining {
+	if p.draining || !p.h.nc.IsConnected() {
 		return nil
 	}
-	if p.asked == 0 {
-		p.heard = time.Now() // the silence that counts starts now
-	}
 	var failed error
+	now := time.Now()
 	for ; p.free > 0; p.free-- {
-		p.asked++
+		p.out = append(p.out, now)
 		if err := p.h.nc.PublishRequest(p.subject, p.inbox, p.body); err != nil {
 			failed = err
 		}
@@ -114,8 +117,19 @@ func (p *puller) logRequest(err error) {
 	}
 }
 
-// watch takes the requests out for lost when the broker has sent nothing
-// for pullLost, and asks again.
+// endOneLocked ends the oldest request out, if any; it reports whether
+// there was one.
+func (p *puller) endOneLocked() bool {
+	if len(p.out) == 0 {
+		return false
+	}
+	p.out = p.out[1:]
+	return true
+}
+
+// watch, every half pullExpires: takes the requests out for pullLost of
+// connected time for lost and asks again; asks for free slots once the
+// connection is back; and ends the host if the connection closed for good.
 func (p *puller) watch() {
 	t := time.NewTicker(pullExpires / 2)
 	defer t.Stop()
@@ -125,16 +139,37 @@ func (p *puller) watch() {
 			return
 		case <-t.C:
 		}
+		now := time.Now()
 		p.mu.Lock()
-		lost := 0
-		var err error
-		if p.asked > 0 && time.Since(p.heard) > pullLost {
-			lost = p.asked
-			p.free += p.asked
-			p.asked = 0
+		if p.h.nc.IsClosed() {
+			if p.err == nil {
+				p.err = nats.ErrConnectionClosed
+				p.draining = true
+				close(p.failed)
+			}
+			// Nothing more can come: what is out is lost.
+			p.free += len(p.out)
+			p.out = nil
 			p.checkIdleLocked()
-			err = p.requestLocked()
+			p.mu.Unlock()
+			continue
 		}
+		if !p.h.nc.IsConnected() {
+			// Time while the connection is down does not count.
+			for i := range p.out {
+				p.out[i] = now
+			}
+			p.mu.Unlock()
+			continue
+		}
+		lost := 0
+		for len(p.out) > 0 && now.Sub(p.out[0]) > pullLost {
+			p.out = p.out[1:]
+			p.free++
+			lost++
+		}
+		p.checkIdleLocked()
+		err := p.requestLocked()
 		p.mu.Unlock()
 		if lost > 0 {
 			p.h.logf(slog.LevelWarn, "taking pull requests for lost", "requests", lost)
@@ -154,10 +189,7 @@ func (p *puller) onMsg(m *nats.Msg) {
 		return
 	}
 	p.mu.Lock()
-	p.heard = time.Now()
-	if p.asked > 0 {
-		p.asked--
-	} else {
+	if !p.endOneLocked() {
 		// A request taken for lost ended after all: a task it brings
 		// runs in a slot that is not free; its status frees none.
 		p.free--
@@ -166,16 +198,31 @@ func (p *puller) onMsg(m *nats.Msg) {
 		p.free++
 		p.checkIdleLocked()
 		if status == "408" || status == "404" {
+			p.streak = 0
 			err := p.requestLocked()
 			p.mu.Unlock()
 			p.logRequest(err)
 			return
 		}
+		p.streak++
+		streak := p.streak
 		p.mu.Unlock()
-		// Cut short (too many waiting requests, a new leader): ask again
-		// a little later rather than at once.
-		p.h.logf(slog.LevelDebug, "pull request ended", "status", status, "description", m.Header.Get("Description"))
+		// Cut short (too many waiting requests, a new leader, no such
+		// consumer): ask again a little later rather than at once.
+		level := slog.LevelDebug
+		if streak >= 10 {
+			level = slog.LevelWarn
+		}
+		p.h.logf(level, "pull request refused", "status", status, "description", m.Header.Get("Description"), "in_a_row", streak)
 		time.AfterFunc(100*time.Millisecond, p.request)
+		return
+	}
+	if p.closed {
+		// Drain is past waiting (a request taken for lost brought it):
+		// give it back for another host rather than run it.
+		p.free++
+		p.mu.Unlock()
+		p.h.release(m)
 		return
 	}
 	p.running++
@@ -201,7 +248,7 @@ func (p *puller) run(m *nats.Msg) {
 }
 
 func (p *puller) checkIdleLocked() {
-	if p.draining && p.running == 0 && p.asked == 0 {
+	if p.draining && p.running == 0 && len(p.out) == 0 {
 		select {
 		case <-p.idle:
 		default:
@@ -211,7 +258,8 @@ func (p *puller) checkIdleLocked() {
 }
 
 // drain stops asking for tasks, waits until the requests out have ended
-// (a task one brings meanwhile is run) and the running tasks have, and
+// (a task one brings meanwhile is run) and the running tasks have, then
+// drains the subscription (a task still in it is given back), and
 // returns what stopped the host early, if anything.
 func (p *puller) drain() error {
 	p.mu.Lock()
@@ -219,8 +267,17 @@ func (p *puller) drain() error {
 	p.checkIdleLocked()
 	p.mu.Unlock()
 	<-p.idle
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
 	close(p.stop)
-	_ = p.sub.Unsubscribe()
+	closed := p.sub.StatusChanged(nats.SubscriptionClosed)
+	if p.sub.Drain() == nil {
+		select {
+		case <-closed:
+		case <-time.After(pullExpires):
+		}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.err

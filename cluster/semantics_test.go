@@ -336,3 +336,70 @@ func TestLostHostErrorNamesNoHost(t *testing.T) {
 		t.Fatalf("the lost task's error names host %q, which only reported the loss", we.Host)
 	}
 }
+
+// Pull requests that a broker restart forgot are asked again: after the
+// restart, a host with 4 slots, one still busy and one with a new live
+// request, takes 3 new tasks at once. Without taking requests for lost,
+// the 2 forgotten ones would hold their slots for ever and only 1 of the
+// 3 would start.
+func TestForgottenPullRequestsAreAskedAgain(t *testing.T) {
+	e := newEnv(t)
+	e.startHost("a", 4)
+	// Retries: a restart longer than the tests' AckWait (1 s) makes the
+	// busy task look lost, and it runs again.
+	p := e.client(procpool.WithProcesses(8), procpool.WithRetries(1))
+	ctx := context.Background()
+	dir := t.TempDir()
+	r1, r2, r3 := filepath.Join(dir, "r1"), filepath.Join(dir, "r2"), filepath.Join(dir, "r3")
+	first, err := procpool.ApplyAsync(ctx, p, block, blockArg{X: 1, Release: r1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := procpool.ApplyAsync(ctx, p, block, blockArg{X: 2, Release: r2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "two tasks to start", func() bool {
+		r := e.runs()["start"]
+		return len(r[1]) == 1 && len(r[2]) == 1
+	})
+	// The host has 2 requests out; the restart forgets them.
+	port := e.b.Port()
+	if err := e.b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.startBroker(port)
+	// One task ends: its slot's new request is live, and ends with a 408
+	// every 2 s for as long as no task comes.
+	if err := os.WriteFile(r1, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := first.Get(ctx); err != nil || v != 1 {
+		t.Fatalf("first: %d, %v", v, err)
+	}
+	var more []*procpool.Future[int]
+	for x := 3; x <= 5; x++ {
+		f, err := procpool.ApplyAsync(ctx, p, block, blockArg{X: x, Release: r3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		more = append(more, f)
+	}
+	waitFor(t, "3 tasks to run at once beside the busy one", func() bool {
+		r := e.runs()["start"]
+		return len(r[3]) == 1 && len(r[4]) == 1 && len(r[5]) == 1
+	})
+	for _, r := range []string{r2, r3} {
+		if err := os.WriteFile(r, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, err := second.Get(ctx); err != nil || v != 2 {
+		t.Fatalf("second: %d, %v", v, err)
+	}
+	for i, f := range more {
+		if v, err := f.Get(ctx); err != nil || v != i+3 {
+			t.Fatalf("task %d: %d, %v", i+3, v, err)
+		}
+	}
+}
