@@ -381,18 +381,28 @@ func TestMemoryLimitRetiresBetweenTasks(t *testing.T) {
 	first, _ := procpool.Apply(ctx, p, pid, 0)
 	// Each task leaks 10 MiB and returns at once: every task succeeds, and
 	// the worker is replaced after the task that took it over the limit.
-	replaced := false
+	// The one exception: the monitor may sample the worker while the
+	// task that crosses the limit still runs (a loaded machine can
+	// deschedule it between its allocation and its return); that task is
+	// then stopped with ReasonMemory, as TestMemoryLimitStopsTask wants.
+	// Either way there is exactly one memory exit, and no other failure.
+	replaced, stopped := false, 0
 	for i := range 100 {
 		if _, err := procpool.Apply(ctx, p, leak, 10); err != nil {
-			t.Fatalf("leaking task %d: %v", i, err)
+			var we *procpool.WorkerExitError
+			if !errors.As(err, &we) || we.Reason != procpool.ReasonMemory || stopped > 0 {
+				t.Fatalf("leaking task %d: %v", i, err)
+			}
+			t.Logf("leaking task %d crossed the limit while it ran: %v", i, err)
+			stopped++
 		}
 		if now, _ := procpool.Apply(ctx, p, pid, 0); now != first {
 			replaced = true
 			break
 		}
 	}
-	if s := p.Stats(); !replaced || s.WorkerExits[procpool.ReasonMemory] != 1 || s.Failed != 0 {
-		t.Fatalf("replaced %v; stats: exits %v, %d failed; want one memory retirement and no failure", replaced, s.WorkerExits, s.Failed)
+	if s := p.Stats(); !replaced || s.WorkerExits[procpool.ReasonMemory] != 1 || s.Failed != int64(stopped) {
+		t.Fatalf("replaced %v; stats: exits %v, %d failed (%d stopped over the limit); want one memory exit and no other failure", replaced, s.WorkerExits, s.Failed, stopped)
 	}
 }
 
