@@ -47,7 +47,7 @@ type puller struct {
 	running  int
 	streak   int // statuses other than 408 in a row, for the log
 	draining bool
-	closed   bool // drain is past waiting: a task that comes now is stored again, not run
+	closed   bool // idle is closed: a task that comes now is stored again, not run
 	err      error
 	idle     chan struct{} // closed once draining with nothing asked for or running
 }
@@ -247,13 +247,14 @@ func (p *puller) run(m *nats.Msg) {
 	p.logRequest(rerr)
 }
 
+// checkIdleLocked closes idle once the puller drains with nothing asked
+// for or running, and in the same step closes the puller to tasks: one
+// that comes later is given back, never run after drain has stopped
+// waiting for the running ones.
 func (p *puller) checkIdleLocked() {
-	if p.draining && p.running == 0 && len(p.out) == 0 {
-		select {
-		case <-p.idle:
-		default:
-			close(p.idle)
-		}
+	if p.draining && !p.closed && p.running == 0 && len(p.out) == 0 {
+		p.closed = true
+		close(p.idle)
 	}
 }
 
@@ -267,9 +268,6 @@ func (p *puller) drain() error {
 	p.checkIdleLocked()
 	p.mu.Unlock()
 	<-p.idle
-	p.mu.Lock()
-	p.closed = true
-	p.mu.Unlock()
 	close(p.stop)
 	closed := p.sub.StatusChanged(nats.SubscriptionClosed)
 	if p.sub.Drain() == nil {
