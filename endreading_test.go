@@ -33,14 +33,19 @@ var holdResults = Register("internal.holdResults", func(_ context.Context, a hol
 		return 0, err
 	}
 	f := os.NewFile(uintptr(fd), "results")
-	cmd := exec.Command("sh", "-c", "setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo $!")
+	// The grandchild leaves the worker's process group before Start
+	// returns (Setsid runs between fork and exec, and Start waits for the
+	// exec), so the parent's kill of the worker's group cannot reach it.
+	// A shell's "setsid cmd &" would race that kill.
+	cmd := exec.Command("sleep", "1000")
 	cmd.ExtraFiles = []*os.File{f}
-	out, err := cmd.Output()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = cmd.Start()
 	f.Close()
 	if err != nil {
 		return 0, err
 	}
-	if err := os.WriteFile(a.Path, []byte(strings.TrimSpace(string(out))), 0o600); err != nil {
+	if err := os.WriteFile(a.Path, []byte(strconv.Itoa(cmd.Process.Pid)), 0o600); err != nil {
 		return 0, err
 	}
 	if a.Cut {
