@@ -20,6 +20,7 @@ func init() {
 		return Option(func(c *config) { c.launch = launch })
 	}
 	hook.CodecName = func(pool any) string { return pool.(*Pool).codec.Name() }
+	hook.Processes = func(pool any) int { return pool.(*Pool).cfg.processes }
 	hook.Run = func(ctx context.Context, pool any, body []byte) (wire.Kind, []byte, error) {
 		return pool.(*Pool).runEncoded(ctx, body)
 	}

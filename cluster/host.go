@@ -52,7 +52,9 @@ func WithHostLogger(l *slog.Logger) HostOption { return func(h *host) { h.log = 
 // for a lost connection to come back), and returns nil. It returns early
 // with an error, after the same drain, if the stream or consumer cannot
 // be set up, if pool is closed or broken (the task that found it so is
-// stored again for another host), or if nc is closed for good
+// stored again for another host), if pool is terminated (its running
+// tasks are reported lost to their clients, whose retries decide), or if
+// nc is closed for good
 // (nats.ErrConnectionClosed). The caller closes pool and nc after Serve
 // returns.
 func Serve(ctx context.Context, nc *nats.Conn, pool *procpool.Pool, cfg Config, opts ...HostOption) error {
@@ -69,7 +71,9 @@ func Serve(ctx context.Context, nc *nats.Conn, pool *procpool.Pool, cfg Config, 
 		h.name = name + ":" + strconv.Itoa(os.Getpid())
 	}
 	if h.slots == 0 {
-		h.slots = len(pool.Stats().Workers)
+		// The pool's size, not its live workers: those retired for
+		// idleness (WithIdleTimeout) or being replaced come back for work.
+		h.slots = hook.Processes(pool)
 	}
 	if h.slots < 1 {
 		return fmt.Errorf("%w: %d slots", ErrConfig, h.slots)
@@ -142,8 +146,8 @@ type taskKey struct {
 }
 
 // run runs task m and answers it, then acknowledges it. It returns an
-// error only if the pool cannot run tasks (closed or broken): m is then
-// released for another host.
+// error only if the pool cannot run tasks: closed or broken (m is then
+// released for another host), or terminated (m is answered lost).
 func (h *host) run(base context.Context, m *nats.Msg) error {
 	hdr := m.Header
 	client := hdr.Get(hdrClient)
@@ -203,6 +207,13 @@ func (h *host) run(base context.Context, m *nats.Msg) error {
 	case errors.Is(err, procpool.ErrClosed) || errors.Is(err, procpool.ErrPoolBroken):
 		close(a.alive)
 		h.release(m)
+		return fmt.Errorf("cluster: host %s: %w", h.name, err)
+	case errors.Is(err, procpool.ErrTerminated):
+		// The pool was terminated under the task (Terminate, or Shutdown
+		// past its context): stopped while it ran, as when a host dies.
+		// Reported as lost, so that the client's retries decide whether
+		// it runs again; then the host drains.
+		a.answer(kindLost, exitNotice{Reason: ReasonHostLost, Code: -1, Message: err.Error()}.encode(), "")
 		return fmt.Errorf("cluster: host %s: %w", h.name, err)
 	case errors.Is(err, context.Canceled):
 		// Stopped by its client (the only cancel a task gets here): the

@@ -23,7 +23,7 @@ const (
 	kindError   = "error"   // it failed: an error frame's body (JSON)
 	kindSkipped = "skipped" // it was stopped before it began
 	kindExit    = "exit"    // the worker running it died: an exitNotice
-	kindLost    = "lost"    // an earlier delivery's host stopped answering: an exitNotice
+	kindLost    = "lost"    // an earlier delivery's host stopped answering, or this host's pool was terminated under the task: an exitNotice
 )
 
 // exitNotice is the data of an exit or lost answer: how the worker (or the

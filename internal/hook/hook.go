@@ -47,6 +47,10 @@ var WithLauncher func(launch Launch) any
 // CodecName returns the name of pool's codec (pool is a *procpool.Pool).
 var CodecName func(pool any) string
 
+// Processes returns the number of workers pool runs at most
+// (WithProcesses), however many are alive now (pool is a *procpool.Pool).
+var Processes func(pool any) int
+
 // Run runs a task frame's body (wire.AppendTaskHeaderExt, then the
 // encoded argument), as encoded by another pool with the same codec, on
 // pool, a *procpool.Pool, and blocks until it ends or ctx ends. The
