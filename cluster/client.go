@@ -65,8 +65,12 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, opts ...procpool.Option
 		if err != nil {
 			return nil, err
 		}
-		c := &client{nc: nc, js: js, cfg: cfg, id: nuid.Next(), codec: hc.Codec.Name(), grace: hc.KillGrace, slots: make(map[uint64]*slot)}
+		stream, err := js.Stream(ctx, cfg.streamName())
+		if err != nil {
+			return nil, fmt.Errorf("cluster: stream %s: %w", cfg.streamName(), err)
+		}
 		hc.MaxFrame = min(hc.MaxFrame, int(nc.MaxPayload())-1024)
+		c := &client{nc: nc, js: js, stream: stream, cfg: cfg, id: nuid.Next(), codec: hc.Codec.Name(), grace: hc.KillGrace, maxFrame: hc.MaxFrame, slots: make(map[uint64]*slot)}
 		sub, err := nc.Subscribe(cfg.resultSubject(c.id), c.onAnswer)
 		if err != nil {
 			return nil, fmt.Errorf("cluster: subscribing to answers: %w", err)
@@ -92,15 +96,23 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, opts ...procpool.Option
 // client is a pool's launcher: it starts slots, publishes their tasks and
 // routes the hosts' answers to them.
 type client struct {
-	nc    *nats.Conn
-	js    jetstream.JetStream
-	cfg   Config
-	id    string // unique per pool: the subject of its answers, the start of its message ids
-	codec string
-	grace time.Duration
-	sub   *nats.Subscription
-	sends atomic.Uint64 // numbers each publish of a task (Procpool-Send)
-	nslot atomic.Int64
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	stream   jetstream.Stream // the tasks' stream: stopped sends are deleted from it (drop)
+	cfg      Config
+	id       string // unique per pool: the subject of its answers, the start of its message ids
+	codec    string
+	grace    time.Duration
+	maxFrame int // the pool's frame limit, lowered to what the server carries: a larger answer is an error (slot.answer)
+	sub      *nats.Subscription
+	sends    atomic.Uint64 // numbers each publish of a task (Procpool-Send)
+	nslot    atomic.Int64
+
+	// dropMu guards closed and the adding to drops: Close waits for the
+	// deletions under way, and none starts after it.
+	dropMu sync.Mutex
+	closed bool
+	drops  sync.WaitGroup
 
 	// mu guards slots: the slot that waits for each task's answer, by the
 	// task's id. A slot adds its task when it publishes it and removes it
@@ -113,8 +125,15 @@ func (c *client) Start(spec backend.Spec) (backend.Worker, error) {
 	return newSlot(c, int(c.nslot.Add(1))), nil
 }
 
-// Close stops the answers' subscription; every slot has ended by now.
-func (c *client) Close() { _ = c.sub.Unsubscribe() }
+// Close waits for the deletions of stopped sends under way (drop), then
+// stops the answers' subscription; every slot has ended by now.
+func (c *client) Close() {
+	c.dropMu.Lock()
+	c.closed = true
+	c.dropMu.Unlock()
+	c.drops.Wait()
+	_ = c.sub.Unsubscribe()
+}
 
 // onAnswer routes an answer to the slot that waits for its task; an answer
 // nobody waits for (a duplicate, the answer of an earlier send after a
@@ -166,7 +185,10 @@ func exitOf(kind string, n exitNotice) backend.Exit {
 //
 // wanted says whether the send is still waited for: a publish whose ack
 // was lost but whose task was answered meanwhile is not sent again.
-func (c *client) publish(ctx context.Context, id, send uint64, body []byte, wanted func() bool) error {
+//
+// It returns the message's sequence in the stream (the first store's, for
+// a send stored twice under its id).
+func (c *client) publish(ctx context.Context, id, send uint64, body []byte, wanted func() bool) (seq uint64, err error) {
 	m := nats.NewMsg(c.cfg.taskSubject())
 	m.Data = body
 	m.Header.Set(hdrClient, c.id)
@@ -177,17 +199,17 @@ func (c *client) publish(ctx context.Context, id, send uint64, body []byte, want
 	backoff := time.Millisecond
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := c.js.PublishMsg(pctx, m, jetstream.WithMsgID(msgID))
+		ack, err := c.js.PublishMsg(pctx, m, jetstream.WithMsgID(msgID))
 		cancel()
 		if err == nil {
-			return nil
+			return ack.Sequence, nil
 		}
 		if !wanted() {
-			return errNotWanted
+			return 0, errNotWanted
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return 0, ctx.Err()
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, time.Second)
@@ -198,11 +220,38 @@ func (c *client) publish(ctx context.Context, id, send uint64, body []byte, want
 var errNotWanted = errors.New("cluster: the send is no longer waited for")
 
 // stop asks the hosts to stop send send of task id; a host that runs it
-// cancels it, a host that gets it later skips it. A later send of the
-// task (a retry) is not stopped.
+// cancels it, a host that heard the stop and gets the task later (before
+// drop deleted it) skips it. A later send of the task (a retry) is not
+// stopped.
 func (c *client) stop(id, send uint64) {
 	b := strconv.AppendUint(nil, id, 10)
 	b = append(b, ' ')
 	b = strconv.AppendUint(b, send, 10)
 	_ = c.nc.Publish(c.cfg.stopSubject(c.id), b)
+}
+
+// drop deletes a stopped send's message, seq, from the stream (0: not
+// stored, nothing to do), on a goroutine of its own, then calls deleted if
+// it was there to delete: a stop reaches only the hosts listening when it
+// is sent, and a host that starts later would otherwise pull the task and
+// run it. A host already running it has the stop; deleting the message
+// under it only makes its ack a no-op.
+func (c *client) drop(seq uint64, deleted func()) {
+	if seq == 0 {
+		return
+	}
+	c.dropMu.Lock()
+	defer c.dropMu.Unlock()
+	if c.closed {
+		return
+	}
+	c.drops.Add(1)
+	go func() {
+		defer c.drops.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if c.stream.DeleteMsg(ctx, seq) == nil { // else already gone (acked, expired), or unknown
+			deleted()
+		}
+	}()
 }

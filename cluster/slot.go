@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -37,6 +38,8 @@ type slot struct {
 	mu         sync.Mutex
 	cur        uint64 // the task on the hosts, 0 for none; registered in client.slots while set
 	send       uint64 // the number of cur's send (Procpool-Send)
+	seq        uint64 // cur's sequence in the stream once stored, 0 before
+	stopped    bool   // cur's send was stopped: its message is deleted from the stream (client.drop), once stored if it is not yet
 	closing    bool   // the pool closed the slot's input: it ends once cur is answered
 	ended      bool
 	exit       backend.Exit
@@ -46,8 +49,16 @@ type slot struct {
 	expire     *time.Timer // ends cur with ErrTimeout once the stream has dropped it (MaxAge)
 	expireSend uint64      // the send expire is armed for
 	expireAt   time.Time   // when; a run of expire before it is one Reset came too late to cancel
-	early      uint64      // a task stopped before the pool's writer handed it over: not sent, but skipped
-	partial    []byte      // the start of a frame whose rest the pool has not written yet (the pool's writer goroutine only)
+	// early holds the stops, since the last task was handed over, of
+	// tasks that were not the slot's current one. The pool stops a task
+	// once it is the slot's, which may be before its writer hands it over,
+	// and calls Stop after releasing its lock, so a stop may also come
+	// late, for a task already answered. The slot has one task at a time:
+	// the next task handed over is the only one an early stop can be for,
+	// so frame skips it if early names it and then empties early; a late
+	// stop, naming an answered task, never names the next one.
+	early   []uint64
+	partial []byte // the start of a frame whose rest the pool has not written yet (the pool's writer goroutine only)
 }
 
 func newSlot(c *client, n int) *slot {
@@ -101,16 +112,17 @@ func (s *slot) Stop(id uint64, why byte) bool {
 // has it.
 func (s *slot) stopTask(id uint64) {
 	s.mu.Lock()
-	cur, send := s.cur, s.send
-	if cur != id {
-		// Not handed over yet (the pool stops a task once it is the
-		// slot's, which may be before its writer writes it): frame
-		// skips it when it comes.
-		s.early = id
+	cur, send, seq := s.cur, s.send, s.seq
+	mine := cur == id && cur != 0
+	if mine {
+		s.stopped = true
+	} else if !slices.Contains(s.early, id) {
+		s.early = append(s.early, id) // not handed over yet, or a late stop (see early)
 	}
 	s.mu.Unlock()
-	if cur == id && cur != 0 {
+	if mine {
 		s.c.stop(cur, send)
+		s.drop(cur, send, seq)
 	}
 }
 
@@ -130,21 +142,34 @@ func (s *slot) Kill() {
 		return
 	}
 	s.kill = time.AfterFunc(s.c.grace, s.killNow)
+	s.stopped = true
+	seq := s.seq
 	s.mu.Unlock()
 	s.c.stop(cur, send)
+	s.drop(cur, send, seq)
 }
 
 func (s *slot) KillNow() {
 	s.mu.Lock()
-	cur, send := s.cur, s.send
+	cur, send, seq := s.cur, s.send, s.seq
 	s.endLocked(backend.Exit{Code: -1, ReportAt: -1})
 	s.mu.Unlock()
 	if cur != 0 {
 		s.c.stop(cur, send)
+		s.drop(cur, send, seq)
 	}
 }
 
 func (s *slot) killNow() { s.KillNow() }
+
+// drop deletes send send of task id, stopped, from the stream if it is
+// stored (seq), so that no host that did not hear the stop runs it. Once
+// deleted, no host will answer it unless one runs it already: the slot
+// answers it skipped itself, as a host that got it would have; a host's
+// answer that comes as well is a duplicate, dropped.
+func (s *slot) drop(id, send, seq uint64) {
+	s.c.drop(seq, func() { s.answer(answer{id: id, send: send, kind: kindSkipped}) })
+}
 
 // endLocked ends the slot as x says: its task is no longer waited for,
 // its publishing stops, and the pool reads what is left of its answers,
@@ -176,7 +201,7 @@ func (s *slot) untrackLocked() {
 		delete(s.c.slots, s.cur)
 	}
 	s.c.mu.Unlock()
-	s.cur = 0
+	s.cur, s.seq, s.stopped = 0, 0, false
 }
 
 // answer is a host's answer to a task, as client.onAnswer decoded it.
@@ -223,6 +248,14 @@ func (s *slot) answer(a answer) {
 		return
 	}
 	s.worker, s.host = a.worker, a.host
+	if !wire.Fits(uint64(wire.HeaderSize-4+len(a.body)), s.c.maxFrame) {
+		// The host checks only what the server carries; the pool's reader
+		// would take a frame over its own limit (WithMaxFrame) for a
+		// protocol error. As a local worker does with such a result:
+		kind = wire.KindError
+		a.body, _ = json.Marshal(wire.ErrorBody{Code: procpool.CodeEncode, Type: "cluster.answerTooLarge",
+			Message: fmt.Sprintf("host %s: the %s answer is %d bytes, over this pool's frame limit of %d (WithMaxFrame, or the server's max payload)", a.host, a.kind, len(a.body), s.c.maxFrame)})
+	}
 	s.untrackLocked()
 	if s.expire != nil {
 		s.expire.Stop()
@@ -273,9 +306,10 @@ func (s *slot) frame(kind wire.Kind, id uint64, body []byte) error {
 			s.mu.Unlock()
 			return io.ErrClosedPipe
 		}
-		if s.early == id {
+		early := slices.Contains(s.early, id)
+		s.early = s.early[:0] // any other stop in it was a late one
+		if early {
 			// Stopped before it came: answered as skipped, never sent.
-			s.early = 0
 			_, _ = s.results.Write(wire.AppendFrame(nil, wire.KindSkipped, id, nil))
 			if s.closing || s.kill != nil {
 				s.endLocked(backend.Exit{ReportAt: -1})
@@ -299,25 +333,36 @@ func (s *slot) frame(kind wire.Kind, id uint64, body []byte) error {
 	return nil
 }
 
-// publish stores send send of task id in the stream, then, if the stream
-// has a MaxAge, arms the slot's expiry: the stream drops the task at
-// MaxAge, so no host would answer it after that.
+// publish stores send send of task id in the stream and keeps its
+// sequence, for a stop to delete it (drop), deleting it at once if it was
+// stopped meanwhile; then, if the stream has a MaxAge, arms the slot's
+// expiry: the stream drops the task at MaxAge, so no host would answer it
+// after that.
 func (s *slot) publish(id, send uint64, body []byte) {
 	wanted := func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		return !s.ended && s.cur == id && s.send == send
 	}
-	if s.c.publish(s.ctx, id, send, body, wanted) != nil {
+	seq, err := s.c.publish(s.ctx, id, send, body, wanted)
+	if err != nil {
 		return // the slot ended, or the send was answered
-	}
-	maxAge := s.c.cfg.MaxAge
-	if maxAge <= 0 {
-		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ended || s.cur != id || s.send != send {
+	if s.ended {
+		s.drop(id, send, seq) // stored as the slot ended (KillNow): stopped
+		return
+	}
+	if s.cur != id || s.send != send {
+		return // answered meanwhile: its host acknowledges it
+	}
+	s.seq = seq
+	if s.stopped {
+		s.drop(id, send, seq) // stored after its stop
+	}
+	maxAge := s.c.cfg.MaxAge
+	if maxAge <= 0 {
 		return
 	}
 	s.expireSend, s.expireAt = send, time.Now().Add(maxAge)
