@@ -152,7 +152,7 @@ func (h *host) run(base context.Context, m *nats.Msg) error {
 	hdr := m.Header
 	client := hdr.Get(hdrClient)
 	id, err := strconv.ParseUint(hdr.Get(hdrTask), 10, 64)
-	if client == "" || err != nil || strings.ContainsAny(client, ".*> ") {
+	if err != nil || !subjectToken(client) {
 		h.logf(slog.LevelWarn, "dropping a message that is no task", "reply", m.Reply)
 		_ = m.Term()
 		return nil
@@ -373,7 +373,9 @@ func (h *host) deliver(m *nats.Msg, client string) {
 		if err == nil {
 			return
 		}
-		if errors.Is(err, nats.ErrNoResponders) { // nobody subscribed: try again a little later
+		if !errors.Is(err, nats.ErrTimeout) {
+			// Failed at once (nobody subscribed, the connection going
+			// down): try again a little later, not in a busy loop.
 			time.Sleep(backoff)
 			backoff = min(2*backoff, time.Second)
 		}
@@ -474,4 +476,19 @@ func (h *host) logf(level slog.Level, msg string, args ...any) {
 	if h.log != nil {
 		h.log.Log(context.Background(), level, msg, append(args, "host", h.name)...)
 	}
+}
+
+// subjectToken reports whether s can be one token of a NATS subject, as a
+// client's id must be to name its answers' subject: not empty, and no
+// wildcard, separator, space or control character.
+func subjectToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c == '.' || c == '*' || c == '>' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
