@@ -113,6 +113,7 @@ type client struct {
 	dropMu sync.Mutex
 	closed bool
 	drops  sync.WaitGroup
+	pubs   sync.WaitGroup // the slots' publishes under way; Close waits for them, since their end may drop what they stored
 
 	// mu guards slots: the slot that waits for each task's answer, by the
 	// task's id. A slot adds its task when it publishes it and removes it
@@ -125,9 +126,11 @@ func (c *client) Start(spec backend.Spec) (backend.Worker, error) {
 	return newSlot(c, int(c.nslot.Add(1))), nil
 }
 
-// Close waits for the deletions of stopped sends under way (drop), then
+// Close waits for the slots' publishes (they return at once, their slots
+// having ended) and the deletions of stopped sends under way (drop), then
 // stops the answers' subscription; every slot has ended by now.
 func (c *client) Close() {
+	c.pubs.Wait()
 	c.dropMu.Lock()
 	c.closed = true
 	c.dropMu.Unlock()
@@ -205,10 +208,14 @@ func (c *client) publish(ctx context.Context, id, send uint64, body []byte, want
 			return ack.Sequence, nil
 		}
 		if !wanted() {
+			if ctx.Err() != nil {
+				c.dropUnacked(m, msgID) // the slot ended: this try may have been stored
+			}
 			return 0, errNotWanted
 		}
 		select {
 		case <-ctx.Done():
+			c.dropUnacked(m, msgID)
 			return 0, ctx.Err()
 		case <-time.After(backoff):
 		}
@@ -252,6 +259,30 @@ func (c *client) drop(seq uint64, deleted func()) {
 		defer cancel()
 		if c.stream.DeleteMsg(ctx, seq) == nil { // else already gone (acked, expired), or unknown
 			deleted()
+		}
+	}()
+}
+
+// dropUnacked deletes a send whose publish its slot's end cut short
+// (KillNow, so a stop): the server may have stored it without the
+// acknowledgement arriving, and its sequence is not known. Publishing it
+// again under its message id stores nothing new within the duplicate
+// window and answers with the stored message's sequence, which is then
+// deleted; if the first try was not stored, this one is, and is deleted at
+// once (the hosts listening have the stop and would skip it).
+func (c *client) dropUnacked(m *nats.Msg, msgID string) {
+	c.dropMu.Lock()
+	defer c.dropMu.Unlock()
+	if c.closed {
+		return
+	}
+	c.drops.Add(1)
+	go func() {
+		defer c.drops.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if ack, err := c.js.PublishMsg(ctx, m, jetstream.WithMsgID(msgID)); err == nil {
+			_ = c.stream.DeleteMsg(ctx, ack.Sequence)
 		}
 	}()
 }

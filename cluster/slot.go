@@ -252,9 +252,10 @@ func (s *slot) answer(a answer) {
 		// The host checks only what the server carries; the pool's reader
 		// would take a frame over its own limit (WithMaxFrame) for a
 		// protocol error. As a local worker does with such a result:
+		// (the host's name cut short: the replacement must fit too).
 		kind = wire.KindError
 		a.body, _ = json.Marshal(wire.ErrorBody{Code: procpool.CodeEncode, Type: "cluster.answerTooLarge",
-			Message: fmt.Sprintf("host %s: the %s answer is %d bytes, over this pool's frame limit of %d (WithMaxFrame, or the server's max payload)", a.host, a.kind, len(a.body), s.c.maxFrame)})
+			Message: fmt.Sprintf("host %.64s: the %.16s answer is %d bytes, over this pool's frame limit of %d (WithMaxFrame, or the server's max payload)", a.host, a.kind, len(a.body), s.c.maxFrame)})
 	}
 	s.untrackLocked()
 	if s.expire != nil {
@@ -322,11 +323,17 @@ func (s *slot) frame(kind wire.Kind, id uint64, body []byte) error {
 		s.c.mu.Lock()
 		s.c.slots[id] = s
 		s.c.mu.Unlock()
+		// Counted before the slot can end (under mu), so before the
+		// client's Close, which waits for the publishes.
+		s.c.pubs.Add(1)
 		s.mu.Unlock()
 		// Published on a goroutine of its own: the pool's writer may be
 		// a caller's (TryApplyAsync never waits), and a full stream makes
 		// a publish wait for room.
-		go s.publish(id, send, append([]byte(nil), body...))
+		go func() {
+			defer s.c.pubs.Done()
+			s.publish(id, send, append([]byte(nil), body...))
+		}()
 	case wire.KindCancel:
 		s.stopTask(id)
 	}

@@ -176,3 +176,53 @@ func TestSlotEndingsRace(t *testing.T) {
 		}
 	}
 }
+
+// ackLostJS stores the first publish, then withholds its acknowledgement
+// until the caller's context ends: the server has the task, and the
+// client never hears so (the ack still on its way when the slot ended).
+type ackLostJS struct {
+	jetstream.JetStream
+	stored chan struct{}
+	once   *sync.Once
+}
+
+func (j ackLostJS) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	first := false
+	j.once.Do(func() { first = true })
+	if !first {
+		return j.JetStream.PublishMsg(ctx, m, opts...)
+	}
+	if _, err := j.JetStream.PublishMsg(context.Background(), m, opts...); err != nil {
+		return nil, err
+	}
+	close(j.stored)
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// A task stored while its slot is killed (Terminate: Kill, then KillNow
+// at the kill grace), its publish's acknowledgement not yet in, is deleted
+// from the stream all the same, by the time the client's Close returns:
+// no host that starts later runs it.
+func TestKilledSlotDeletesATaskStoredUnacknowledged(t *testing.T) {
+	c := testClient(t)
+	stored := make(chan struct{})
+	c.js = ackLostJS{JetStream: c.js, stored: stored, once: new(sync.Once)}
+	s := newSlot(c, 1)
+	readFrame(t, s)
+	if _, err := s.Tasks().Write(taskFrame(1)); err != nil {
+		t.Fatal(err)
+	}
+	<-stored
+	s.Kill() // its sequence is not known yet: nothing to delete
+	s.KillNow()
+	<-s.Exited()
+	c.Close()
+	info, err := c.stream.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 0 {
+		t.Fatalf("the killed slot's task is still in the stream (%d messages) for any host to run", info.State.Msgs)
+	}
+}
