@@ -79,8 +79,9 @@ type session struct {
 	exited chan struct{} // closed once the process is reaped
 	state  *os.ProcessState
 
-	outMu sync.Mutex
-	out   []byte // the tail of the worker's output
+	outDone chan struct{} // closed when readOutput has read the output pipe to its end
+	outMu   sync.Mutex
+	out     []byte // the tail of the worker's output
 
 	hello      wire.Hello
 	helloFrame []byte
@@ -101,7 +102,7 @@ func (k *kit) start(ctx context.Context, o opts) (*session, error) {
 	if o.maxFrame == 0 {
 		o.maxFrame = defaultMaxFrame
 	}
-	s := &session{k: k, o: o, max: o.maxFrame, tout: k.cfg.Timeout, frames: make(chan item, 4096), quit: make(chan struct{}), exited: make(chan struct{}), nextID: 1}
+	s := &session{k: k, o: o, max: o.maxFrame, tout: k.cfg.Timeout, frames: make(chan item, 4096), quit: make(chan struct{}), exited: make(chan struct{}), outDone: make(chan struct{}), nextID: 1}
 	s.c, _ = codec.ByName(o.codec)
 	var closeOnFail []*os.File
 	fail := func(what string, err error) (*session, error) {
@@ -258,6 +259,7 @@ func (s *session) readResults() {
 // copies it to Config.Output.
 func (s *session) readOutput() {
 	defer s.readers.Done()
+	defer close(s.outDone)
 	buf := make([]byte, 4096)
 	for {
 		n, err := s.output.Read(buf)
@@ -278,8 +280,19 @@ func (s *session) readOutput() {
 	}
 }
 
-// stderr returns the tail of the worker's output, trimmed.
+// stderr returns the tail of the worker's output, trimmed. Once the worker
+// has exited, it first waits for the end of the output pipe, up to the
+// kit's timeout (a process the worker left may hold the pipe): what the
+// worker wrote just before it exited may not have been read yet.
 func (s *session) stderr() string {
+	if s.exitedNow() {
+		t := time.NewTimer(s.tout)
+		select {
+		case <-s.outDone:
+		case <-t.C:
+		}
+		t.Stop()
+	}
 	s.outMu.Lock()
 	defer s.outMu.Unlock()
 	out := s.out
