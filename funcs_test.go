@@ -244,6 +244,13 @@ var detach = procpool.Register("detach", func(_ context.Context, a detachArg) (i
 	if err != nil {
 		return 0, err
 	}
+	// The shell has printed the pid before the grandchild calls setsid.
+	// Until then it is in the worker's group, which the parent sweeps when
+	// the worker exits ("exit" below): go on once it leads its session, or
+	// is gone (the test then fails, saying so).
+	for !leadsSession(strconv.Itoa(g)) && alive(g) {
+		time.Sleep(time.Millisecond)
+	}
 	if a.Path != "" {
 		if err := os.WriteFile(a.Path, []byte(strconv.Itoa(g)), 0o600); err != nil {
 			return 0, err
