@@ -98,7 +98,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, opts ...procpool.Option
 type client struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
-	stream   jetstream.Stream // the tasks' stream: stopped sends are deleted from it (drop)
+	stream   jetstream.Stream // the tasks' stream: stopped sends are deleted from it (slot.stopSend)
 	cfg      Config
 	id       string // unique per pool: the subject of its answers, the start of its message ids
 	codec    string
@@ -108,12 +108,13 @@ type client struct {
 	sends    atomic.Uint64 // numbers each publish of a task (Procpool-Send)
 	nslot    atomic.Int64
 
-	// dropMu guards closed and the adding to drops: Close waits for the
-	// deletions under way, and none starts after it.
-	dropMu sync.Mutex
+	// bgMu guards closed and the adding to bg, which counts the stops and
+	// deletions that run off their callers' goroutines (background):
+	// Close waits for them, and none starts after it.
+	bgMu   sync.Mutex
 	closed bool
-	drops  sync.WaitGroup
-	pubs   sync.WaitGroup // the slots' publishes under way; Close waits for them, since their end may drop what they stored
+	bg     sync.WaitGroup
+	pubs   sync.WaitGroup // the slots' publishes under way; Close waits for them first, since their end may delete what they stored
 
 	// mu guards slots: the slot that waits for each task's answer, by the
 	// task's id. A slot adds its task when it publishes it and removes it
@@ -127,15 +128,32 @@ func (c *client) Start(spec backend.Spec) (backend.Worker, error) {
 }
 
 // Close waits for the slots' publishes (they return at once, their slots
-// having ended) and the deletions of stopped sends under way (drop), then
-// stops the answers' subscription; every slot has ended by now.
+// having ended), then for the stops and deletions under way (background),
+// then stops the answers' subscription; every slot has ended by now.
 func (c *client) Close() {
 	c.pubs.Wait()
-	c.dropMu.Lock()
+	c.bgMu.Lock()
 	c.closed = true
-	c.dropMu.Unlock()
-	c.drops.Wait()
+	c.bgMu.Unlock()
+	c.bg.Wait()
 	_ = c.sub.Unsubscribe()
+}
+
+// background runs f on a goroutine of its own, which Close waits for;
+// after Close it does nothing. Stops and deletions go this way: their
+// callers may hold the pool's lock (Kill, KillNow), and a publish may
+// block on a full connection, an API request for its timeout.
+func (c *client) background(f func()) {
+	c.bgMu.Lock()
+	defer c.bgMu.Unlock()
+	if c.closed {
+		return
+	}
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		f()
+	}()
 }
 
 // onAnswer routes an answer to the slot that waits for its task; an answer
@@ -228,8 +246,8 @@ var errNotWanted = errors.New("cluster: the send is no longer waited for")
 
 // stop asks the hosts to stop send send of task id; a host that runs it
 // cancels it, a host that heard the stop and gets the task later (before
-// drop deleted it) skips it. A later send of the task (a retry) is not
-// stopped.
+// its message is deleted) skips it. A later send of the task (a retry) is
+// not stopped. It may block on the connection: run it in background.
 func (c *client) stop(id, send uint64) {
 	b := strconv.AppendUint(nil, id, 10)
 	b = append(b, ' ')
@@ -237,52 +255,28 @@ func (c *client) stop(id, send uint64) {
 	_ = c.nc.Publish(c.cfg.stopSubject(c.id), b)
 }
 
-// drop deletes a stopped send's message, seq, from the stream (0: not
-// stored, nothing to do), on a goroutine of its own, then calls deleted if
-// it was there to delete: a stop reaches only the hosts listening when it
-// is sent, and a host that starts later would otherwise pull the task and
-// run it. A host already running it has the stop; deleting the message
-// under it only makes its ack a no-op.
-func (c *client) drop(seq uint64, deleted func()) {
-	if seq == 0 {
-		return
-	}
-	c.dropMu.Lock()
-	defer c.dropMu.Unlock()
-	if c.closed {
-		return
-	}
-	c.drops.Add(1)
-	go func() {
-		defer c.drops.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if c.stream.DeleteMsg(ctx, seq) == nil { // else already gone (acked, expired), or unknown
-			deleted()
-		}
-	}()
+// deleteMsg deletes message seq from the stream, waiting for the server;
+// it reports whether the message was there to delete (not yet acked by a
+// host, nor dropped at MaxAge). Run it in background.
+func (c *client) deleteMsg(seq uint64) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return c.stream.DeleteMsg(ctx, seq) == nil
 }
 
 // dropUnacked deletes a send whose publish its slot's end cut short
-// (KillNow, so a stop): the server may have stored it without the
-// acknowledgement arriving, and its sequence is not known. Publishing it
-// again under its message id stores nothing new within the duplicate
-// window and answers with the stored message's sequence, which is then
-// deleted; if the first try was not stored, this one is, and is deleted at
-// once (the hosts listening have the stop and would skip it).
+// (KillNow, so a stop), in background: the server may have stored it
+// without the acknowledgement arriving, and its sequence is not known.
+// Publishing it again under its message id stores nothing new within the
+// duplicate window and answers with the stored message's sequence, which
+// is then deleted; if the first try was not stored, this one is, and is
+// deleted at once (the hosts listening have the stop and would skip it).
 func (c *client) dropUnacked(m *nats.Msg, msgID string) {
-	c.dropMu.Lock()
-	defer c.dropMu.Unlock()
-	if c.closed {
-		return
-	}
-	c.drops.Add(1)
-	go func() {
-		defer c.drops.Done()
+	c.background(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if ack, err := c.js.PublishMsg(ctx, m, jetstream.WithMsgID(msgID)); err == nil {
 			_ = c.stream.DeleteMsg(ctx, ack.Sequence)
 		}
-	}()
+	})
 }

@@ -39,7 +39,7 @@ type slot struct {
 	cur        uint64 // the task on the hosts, 0 for none; registered in client.slots while set
 	send       uint64 // the number of cur's send (Procpool-Send)
 	seq        uint64 // cur's sequence in the stream once stored, 0 before
-	stopped    bool   // cur's send was stopped: its message is deleted from the stream (client.drop), once stored if it is not yet
+	stopped    bool   // cur's send was stopped: its message is deleted from the stream (slot.deleteSend), once stored if it is not yet
 	closing    bool   // the pool closed the slot's input: it ends once cur is answered
 	ended      bool
 	exit       backend.Exit
@@ -121,8 +121,7 @@ func (s *slot) stopTask(id uint64) {
 	}
 	s.mu.Unlock()
 	if mine {
-		s.c.stop(cur, send)
-		s.drop(cur, send, seq)
+		s.stopSend(cur, send, seq)
 	}
 }
 
@@ -145,8 +144,7 @@ func (s *slot) Kill() {
 	s.stopped = true
 	seq := s.seq
 	s.mu.Unlock()
-	s.c.stop(cur, send)
-	s.drop(cur, send, seq)
+	s.stopSend(cur, send, seq)
 }
 
 func (s *slot) KillNow() {
@@ -155,20 +153,33 @@ func (s *slot) KillNow() {
 	s.endLocked(backend.Exit{Code: -1, ReportAt: -1})
 	s.mu.Unlock()
 	if cur != 0 {
-		s.c.stop(cur, send)
-		s.drop(cur, send, seq)
+		s.stopSend(cur, send, seq)
 	}
 }
 
 func (s *slot) killNow() { s.KillNow() }
 
-// drop deletes send send of task id, stopped, from the stream if it is
-// stored (seq), so that no host that did not hear the stop runs it. Once
-// deleted, no host will answer it unless one runs it already: the slot
-// answers it skipped itself, as a host that got it would have; a host's
-// answer that comes as well is a duplicate, dropped.
-func (s *slot) drop(id, send, seq uint64) {
-	s.c.drop(seq, func() { s.answer(answer{id: id, send: send, kind: kindSkipped}) })
+// stopSend asks the hosts to stop send send of task id, then deletes its
+// message from the stream if it is stored (seq), in background (see
+// client.background): a stop reaches only the hosts listening when it is
+// sent, and one that starts later would otherwise pull the task and run it.
+func (s *slot) stopSend(id, send, seq uint64) {
+	s.c.background(func() {
+		s.c.stop(id, send)
+		s.deleteSend(id, send, seq)
+	})
+}
+
+// deleteSend deletes stopped send send of task id, stored as message seq
+// (0: not stored yet, nothing to do), from the stream. Once deleted, no
+// host will answer it unless one runs it already (it has the stop): the
+// slot answers it skipped itself, as a host that got it would have; a
+// host's answer that comes as well is a duplicate, dropped. It blocks on
+// the server: run it in background.
+func (s *slot) deleteSend(id, send, seq uint64) {
+	if seq != 0 && s.c.deleteMsg(seq) {
+		s.answer(answer{id: id, send: send, kind: kindSkipped})
+	}
 }
 
 // endLocked ends the slot as x says: its task is no longer waited for,
@@ -341,7 +352,7 @@ func (s *slot) frame(kind wire.Kind, id uint64, body []byte) error {
 }
 
 // publish stores send send of task id in the stream and keeps its
-// sequence, for a stop to delete it (drop), deleting it at once if it was
+// sequence, for a stop to delete it (stopSend), deleting it at once if it was
 // stopped meanwhile; then, if the stream has a MaxAge, arms the slot's
 // expiry: the stream drops the task at MaxAge, so no host would answer it
 // after that.
@@ -358,7 +369,7 @@ func (s *slot) publish(id, send uint64, body []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ended {
-		s.drop(id, send, seq) // stored as the slot ended (KillNow): stopped
+		s.c.background(func() { s.deleteSend(id, send, seq) }) // stored as the slot ended (KillNow): stopped
 		return
 	}
 	if s.cur != id || s.send != send {
@@ -366,7 +377,7 @@ func (s *slot) publish(id, send uint64, body []byte) {
 	}
 	s.seq = seq
 	if s.stopped {
-		s.drop(id, send, seq) // stored after its stop
+		s.c.background(func() { s.deleteSend(id, send, seq) }) // stored after its stop
 	}
 	maxAge := s.c.cfg.MaxAge
 	if maxAge <= 0 {
@@ -393,7 +404,7 @@ func (s *slot) expired() {
 		Message: fmt.Sprintf("cluster: no answer within the stream's MaxAge (%v): the server dropped the task", s.c.cfg.MaxAge)})
 	s.mu.Unlock()
 	s.answer(answer{id: id, send: send, kind: kindError, body: body})
-	s.c.stop(id, send)
+	s.c.background(func() { s.c.stop(id, send) })
 }
 
 // Close ends the slot once its task is answered.
