@@ -157,11 +157,23 @@ func (p *Pool) terminate(inCallback bool) {
 	for w := range p.handshaking {
 		w.kill()
 	}
+	// The tasks' ends are claimed here, under the lock that found them
+	// queued or running: an answer read once the lock is released (an
+	// in-process task returns as soon as stopWorkerLocked cancels its
+	// context) finds its task ended and is dropped, never delivered
+	// instead of ErrTerminated. The ends are delivered (sinks, callbacks)
+	// after the lock.
+	ended := queued[:0:0]
+	for _, t := range append(queued, running...) {
+		if t.claim() {
+			ended = append(ended, t)
+		}
+	}
 	p.roomLocked()
 	p.maybeStoppedLocked()
 	p.mu.Unlock()
-	for _, t := range append(queued, running...) {
-		t.finish(p, ErrTerminated, terminated)
+	for _, t := range ended {
+		t.complete(p, ErrTerminated, terminated)
 	}
 	p.awaitPhase(phaseStopped, nil)
 	p.finalize(inCallback)
