@@ -227,13 +227,13 @@ func (c *client) publish(ctx context.Context, id, send uint64, body []byte, want
 		}
 		if !wanted() {
 			if ctx.Err() != nil {
-				c.dropUnacked(m, msgID) // the slot ended: this try may have been stored
+				c.dropUnacked(id, send, m, msgID) // the slot ended: this try may have been stored
 			}
 			return 0, errNotWanted
 		}
 		select {
 		case <-ctx.Done():
-			c.dropUnacked(m, msgID)
+			c.dropUnacked(id, send, m, msgID)
 			return 0, ctx.Err()
 		case <-time.After(backoff):
 		}
@@ -271,12 +271,14 @@ func (c *client) deleteMsg(seq uint64) bool {
 // duplicate window and answers with the stored message's sequence, which
 // is then deleted; if the first try was not stored, this one is, and is
 // deleted at once (the hosts listening have the stop and would skip it).
-func (c *client) dropUnacked(m *nats.Msg, msgID string) {
+func (c *client) dropUnacked(id, send uint64, m *nats.Msg, msgID string) {
 	c.background(func() {
+		c.stop(id, send) // first: a host that gets a copy stored now skips it
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if ack, err := c.js.PublishMsg(ctx, m, jetstream.WithMsgID(msgID)); err == nil {
-			_ = c.stream.DeleteMsg(ctx, ack.Sequence)
+		ack, err := c.js.PublishMsg(ctx, m, jetstream.WithMsgID(msgID))
+		cancel()
+		if err == nil {
+			c.deleteMsg(ack.Sequence) // with time of its own, however long the publish took
 		}
 	})
 }

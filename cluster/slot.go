@@ -57,8 +57,9 @@ type slot struct {
 	// the next task handed over is the only one an early stop can be for,
 	// so frame skips it if early names it and then empties early; a late
 	// stop, naming an answered task, never names the next one.
-	early   []uint64
-	partial []byte // the start of a frame whose rest the pool has not written yet (the pool's writer goroutine only)
+	early    []uint64
+	answered uint64 // the send that ended the last task answered (a result may come from an earlier send than the current one)
+	partial  []byte // the start of a frame whose rest the pool has not written yet (the pool's writer goroutine only)
 }
 
 func newSlot(c *client, n int) *slot {
@@ -150,11 +151,11 @@ func (s *slot) Kill() {
 func (s *slot) KillNow() {
 	s.mu.Lock()
 	cur, send, seq := s.cur, s.send, s.seq
+	if cur != 0 && !s.ended {
+		s.stopSend(cur, send, seq) // before the slot ends: Close, which may follow its end, would refuse it
+	}
 	s.endLocked(backend.Exit{Code: -1, ReportAt: -1})
 	s.mu.Unlock()
-	if cur != 0 {
-		s.stopSend(cur, send, seq)
-	}
 }
 
 func (s *slot) killNow() { s.KillNow() }
@@ -258,7 +259,7 @@ func (s *slot) answer(a answer) {
 	default:
 		return
 	}
-	s.worker, s.host = a.worker, a.host
+	s.worker, s.host, s.answered = a.worker, a.host, a.send
 	if !wire.Fits(uint64(wire.HeaderSize-4+len(a.body)), s.c.maxFrame) {
 		// The host checks only what the server carries; the pool's reader
 		// would take a frame over its own limit (WithMaxFrame) for a
@@ -373,7 +374,16 @@ func (s *slot) publish(id, send uint64, body []byte) {
 		return
 	}
 	if s.cur != id || s.send != send {
-		return // answered meanwhile: its host acknowledges it
+		if s.answered != send {
+			// The task was answered meanwhile by an earlier send's
+			// result (or the slot has moved on): this send, stored now,
+			// is for nobody; a host would run it again.
+			s.c.background(func() {
+				s.c.stop(id, send)
+				s.c.deleteMsg(seq)
+			})
+		}
+		return // else answered by this send: its host acknowledges it
 	}
 	s.seq = seq
 	if s.stopped {
@@ -402,9 +412,9 @@ func (s *slot) expired() {
 	}
 	body, _ := json.Marshal(wire.ErrorBody{Code: procpool.CodeDeadline, Type: "cluster.expired",
 		Message: fmt.Sprintf("cluster: no answer within the stream's MaxAge (%v): the server dropped the task", s.c.cfg.MaxAge)})
+	s.c.background(func() { s.c.stop(id, send) }) // before the answer can end the slot, and Close refuse it
 	s.mu.Unlock()
 	s.answer(answer{id: id, send: send, kind: kindError, body: body})
-	s.c.background(func() { s.c.stop(id, send) })
 }
 
 // Close ends the slot once its task is answered.
