@@ -163,7 +163,7 @@ func (p *Pool) terminate(inCallback bool) {
 	// context) finds its task ended and is dropped, never delivered
 	// instead of ErrTerminated. The ends are delivered (sinks, callbacks)
 	// after the lock.
-	ended := queued[:0:0]
+	var ended []*task
 	for _, t := range append(queued, running...) {
 		if t.claim() {
 			ended = append(ended, t)

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
 	"github.com/procpool/procpool"
@@ -243,6 +244,20 @@ func (e *env) connect() *nats.Conn {
 	}
 	e.t.Cleanup(nc.Close)
 	return nc
+}
+
+// stream returns the pool's stream, for a test to look at its messages.
+func (e *env) stream() jetstream.Stream {
+	e.t.Helper()
+	js, err := jetstream.New(e.connect())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	s, err := js.Stream(context.Background(), streamName(e.prefix))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return s
 }
 
 // client returns a cluster pool, closed (or terminated) at the end of the

@@ -252,14 +252,7 @@ func TestTaskDroppedAtMaxAgeEnds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	js, err := jetstream.New(e.connect())
-	if err != nil {
-		t.Fatal(err)
-	}
-	stream, err := js.Stream(ctx, streamName(e.prefix))
-	if err != nil {
-		t.Fatal(err)
-	}
+	stream := e.stream()
 	waitFor(t, "the task to age out of the stream", func() bool {
 		info, err := stream.Info(ctx)
 		return err == nil && info.State.LastSeq >= 1 && info.State.Msgs == 0

@@ -369,15 +369,11 @@ func (s *slot) publish(id, send uint64, body []byte) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ended {
-		s.c.background(func() { s.deleteSend(id, send, seq) }) // stored as the slot ended (KillNow): stopped
-		return
-	}
-	if s.cur != id || s.send != send {
+	if s.ended || s.cur != id || s.send != send {
 		if s.answered != send {
-			// The task was answered meanwhile by an earlier send's
-			// result (or the slot has moved on): this send, stored now,
-			// is for nobody; a host would run it again.
+			// Stored for nobody: the slot ended (KillNow) or the task was
+			// answered by an earlier send's result while this one was
+			// being stored, and a host would run it.
 			s.c.background(func() {
 				s.c.stop(id, send)
 				s.c.deleteMsg(seq)

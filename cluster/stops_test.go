@@ -7,8 +7,6 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/procpool/procpool"
 	"github.com/procpool/procpool/codec"
 )
@@ -78,14 +76,7 @@ func TestStoppedQueuedTaskIsNotRunLater(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	js, err := jetstream.New(e.connect())
-	if err != nil {
-		t.Fatal(err)
-	}
-	stream, err := js.Stream(ctx, streamName(e.prefix))
-	if err != nil {
-		t.Fatal(err)
-	}
+	stream := e.stream()
 	waitFor(t, "both tasks to be stored", func() bool {
 		info, err := stream.Info(ctx)
 		return err == nil && info.State.Msgs == 2
