@@ -98,7 +98,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, opts ...procpool.Option
 type client struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
-	stream   jetstream.Stream // the tasks' stream: stopped sends are purged from it (slot.stopSend)
+	stream   jetstream.Stream // the tasks' stream: stopped sends are deleted from it (slot.stopSend)
 	cfg      Config
 	id       string // unique per pool: the subject of its answers, the start of its message ids
 	codec    string
@@ -109,12 +109,12 @@ type client struct {
 	nslot    atomic.Int64
 
 	// bgMu guards closed and the adding to bg, which counts the stops and
-	// purges that run off their callers' goroutines (background):
+	// deletions that run off their callers' goroutines (background):
 	// Close waits for them, and none starts after it.
 	bgMu   sync.Mutex
 	closed bool
 	bg     sync.WaitGroup
-	pubs   sync.WaitGroup // the slots' publishes under way; Close waits for them first, since their end may purge what they stored
+	pubs   sync.WaitGroup // the slots' publishes under way; Close waits for them first, since their end may delete what they stored
 
 	// mu guards slots: the slot that waits for each task's answer, by the
 	// task's id. A slot adds its task when it publishes it and removes it
@@ -128,7 +128,7 @@ func (c *client) Start(spec backend.Spec) (backend.Worker, error) {
 }
 
 // Close waits for the slots' publishes (they return at once, their slots
-// having ended), then for the stops and purges under way (background),
+// having ended), then for the stops and deletions under way (background),
 // then stops the answers' subscription; every slot has ended by now.
 func (c *client) Close() {
 	c.pubs.Wait()
@@ -140,7 +140,7 @@ func (c *client) Close() {
 }
 
 // background runs f on a goroutine of its own, which Close waits for;
-// after Close it does nothing. Stops and purges go this way: their
+// after Close it does nothing. Stops and deletions go this way: their
 // callers may hold the pool's lock (Kill, KillNow), and a publish may
 // block on a full connection, an API request for its timeout.
 func (c *client) background(f func()) {
@@ -207,10 +207,10 @@ func exitOf(kind string, n exitNotice) backend.Exit {
 // wanted says whether the send is still waited for: a publish whose ack
 // was lost but whose task was answered meanwhile is not sent again.
 //
-// It returns nil once the server has stored the send, on its own subject
-// (Config.taskSubject), which a stop purges.
-func (c *client) publish(ctx context.Context, id, send uint64, body []byte, wanted func() bool) error {
-	m := nats.NewMsg(c.cfg.taskSubject(c.id, send))
+// It returns the message's sequence in the stream (the first store's, for
+// a send stored twice under its id).
+func (c *client) publish(ctx context.Context, id, send uint64, body []byte, wanted func() bool) (seq uint64, err error) {
+	m := nats.NewMsg(c.cfg.taskSubject())
 	m.Data = body
 	m.Header.Set(hdrClient, c.id)
 	m.Header.Set(hdrTask, strconv.FormatUint(id, 10))
@@ -220,21 +220,21 @@ func (c *client) publish(ctx context.Context, id, send uint64, body []byte, want
 	backoff := time.Millisecond
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := c.js.PublishMsg(pctx, m, jetstream.WithMsgID(msgID))
+		ack, err := c.js.PublishMsg(pctx, m, jetstream.WithMsgID(msgID))
 		cancel()
 		if err == nil {
-			return nil
+			return ack.Sequence, nil
 		}
 		if !wanted() {
 			if ctx.Err() != nil {
 				c.dropUnacked(id, send, m, msgID) // the slot ended: this try may have been stored
 			}
-			return errNotWanted
+			return 0, errNotWanted
 		}
 		select {
 		case <-ctx.Done():
 			c.dropUnacked(id, send, m, msgID)
-			return ctx.Err()
+			return 0, ctx.Err()
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, time.Second)
@@ -246,7 +246,7 @@ var errNotWanted = errors.New("cluster: the send is no longer waited for")
 
 // stop asks the hosts to stop send send of task id; a host that runs it
 // cancels it, a host that heard the stop and gets the task later (before
-// its message is purged) skips it. A later send of the task (a retry) is
+// its message is deleted) skips it. A later send of the task (a retry) is
 // not stopped. It may block on the connection: run it in background.
 func (c *client) stop(id, send uint64) {
 	b := strconv.AppendUint(nil, id, 10)
@@ -255,44 +255,30 @@ func (c *client) stop(id, send uint64) {
 	_ = c.nc.Publish(c.cfg.stopSubject(c.id), b)
 }
 
-// purge removes every message of send send from the stream (its subject's:
-// the one the client stored and any copy a host stored again, host.release),
-// waiting for the server; it reports whether there was one to remove (not
-// yet acked by a host, nor dropped at MaxAge). Run it in background.
-func (c *client) purge(send uint64) bool {
-	req, _ := json.Marshal(struct {
-		Filter string `json:"filter"`
-	}{c.cfg.taskSubject(c.id, send)})
-	m, err := c.nc.Request(purgeAPI+c.cfg.streamName(), req, 5*time.Second)
-	if err != nil {
-		return false
-	}
-	var resp struct {
-		Purged uint64 `json:"purged"`
-		Error  *struct {
-			Description string `json:"description"`
-		} `json:"error"`
-	}
-	return json.Unmarshal(m.Data, &resp) == nil && resp.Error == nil && resp.Purged > 0
+// deleteMsg deletes message seq from the stream, waiting for the server;
+// it reports whether the message was there to delete (not yet acked by a
+// host, nor dropped at MaxAge). Run it in background.
+func (c *client) deleteMsg(seq uint64) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return c.stream.DeleteMsg(ctx, seq) == nil
 }
 
-// purgeAPI is the JetStream API subject that purges a stream (the name
-// follows): jetstream.Stream.Purge does not say how many it removed.
-const purgeAPI = "$JS.API.STREAM.PURGE."
-
-// dropUnacked purges a send whose publish its slot's end cut short
+// dropUnacked deletes a send whose publish its slot's end cut short
 // (KillNow, so a stop), in background: the server may have stored it
-// without the acknowledgement arriving, or may store it still, after a
-// purge. Publishing it again under its message id stores nothing new
-// within the duplicate window; once the server has answered it, the send
-// is stored (once), and is purged (the hosts listening have the stop and
-// would skip it meanwhile).
+// without the acknowledgement arriving, and its sequence is not known.
+// Publishing it again under its message id stores nothing new within the
+// duplicate window and answers with the stored message's sequence, which
+// is then deleted; if the first try was not stored, this one is, and is
+// deleted at once (the hosts listening have the stop and would skip it).
 func (c *client) dropUnacked(id, send uint64, m *nats.Msg, msgID string) {
 	c.background(func() {
 		c.stop(id, send) // first: a host that gets a copy stored now skips it
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, _ = c.js.PublishMsg(ctx, m, jetstream.WithMsgID(msgID))
+		ack, err := c.js.PublishMsg(ctx, m, jetstream.WithMsgID(msgID))
 		cancel()
-		c.purge(send) // with time of its own, however long the publish took
+		if err == nil {
+			c.deleteMsg(ack.Sequence) // with time of its own, however long the publish took
+		}
 	})
 }

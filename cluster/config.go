@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -92,16 +90,10 @@ func (c Config) withDefaults() (Config, error) {
 
 // The subjects of a pool with prefix P:
 //
-//	P.task.CLIENT.SEND  send SEND of a task of client CLIENT, captured by the stream; hosts pull them
-//	P.result.CLIENT     answers, published by hosts to the client that sent the task
-//	P.stop.CLIENT       stops (a cancel, a deadline, Terminate) from a client to the hosts
-//
-// A subject per send lets a stop purge every copy of its send from the
-// stream, the one a host stored again included (client.purge).
-func (c Config) taskSubject(client string, send uint64) string {
-	return c.Prefix + ".task." + client + "." + strconv.FormatUint(send, 10)
-}
-func (c Config) tasksSubject() string               { return c.Prefix + ".task.>" }
+//	P.task            tasks, captured by the stream; hosts pull them
+//	P.result.CLIENT   answers, published by hosts to the client that sent the task
+//	P.stop.CLIENT     stops (a cancel, a deadline, Terminate) from a client to the hosts
+func (c Config) taskSubject() string                { return c.Prefix + ".task" }
 func (c Config) resultSubject(client string) string { return c.Prefix + ".result." + client }
 func (c Config) stopSubject(client string) string   { return c.Prefix + ".stop." + client }
 
@@ -119,13 +111,10 @@ const maxWaiting = 1 << 14
 // consumerName is the durable pull consumer that every host pulls from.
 const consumerName = "hosts"
 
-// ensure creates the pool's stream and consumer if they do not exist. An
-// existing stream is used as it is: the first client or host to start sets
-// its limits (change them with the nats tool), and so is an existing
-// consumer. A stream whose subjects are not the pool's task subjects (an
-// earlier version's) is an error wrapping ErrConfig. It returns the Config
-// with the AckWait and MaxAge in force: those of the stream and consumer
-// found.
+// ensure creates the pool's stream and consumer if they do not exist. An existing stream is used as it is: the first
+// client or host to start sets its limits (change them with the nats
+// tool), and so is an existing consumer. It returns the Config with the
+// AckWait and MaxAge in force: those of the stream and consumer found.
 func (c Config) ensure(ctx context.Context, js jetstream.JetStream) (Config, error) {
 	storage := jetstream.FileStorage
 	if c.Memory {
@@ -134,7 +123,7 @@ func (c Config) ensure(ctx context.Context, js jetstream.JetStream) (Config, err
 	s, err := js.CreateStream(ctx, jetstream.StreamConfig{
 		Name:        c.streamName(),
 		Description: "procpool tasks for prefix " + c.Prefix,
-		Subjects:    []string{c.tasksSubject()},
+		Subjects:    []string{c.taskSubject()},
 		Retention:   jetstream.WorkQueuePolicy,
 		Storage:     storage,
 		Discard:     jetstream.DiscardNew,
@@ -150,13 +139,6 @@ func (c Config) ensure(ctx context.Context, js jetstream.JetStream) (Config, err
 	if err != nil {
 		return c, fmt.Errorf("cluster: stream %s: %w", c.streamName(), err)
 	}
-	if subjects := s.CachedInfo().Config.Subjects; !slices.Equal(subjects, []string{c.tasksSubject()}) {
-		// A stream made by an earlier version of this package (one task
-		// subject for all), or by hand: tasks published to a subject of
-		// their send would not be stored, or not be stopped.
-		return c, fmt.Errorf("%w: stream %s takes the subjects %q, not only %q: it was made by an earlier version of this package or by hand; remove it once its tasks are done (nats stream rm %s), and the next client or host makes it anew",
-			ErrConfig, c.streamName(), subjects, c.tasksSubject(), c.streamName())
-	}
 	// Look the consumer up before creating it: creating one that exists
 	// with another AckWait would fail, and updating it would change the
 	// AckWait under hosts that show life at the old one's pace.
@@ -170,7 +152,7 @@ func (c Config) ensure(ctx context.Context, js jetstream.JetStream) (Config, err
 			MaxDeliver:    -1,
 			MaxAckPending: -1,
 			MaxWaiting:    maxWaiting,
-			FilterSubject: c.tasksSubject(),
+			FilterSubject: c.taskSubject(),
 		})
 		if errors.Is(err, jetstream.ErrConsumerExists) { // another one created it meanwhile
 			cons, err = s.Consumer(ctx, consumerName)

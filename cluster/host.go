@@ -242,37 +242,21 @@ func (h *host) run(base context.Context, m *nats.Msg) error {
 // host has been given, then acknowledges the one it took. Were it to Nak
 // it, the next delivery would count as the second and its host would
 // report this one lost. If the store fails, it Naks after all.
-//
-// The copy goes on the send's own subject, which its client's stop purges
-// (client.purge), and is stored only while m is the last message on it,
-// so still in the stream: once a stop has purged m, a copy stored after
-// would escape it, and a host that starts later would run a stopped task.
 func (h *host) release(m *nats.Msg) {
 	again := nats.NewMsg(m.Subject)
 	for k, v := range m.Header {
 		again.Header[k] = v
 	}
 	again.Data = m.Data
-	opts := []jetstream.PublishOpt{jetstream.WithMsgID(m.Header.Get(nats.MsgIdHdr) + ".released." + nuid.Next())}
-	if md, err := m.Metadata(); err == nil {
-		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(md.Sequence.Stream))
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, err := h.js.PublishMsg(ctx, again, opts...)
-	var api *jetstream.APIError
-	switch {
-	case err == nil:
-	case errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant):
-		// m is gone: its client stopped the task (or the stream dropped
-		// it at MaxAge), and the client ends it.
-		h.logf(slog.LevelDebug, "a released task was stopped meanwhile", "subject", m.Subject)
-	default:
+	_, err := h.js.PublishMsg(ctx, again, jetstream.WithMsgID(m.Header.Get(nats.MsgIdHdr)+".released."+nuid.Next()))
+	if err != nil {
 		h.logf(slog.LevelWarn, "storing a released task again", "err", err)
 		_ = m.Nak()
 		return
 	}
-	_ = m.AckSync() // confirmed: once release returns, only the copy waits in the stream
+	_ = m.Ack()
 }
 
 // keepAlive tells the broker that m is in progress every AckWait/2 until

@@ -81,7 +81,7 @@ func TestPullerCountsUnderRacingDrain(t *testing.T) {
 			case 1:
 				m = &nats.Msg{Subject: p.inbox, Header: nats.Header{"Status": []string{"409"}, "Description": []string{"Leadership Change"}}}
 			default:
-				m = &nats.Msg{Subject: cfg.taskSubject("x", 1), Data: []byte("x"), Header: nats.Header{}} // no task: run drops it at once
+				m = &nats.Msg{Subject: cfg.taskSubject(), Data: []byte("x"), Header: nats.Header{}} // no task: run drops it at once
 			}
 			p.onMsg(m)
 			check(p, slots)

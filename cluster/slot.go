@@ -38,8 +38,8 @@ type slot struct {
 	mu         sync.Mutex
 	cur        uint64 // the task on the hosts, 0 for none; registered in client.slots while set
 	send       uint64 // the number of cur's send (Procpool-Send)
-	stored     bool   // the server has stored cur's send (its publish was acknowledged)
-	stopped    bool   // cur's send was stopped: it is purged from the stream (slot.purgeSend), once stored if it is not yet
+	seq        uint64 // cur's sequence in the stream once stored, 0 before
+	stopped    bool   // cur's send was stopped: its message is deleted from the stream (slot.deleteSend), once stored if it is not yet
 	closing    bool   // the pool closed the slot's input: it ends once cur is answered
 	ended      bool
 	exit       backend.Exit
@@ -113,7 +113,7 @@ func (s *slot) Stop(id uint64, why byte) bool {
 // has it.
 func (s *slot) stopTask(id uint64) {
 	s.mu.Lock()
-	cur, send, stored := s.cur, s.send, s.stored
+	cur, send, seq := s.cur, s.send, s.seq
 	mine := cur == id && cur != 0
 	if mine {
 		s.stopped = true
@@ -122,7 +122,7 @@ func (s *slot) stopTask(id uint64) {
 	}
 	s.mu.Unlock()
 	if mine {
-		s.stopSend(cur, send, stored)
+		s.stopSend(cur, send, seq)
 	}
 }
 
@@ -143,16 +143,16 @@ func (s *slot) Kill() {
 	}
 	s.kill = time.AfterFunc(s.c.grace, s.killNow)
 	s.stopped = true
-	stored := s.stored
+	seq := s.seq
 	s.mu.Unlock()
-	s.stopSend(cur, send, stored)
+	s.stopSend(cur, send, seq)
 }
 
 func (s *slot) KillNow() {
 	s.mu.Lock()
-	cur, send, stored := s.cur, s.send, s.stored
+	cur, send, seq := s.cur, s.send, s.seq
 	if cur != 0 && !s.ended {
-		s.stopSend(cur, send, stored) // before the slot ends: Close, which may follow its end, would refuse it
+		s.stopSend(cur, send, seq) // before the slot ends: Close, which may follow its end, would refuse it
 	}
 	s.endLocked(backend.Exit{Code: -1, ReportAt: -1})
 	s.mu.Unlock()
@@ -160,27 +160,25 @@ func (s *slot) KillNow() {
 
 func (s *slot) killNow() { s.KillNow() }
 
-// stopSend asks the hosts to stop send send of task id, then purges it
-// from the stream if it is stored, in background (see client.background):
-// a stop reaches only the hosts listening when it is sent, and one that
-// starts later would otherwise pull the task and run it. (Not stored yet,
-// it is purged once stored: slot.publish.)
-func (s *slot) stopSend(id, send uint64, stored bool) {
+// stopSend asks the hosts to stop send send of task id, then deletes its
+// message from the stream if it is stored (seq), in background (see
+// client.background): a stop reaches only the hosts listening when it is
+// sent, and one that starts later would otherwise pull the task and run it.
+func (s *slot) stopSend(id, send, seq uint64) {
 	s.c.background(func() {
 		s.c.stop(id, send)
-		if stored {
-			s.purgeSend(id, send)
-		}
+		s.deleteSend(id, send, seq)
 	})
 }
 
-// purgeSend purges stopped send send of task id from the stream. If it was
-// there, no host will answer it unless one runs it already (it has the
-// stop): the slot answers it skipped itself, as a host that got it would
-// have; a host's answer that comes as well is a duplicate, dropped. It
-// blocks on the server: run it in background.
-func (s *slot) purgeSend(id, send uint64) {
-	if s.c.purge(send) {
+// deleteSend deletes stopped send send of task id, stored as message seq
+// (0: not stored yet, nothing to do), from the stream. Once deleted, no
+// host will answer it unless one runs it already (it has the stop): the
+// slot answers it skipped itself, as a host that got it would have; a
+// host's answer that comes as well is a duplicate, dropped. It blocks on
+// the server: run it in background.
+func (s *slot) deleteSend(id, send, seq uint64) {
+	if seq != 0 && s.c.deleteMsg(seq) {
 		s.answer(answer{id: id, send: send, kind: kindSkipped})
 	}
 }
@@ -215,7 +213,7 @@ func (s *slot) untrackLocked() {
 		delete(s.c.slots, s.cur)
 	}
 	s.c.mu.Unlock()
-	s.cur, s.stored, s.stopped = 0, false, false
+	s.cur, s.seq, s.stopped = 0, 0, false
 }
 
 // answer is a host's answer to a task, as client.onAnswer decoded it.
@@ -354,17 +352,19 @@ func (s *slot) frame(kind wire.Kind, id uint64, body []byte) error {
 	return nil
 }
 
-// publish stores send send of task id in the stream and notes it stored,
-// for a stop to purge it (stopSend), purging it at once if it was stopped
-// meanwhile; then, if the stream has a MaxAge, arms the slot's expiry: the
-// stream drops the task at MaxAge, so no host would answer it after that.
+// publish stores send send of task id in the stream and keeps its
+// sequence, for a stop to delete it (stopSend), deleting it at once if it was
+// stopped meanwhile; then, if the stream has a MaxAge, arms the slot's
+// expiry: the stream drops the task at MaxAge, so no host would answer it
+// after that.
 func (s *slot) publish(id, send uint64, body []byte) {
 	wanted := func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		return !s.ended && s.cur == id && s.send == send
 	}
-	if err := s.c.publish(s.ctx, id, send, body, wanted); err != nil {
+	seq, err := s.c.publish(s.ctx, id, send, body, wanted)
+	if err != nil {
 		return // the slot ended, or the send was answered
 	}
 	s.mu.Lock()
@@ -376,14 +376,14 @@ func (s *slot) publish(id, send uint64, body []byte) {
 			// being stored, and a host would run it.
 			s.c.background(func() {
 				s.c.stop(id, send)
-				s.c.purge(send)
+				s.c.deleteMsg(seq)
 			})
 		}
 		return // else answered by this send: its host acknowledges it
 	}
-	s.stored = true
+	s.seq = seq
 	if s.stopped {
-		s.c.background(func() { s.purgeSend(id, send) }) // stored after its stop
+		s.c.background(func() { s.deleteSend(id, send, seq) }) // stored after its stop
 	}
 	maxAge := s.c.cfg.MaxAge
 	if maxAge <= 0 {
