@@ -14,7 +14,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nuid"
 
 	"github.com/procpool/procpool"
 	"github.com/procpool/procpool/internal/hook"
@@ -108,8 +107,23 @@ func Serve(ctx context.Context, nc *nats.Conn, pool *procpool.Pool, cfg Config, 
 	case <-p.failed:
 	}
 	err = p.drain()
+	h.mu.Lock()
+	h.answersDone = true // no answer starts from now on (addAnswer)
+	h.mu.Unlock()
 	h.answering.Wait() // the answers of the tasks it ran, and their acks
 	return err
+}
+
+// addAnswer counts an answer about to be sent, for Serve to wait for; it
+// reports false, counting nothing, once Serve waits (answersDone).
+func (h *host) addAnswer() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.answersDone {
+		return false
+	}
+	h.answering.Add(1)
+	return true
 }
 
 // host is Serve's state.
@@ -122,21 +136,23 @@ type host struct {
 	slots int
 	log   *slog.Logger
 
-	// mu guards running (the tasks this host runs, and how to stop each)
-	// and stopped (stops for tasks it did not run then, remembered for the
-	// stream's MaxAge so that it skips them should it get them later).
-	// Both are keyed by send: a stop is for one send of a task, never for
-	// the send that retries it.
 	// pending bounds the answers that wait for their clients (answer);
 	// answering counts them, for the drain.
 	pending   chan struct{}
 	answering sync.WaitGroup
 
-	// gone holds the clients taken for gone (deliver), since when.
-	mu      sync.Mutex
-	running map[taskKey]context.CancelFunc
-	stopped map[taskKey]time.Time
-	gone    map[string]time.Time
+	// mu guards the fields below. running holds the tasks this host runs,
+	// and how to stop each; stopped, stops for tasks it did not run then,
+	// remembered for the stream's MaxAge so that it skips them should it
+	// get them later. Both are keyed by send: a stop is for one send of a
+	// task, never for the send that retries it. gone holds the clients
+	// taken for gone (deliver), since when. answersDone is set once Serve
+	// waits for answering: no answer is added after (addAnswer).
+	mu          sync.Mutex
+	running     map[taskKey]context.CancelFunc
+	stopped     map[taskKey]time.Time
+	gone        map[string]time.Time
+	answersDone bool
 }
 
 // taskKey names one send of a task: its client, its id, its send number.
@@ -145,25 +161,26 @@ type taskKey struct {
 	id, send uint64
 }
 
-// run runs task m and answers it, then acknowledges it. It returns an
-// error only if the pool cannot run tasks: closed or broken (m is then
-// released for another host), or terminated (m is answered lost).
-func (h *host) run(base context.Context, m *nats.Msg) error {
+// take reads task m's headers as it comes: it drops a message that is no
+// task, acknowledges unrun a task of a client taken for gone, and answers
+// lost a task delivered before (its host was lost). It returns how to
+// answer m, and whether to go on with it.
+func (h *host) take(m *nats.Msg) (reply, bool) {
 	hdr := m.Header
 	client := hdr.Get(hdrClient)
 	id, err := strconv.ParseUint(hdr.Get(hdrTask), 10, 64)
 	if err != nil || !subjectToken(client) {
 		h.logf(slog.LevelWarn, "dropping a message that is no task", "reply", m.Reply)
 		_ = m.Term()
-		return nil
+		return reply{}, false
 	}
 	send, _ := strconv.ParseUint(hdr.Get(hdrSend), 10, 64)
 	if h.isGone(client) {
 		h.logf(slog.LevelDebug, "dropping a task of a gone client", "client", client, "task", id)
 		_ = m.Ack()
-		return nil
+		return reply{}, false
 	}
-	a := reply{h: h, m: m, client: client, subject: h.cfg.resultSubject(client), id: hdr.Get(hdrTask), send: hdr.Get(hdrSend)}
+	a := reply{h: h, m: m, key: taskKey{client, id, send}, subject: h.cfg.resultSubject(client), id: hdr.Get(hdrTask), send: hdr.Get(hdrSend)}
 	md, err := m.Metadata()
 	if err == nil && md.NumDelivered > 1 {
 		// Delivered before and not acknowledged within AckWait: the host
@@ -171,15 +188,27 @@ func (h *host) run(base context.Context, m *nats.Msg) error {
 		// (it may, by its WithRetries) as a new send.
 		h.logf(slog.LevelWarn, "task's host lost", "client", client, "task", id, "deliveries", md.NumDelivered)
 		a.answer(kindLost, exitNotice{Reason: ReasonHostLost, Code: -1, Message: ErrHostLost.Error(), Attempts: int(md.NumDelivered - 1)}.encode(), "")
+		return reply{}, false
+	}
+	return a, true
+}
+
+// run runs task m and answers it, then acknowledges it. It returns an
+// error only if the pool cannot run tasks: closed or broken (m is then
+// answered released, for its client to send it again), or terminated (m is
+// answered lost).
+func (h *host) run(base context.Context, m *nats.Msg) error {
+	a, ok := h.take(m)
+	if !ok {
 		return nil
 	}
+	hdr, client, id, key := m.Header, a.key.client, a.key.id, a.key
 	if codec := hdr.Get(hdrCodec); codec != hook.CodecName(h.pool) {
 		body, _ := json.Marshal(wire.ErrorBody{Code: procpool.CodeDecode, Type: "cluster.codecMismatch",
 			Message: fmt.Sprintf("host %s: the task is encoded with codec %q, this host's pool uses %q", h.name, codec, hook.CodecName(h.pool))})
 		a.answer(kindError, body, "")
 		return nil
 	}
-	key := taskKey{client, id, send}
 	h.mu.Lock()
 	if _, ok := h.stopped[key]; ok {
 		delete(h.stopped, key)
@@ -205,8 +234,12 @@ func (h *host) run(base context.Context, m *nats.Msg) error {
 	case err == nil:
 		a.answer(kindName(kind), body, "")
 	case errors.Is(err, procpool.ErrClosed) || errors.Is(err, procpool.ErrPoolBroken):
-		close(a.alive)
-		h.release(m)
+		// Not run: given back to its client, which stores it again as a
+		// new send for another host (unless it stopped it meanwhile).
+		// Storing it again here instead would make a copy that the
+		// client's stops cannot reach (its sequence unknown to them), and
+		// a Nak would make the next delivery look like a lost host's.
+		a.answer(kindReleased, nil, "")
 		return fmt.Errorf("cluster: host %s: %w", h.name, err)
 	case errors.Is(err, procpool.ErrTerminated):
 		// The pool was terminated under the task (Terminate, or Shutdown
@@ -235,28 +268,6 @@ func (h *host) run(base context.Context, m *nats.Msg) error {
 		a.answer(kindError, body, "")
 	}
 	return nil
-}
-
-// release gives back a task this host took but cannot run (its pool is
-// closed or broken): it stores the task again, as a new message that no
-// host has been given, then acknowledges the one it took. Were it to Nak
-// it, the next delivery would count as the second and its host would
-// report this one lost. If the store fails, it Naks after all.
-func (h *host) release(m *nats.Msg) {
-	again := nats.NewMsg(m.Subject)
-	for k, v := range m.Header {
-		again.Header[k] = v
-	}
-	again.Data = m.Data
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_, err := h.js.PublishMsg(ctx, again, jetstream.WithMsgID(m.Header.Get(nats.MsgIdHdr)+".released."+nuid.Next()))
-	if err != nil {
-		h.logf(slog.LevelWarn, "storing a released task again", "err", err)
-		_ = m.Nak()
-		return
-	}
-	_ = m.Ack()
 }
 
 // keepAlive tells the broker that m is in progress every AckWait/2 until
@@ -291,10 +302,20 @@ func kindName(k wire.Kind) string {
 
 // reply answers one task.
 type reply struct {
-	h                         *host
-	m                         *nats.Msg     // the task: acknowledged once its client has the answer
-	alive                     chan struct{} // closed to stop the task's keepAlive; nil if none runs yet
-	client, subject, id, send string
+	h                 *host
+	m                 *nats.Msg     // the task: acknowledged once its client has the answer
+	alive             chan struct{} // closed to stop the task's keepAlive; nil if none runs yet
+	key               taskKey       // the task's client, id and send
+	subject, id, send string        // the answer's subject, and the task's id and send as its headers carry them
+}
+
+// giveBack answers released a task this host took but will not run (it
+// is draining: a pull request taken for lost brought it), for its client
+// to send it again.
+func (h *host) giveBack(m *nats.Msg) {
+	if a, ok := h.take(m); ok {
+		a.answer(kindReleased, nil, "")
+	}
 }
 
 // answer sends the task's answer, then acknowledges the task, on a
@@ -310,10 +331,18 @@ func (r reply) answer(kind string, body []byte, worker string) {
 		go r.h.keepAlive(r.m, alive)
 	}
 	r.h.pending <- struct{}{}
-	r.h.answering.Add(1)
+	if !r.h.addAnswer() {
+		// Serve is past waiting for answers (a task that came while it
+		// drained): given back to the broker, whose next delivery of it is
+		// then reported lost.
+		close(alive)
+		<-r.h.pending
+		_ = r.m.Nak()
+		return
+	}
 	go func() {
 		defer r.h.answering.Done()
-		r.h.deliver(m, r.client)
+		r.h.deliver(m, r.key.client)
 		close(alive)
 		_ = r.m.Ack()
 		<-r.h.pending

@@ -19,11 +19,12 @@ const (
 
 // Kinds of answer.
 const (
-	kindResult  = "result"  // the function returned: a result frame's body
-	kindError   = "error"   // it failed: an error frame's body (JSON)
-	kindSkipped = "skipped" // it was stopped before it began
-	kindExit    = "exit"    // the worker running it died: an exitNotice
-	kindLost    = "lost"    // an earlier delivery's host stopped answering, or this host's pool was terminated under the task: an exitNotice
+	kindResult   = "result"   // the function returned: a result frame's body
+	kindError    = "error"    // it failed: an error frame's body (JSON)
+	kindSkipped  = "skipped"  // it was stopped before it began
+	kindExit     = "exit"     // the worker running it died: an exitNotice
+	kindLost     = "lost"     // an earlier delivery's host stopped answering, or this host's pool was terminated under the task: an exitNotice
+	kindReleased = "released" // this host's pool could not run it (closed or broken), and it did not run: the client sends it again
 )
 
 // exitNotice is the data of an exit or lost answer: how the worker (or the

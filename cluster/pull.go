@@ -219,10 +219,11 @@ func (p *puller) onMsg(m *nats.Msg) {
 	}
 	if p.closed {
 		// Drain is past waiting (a request taken for lost brought it):
-		// give it back for another host rather than run it.
+		// give it back to its client, to send to another host, rather
+		// than run it.
 		p.free++
 		p.mu.Unlock()
-		p.h.release(m)
+		p.h.giveBack(m)
 		return
 	}
 	p.running++

@@ -49,9 +49,10 @@ func isDone(ch <-chan struct{}) bool {
 	}
 }
 
-// A host whose pool is closed gives back the task it took, as a task no
-// host has been given: the next host runs it (retries 0), rather than
-// taking the second delivery for a lost host's.
+// A host whose pool is closed gives back the task it took (a released
+// answer), and its client sends it again, as a task no host has been
+// given: the next host runs it (retries 0), rather than taking the second
+// delivery for a lost host's.
 func TestReleasedTaskRunsElsewhere(t *testing.T) {
 	e := newEnv(t)
 	p := e.client() // retries 0
@@ -76,6 +77,39 @@ func TestReleasedTaskRunsElsewhere(t *testing.T) {
 	}
 	if got := e.runs()["square"][3]; len(got) != 1 || got[0] != "b" {
 		t.Fatalf("square(3) ran on %v, want once on b", got)
+	}
+}
+
+// A task given back by a host whose pool is closed, then cancelled, runs
+// on no host that starts later: the send its client stored again is the
+// one its stop deletes. (A copy the host stored itself escaped the stop.)
+func TestCancelledReleasedTaskRunsNowhere(t *testing.T) {
+	e := newEnv(t)
+	p := e.client() // retries 0
+	closed, err := procpool.New(procpool.WithInProcess(), procpool.WithProcesses(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed.Close()
+	ctx := context.Background()
+	tctx, cancel := context.WithCancel(ctx)
+	f, err := procpool.ApplyAsync(tctx, p, square, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if serr := cluster.Serve(ctx, e.connect(), closed, e.config(), cluster.WithSlots(1), cluster.WithName("closed")); !errors.Is(serr, procpool.ErrClosed) {
+		t.Fatalf("Serve over a closed pool: %v, want ErrClosed", serr)
+	}
+	cancel()
+	if v, err := f.Get(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("the released task, cancelled: %d, %v; want context.Canceled", v, err)
+	}
+	e.startHost("b", 1)
+	if v, err := procpool.Apply(ctx, p, square, 4); err != nil || v != 16 {
+		t.Fatalf("a task after it, on b: %d, %v", v, err)
+	}
+	if got := e.runs()["square"]; len(got[3]) != 0 || len(got[4]) != 1 {
+		t.Fatalf("runs %v: want square(3) on no host, square(4) once", got)
 	}
 }
 

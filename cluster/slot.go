@@ -38,6 +38,7 @@ type slot struct {
 	mu         sync.Mutex
 	cur        uint64 // the task on the hosts, 0 for none; registered in client.slots while set
 	send       uint64 // the number of cur's send (Procpool-Send)
+	body       []byte // cur's frame body, to send it again if a host gives it back (kindReleased)
 	seq        uint64 // cur's sequence in the stream once stored, 0 before
 	stopped    bool   // cur's send was stopped: its message is deleted from the stream (slot.deleteSend), once stored if it is not yet
 	closing    bool   // the pool closed the slot's input: it ends once cur is answered
@@ -213,7 +214,7 @@ func (s *slot) untrackLocked() {
 		delete(s.c.slots, s.cur)
 	}
 	s.c.mu.Unlock()
-	s.cur, s.seq, s.stopped = 0, 0, false
+	s.cur, s.seq, s.stopped, s.body = 0, 0, false, nil
 }
 
 // answer is a host's answer to a task, as client.onAnswer decoded it.
@@ -256,6 +257,16 @@ func (s *slot) answer(a answer) {
 		s.worker, s.host = "", ""
 		s.endLocked(a.exit)
 		return
+	case kindReleased:
+		// Its host's pool could not run it (closed or broken), and it
+		// did not run: sent again, as a new send that another host may
+		// take and that the slot's stops reach; or, stopped meanwhile
+		// (its message then acknowledged or deleted), ended as skipped.
+		if !s.stopped {
+			s.sendLocked(a.id, s.body)
+			return
+		}
+		kind = wire.KindSkipped
 	default:
 		return
 	}
@@ -330,26 +341,32 @@ func (s *slot) frame(kind wire.Kind, id uint64, body []byte) error {
 			s.mu.Unlock()
 			return nil
 		}
-		s.cur, s.send = id, s.c.sends.Add(1)
-		send := s.send
+		s.cur = id
 		s.c.mu.Lock()
 		s.c.slots[id] = s
 		s.c.mu.Unlock()
-		// Counted before the slot can end (under mu), so before the
-		// client's Close, which waits for the publishes.
-		s.c.pubs.Add(1)
+		s.sendLocked(id, append([]byte(nil), body...))
 		s.mu.Unlock()
-		// Published on a goroutine of its own: the pool's writer may be
-		// a caller's (TryApplyAsync never waits), and a full stream makes
-		// a publish wait for room.
-		go func() {
-			defer s.c.pubs.Done()
-			s.publish(id, send, append([]byte(nil), body...))
-		}()
 	case wire.KindCancel:
 		s.stopTask(id)
 	}
 	return nil
+}
+
+// sendLocked publishes task id, the slot's current one, as a new send.
+func (s *slot) sendLocked(id uint64, body []byte) {
+	s.send, s.seq, s.body = s.c.sends.Add(1), 0, body
+	send := s.send
+	// Counted before the slot can end (under mu), so before the client's
+	// Close, which waits for the publishes.
+	s.c.pubs.Add(1)
+	// Published on a goroutine of its own: the pool's writer may be a
+	// caller's (TryApplyAsync never waits), and a full stream makes a
+	// publish wait for room.
+	go func() {
+		defer s.c.pubs.Done()
+		s.publish(id, send, body)
+	}()
 }
 
 // publish stores send send of task id in the stream and keeps its
