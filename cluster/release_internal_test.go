@@ -6,10 +6,12 @@ import (
 	"context"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/procpool/procpool/internal/wire"
 )
@@ -137,4 +139,93 @@ func TestReleasedAfterAStopIsNotSentAgain(t *testing.T) {
 	if n, sends := streamMsgs(t, c), c.sends.Load(); n != 0 || sends != first {
 		t.Fatalf("a task released after its stop: %d messages in the stream, %d sends, want 0 and %d", n, sends, first)
 	}
+}
+
+// A task sent again keeps the deadline of its first store: a task that
+// hosts keep giving back still ends at MaxAge, with ErrTimeout, and its
+// send again, younger than MaxAge, leaves the stream with it.
+func TestReleasedTaskKeepsItsDeadline(t *testing.T) {
+	c := testClient(t)
+	c.cfg.MaxAge = time.Hour // the test makes the deadline come
+	s := newSlot(c, 1)
+	readFrame(t, s)
+	if _, err := s.Tasks().Write(taskFrame(1)); err != nil {
+		t.Fatal(err)
+	}
+	stored(t, s)
+	s.mu.Lock()
+	deadline := s.expireAt
+	s.mu.Unlock()
+	m := pullOne(t, c)
+	s.answer(released(m))
+	if err := m.AckSync(); err != nil {
+		t.Fatal(err)
+	}
+	stored(t, s)
+	s.mu.Lock()
+	if !s.expireAt.Equal(deadline) {
+		s.mu.Unlock()
+		t.Fatalf("sending the task again moved its deadline from %v to %v", deadline, s.expireAt)
+	}
+	s.expireAt = time.Now() // the deadline has come
+	s.mu.Unlock()
+	s.expired()
+	f := readFrame(t, s)
+	if f.Kind != wire.KindError || f.ID != 1 || !strings.Contains(string(f.Body), `"code":"deadline"`) {
+		t.Fatalf("the expired task: %v %d %s, want a deadline error for task 1", f.Kind, f.ID, f.Body)
+	}
+	c.Close() // waits for the expiry's deletion
+	if n := streamMsgs(t, c); n != 0 {
+		t.Fatalf("the expired task's send again is still in the stream (%d messages) for any host to run", n)
+	}
+}
+
+// A task that expires while its send again is being stored is deleted
+// once stored: no host answered that send, so it is stored for nobody.
+func TestTaskExpiringWhileSentAgain(t *testing.T) {
+	c := testClient(t)
+	c.cfg.MaxAge = time.Hour
+	stalled := make(chan struct{}, 1)
+	release := make(chan struct{})
+	s := newSlot(c, 1)
+	readFrame(t, s)
+	if _, err := s.Tasks().Write(taskFrame(1)); err != nil {
+		t.Fatal(err)
+	}
+	stored(t, s)
+	m := pullOne(t, c)
+	c.js = gatedJS{JetStream: c.js, stalled: stalled, release: release}
+	s.answer(released(m))
+	if err := m.AckSync(); err != nil {
+		t.Fatal(err)
+	}
+	<-stalled // the send again is on its way to the server
+	s.mu.Lock()
+	s.expireAt = time.Now()
+	s.mu.Unlock()
+	s.expired()
+	if f := readFrame(t, s); f.Kind != wire.KindError {
+		t.Fatalf("the expired task: %v, want a deadline error", f.Kind)
+	}
+	close(release)
+	c.Close() // waits for the publish, then the deletion
+	if n := streamMsgs(t, c); n != 0 {
+		t.Fatalf("the expired task's send again, stored after its expiry, is in the stream (%d messages) for any host to run", n)
+	}
+}
+
+// gatedJS stores a publish, then holds its acknowledgement until release.
+type gatedJS struct {
+	jetstream.JetStream
+	stalled, release chan struct{}
+}
+
+func (j gatedJS) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	ack, err := j.JetStream.PublishMsg(ctx, m, opts...)
+	select {
+	case j.stalled <- struct{}{}:
+	default:
+	}
+	<-j.release
+	return ack, err
 }

@@ -35,21 +35,21 @@ type slot struct {
 	cancel  context.CancelFunc
 
 	// mu guards the fields below; client.mu nests inside it.
-	mu         sync.Mutex
-	cur        uint64 // the task on the hosts, 0 for none; registered in client.slots while set
-	send       uint64 // the number of cur's send (Procpool-Send)
-	body       []byte // cur's frame body, to send it again if a host gives it back (kindReleased)
-	seq        uint64 // cur's sequence in the stream once stored, 0 before
-	stopped    bool   // cur's send was stopped: its message is deleted from the stream (slot.deleteSend), once stored if it is not yet
-	closing    bool   // the pool closed the slot's input: it ends once cur is answered
-	ended      bool
-	exit       backend.Exit
-	worker     string // the host's worker that ran the last task answered, "pid N"
-	host       string
-	kill       *time.Timer
-	expire     *time.Timer // ends cur with ErrTimeout once the stream has dropped it (MaxAge)
-	expireSend uint64      // the send expire is armed for
-	expireAt   time.Time   // when; a run of expire before it is one Reset came too late to cancel
+	mu       sync.Mutex
+	cur      uint64 // the task on the hosts, 0 for none; registered in client.slots while set
+	send     uint64 // the number of cur's send (Procpool-Send)
+	body     []byte // cur's frame body, to send it again if a host gives it back (kindReleased)
+	seq      uint64 // cur's sequence in the stream once stored, 0 before
+	stopped  bool   // cur's send was stopped: its message is deleted from the stream (slot.deleteSend), once stored if it is not yet
+	closing  bool   // the pool closed the slot's input: it ends once cur is answered
+	ended    bool
+	exit     backend.Exit
+	worker   string // the host's worker that ran the last task answered, "pid N"
+	host     string
+	kill     *time.Timer
+	expire   *time.Timer // ends cur with ErrTimeout at the stream's MaxAge from its first store
+	expireID uint64      // the task expire is armed for: a send again (kindReleased) keeps the first send's deadline
+	expireAt time.Time   // when; a run of expire before it is one Reset came too late to cancel
 	// early holds the stops, since the last task was handed over, of
 	// tasks that were not the slot's current one. The pool stops a task
 	// once it is the slot's, which may be before its writer hands it over,
@@ -234,6 +234,10 @@ type answer struct {
 func (s *slot) answer(a answer) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.answerLocked(a)
+}
+
+func (s *slot) answerLocked(a answer) {
 	if s.ended || a.id != s.cur {
 		return
 	}
@@ -406,7 +410,10 @@ func (s *slot) publish(id, send uint64, body []byte) {
 	if maxAge <= 0 {
 		return
 	}
-	s.expireSend, s.expireAt = send, time.Now().Add(maxAge)
+	if s.expireID == id {
+		return // a send again: the task keeps its deadline
+	}
+	s.expireID, s.expireAt = id, time.Now().Add(maxAge)
 	if s.expire == nil {
 		s.expire = time.AfterFunc(maxAge, s.expired)
 	} else {
@@ -414,20 +421,23 @@ func (s *slot) publish(id, send uint64, body []byte) {
 	}
 }
 
-// expired ends the slot's task, unanswered at the stream's MaxAge, with
-// ErrTimeout, and stops it on a host that may run it still.
+// expired ends the slot's task, unanswered at the stream's MaxAge from
+// its first store, with ErrTimeout, and stops it: on a host that may run
+// it still, and in the stream, where a send again (kindReleased) is younger
+// than MaxAge (deleted now, or once stored if its publish is under way).
 func (s *slot) expired() {
 	s.mu.Lock()
-	id, send := s.cur, s.send
-	if s.ended || id == 0 || send != s.expireSend || time.Now().Before(s.expireAt) {
-		s.mu.Unlock()
+	defer s.mu.Unlock()
+	id, send, seq := s.cur, s.send, s.seq
+	if s.ended || id == 0 || id != s.expireID || time.Now().Before(s.expireAt) {
 		return
 	}
 	body, _ := json.Marshal(wire.ErrorBody{Code: procpool.CodeDeadline, Type: "cluster.expired",
 		Message: fmt.Sprintf("cluster: no answer within the stream's MaxAge (%v): the server dropped the task", s.c.cfg.MaxAge)})
-	s.c.background(func() { s.c.stop(id, send) }) // before the answer can end the slot, and Close refuse it
-	s.mu.Unlock()
-	s.answer(answer{id: id, send: send, kind: kindError, body: body})
+	s.stopped = true
+	s.stopSend(id, send, seq) // before the answer can end the slot, and Close refuse it
+	s.answerLocked(answer{id: id, send: send, kind: kindError, body: body})
+	s.answered = 0 // no host answered this send: stored after this, it is stored for nobody (publish)
 }
 
 // Close ends the slot once its task is answered.

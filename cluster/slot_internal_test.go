@@ -134,7 +134,7 @@ func TestSlotEndingsRace(t *testing.T) {
 		}
 		s.mu.Lock()
 		send := s.send
-		s.expireSend, s.expireAt = send, time.Now().Add(-time.Second)
+		s.expireID, s.expireAt = id, time.Now().Add(-time.Second)
 		s.mu.Unlock()
 		var wg sync.WaitGroup
 		ops := []func(){

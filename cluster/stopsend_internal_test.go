@@ -52,7 +52,7 @@ func TestExpiredTaskIsStoppedBeforeTheSlotEnds(t *testing.T) {
 	readFrame(t, s)
 	s.mu.Lock()
 	s.cur, s.send, s.closing = 1, 7, true // the pool closed the slot's input; task 1 runs on a host
-	s.expireSend, s.expireAt = 7, time.Now()
+	s.expireID, s.expireAt = 1, time.Now()
 	c.mu.Lock()
 	c.slots[1] = s
 	c.mu.Unlock()
