@@ -69,7 +69,7 @@ func TestExpiredTaskIsStoppedBeforeTheSlotEnds(t *testing.T) {
 		case <-s.Exited():
 			c.closed = true
 		default:
-			if !waitingInBackground() {
+			if !waitingInBackground("cluster.(*slot).expired") {
 				runtime.Gosched()
 				continue
 			}
@@ -82,8 +82,8 @@ func TestExpiredTaskIsStoppedBeforeTheSlotEnds(t *testing.T) {
 		break
 	}
 	c.bgMu.Unlock()
+	<-done // expired has returned: what it handed to background is counted in bg
 	c.bg.Wait()
-	<-done
 	if n := stopsOf(t, c, stops, 1, 7); n == 0 {
 		t.Fatal("the expired task's stop was never sent: a host running it is not stopped")
 	}
@@ -161,13 +161,14 @@ func TestCutShortPublishStopsBeforeItStoresAgain(t *testing.T) {
 	}
 }
 
-// waitingInBackground says whether some goroutine waits for bgMu in
-// client.background.
-func waitingInBackground() bool {
+// waitingInBackground says whether a goroutine that has caller in its
+// stack waits for bgMu in client.background (goroutines of other tests
+// in this process may wait there for their own clients).
+func waitingInBackground(caller string) bool {
 	buf := make([]byte, 1<<20)
 	buf = buf[:runtime.Stack(buf, true)]
 	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "sync.(*Mutex).Lock") && strings.Contains(g, "cluster.(*client).background") {
+		if strings.Contains(g, "sync.(*Mutex).Lock") && strings.Contains(g, "cluster.(*client).background") && strings.Contains(g, caller) {
 			return true
 		}
 	}
