@@ -204,12 +204,16 @@ func exitOf(kind string, n exitNotice) backend.Exit {
 // is refused until there is room: the task waits here, and the pool's
 // queue behind it.
 //
-// wanted says whether the send is still waited for: a publish whose ack
-// was lost but whose task was answered meanwhile is not sent again.
+// state says whether the send is still waited for: a publish whose ack
+// was lost but whose task was answered meanwhile is not sent again, and if
+// the answer was not this send's own (an earlier send's result, the
+// client's MaxAge expiry), this try may have been stored for nobody: it is
+// stopped and deleted (dropUnacked).
 //
 // It returns the message's sequence in the stream (the first store's, for
-// a send stored twice under its id).
-func (c *client) publish(ctx context.Context, id, send uint64, body []byte, wanted func() bool) (seq uint64, err error) {
+// a send stored twice under its id), and when the try that was
+// acknowledged began: the server stored the send after that.
+func (c *client) publish(ctx context.Context, id, send uint64, body []byte, state func() sendState) (seq uint64, at time.Time, err error) {
 	m := nats.NewMsg(c.cfg.taskSubject())
 	m.Data = body
 	m.Header.Set(hdrClient, c.id)
@@ -219,27 +223,37 @@ func (c *client) publish(ctx context.Context, id, send uint64, body []byte, want
 	msgID := c.id + "." + strconv.FormatUint(send, 10)
 	backoff := time.Millisecond
 	for {
+		at := time.Now()
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		ack, err := c.js.PublishMsg(pctx, m, jetstream.WithMsgID(msgID))
 		cancel()
 		if err == nil {
-			return ack.Sequence, nil
+			return ack.Sequence, at, nil
 		}
-		if !wanted() {
-			if ctx.Err() != nil {
-				c.dropUnacked(id, send, m, msgID) // the slot ended: this try may have been stored
+		if st := state(); st != sendWanted {
+			if st == sendForNobody || ctx.Err() != nil {
+				c.dropUnacked(id, send, m, msgID) // this try may have been stored
 			}
-			return 0, errNotWanted
+			return 0, time.Time{}, errNotWanted
 		}
 		select {
 		case <-ctx.Done():
 			c.dropUnacked(id, send, m, msgID)
-			return 0, ctx.Err()
+			return 0, time.Time{}, ctx.Err()
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, time.Second)
 	}
 }
+
+// sendState is what a publish's state says of its send.
+type sendState int
+
+const (
+	sendWanted    sendState = iota // its task waits for it
+	sendAnswered                   // its host answered it, so it was stored, and is acknowledged
+	sendForNobody                  // its task has ended otherwise, or its slot has
+)
 
 // errNotWanted ends the publish of a send that is no longer waited for.
 var errNotWanted = errors.New("cluster: the send is no longer waited for")

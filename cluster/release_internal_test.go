@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -228,4 +229,97 @@ func (j gatedJS) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.
 	}
 	<-j.release
 	return ack, err
+}
+
+// firstTryJS stores the first publish made through it, signals stored,
+// then holds its outcome until release: the acknowledgement (lost false)
+// or an error (lost true: the server has the message, the client never
+// hears so). Later publishes pass through.
+type firstTryJS struct {
+	jetstream.JetStream
+	stored, release chan struct{}
+	once            *sync.Once
+	lost            bool
+}
+
+func (j firstTryJS) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	first := false
+	j.once.Do(func() { first = true })
+	if !first {
+		return j.JetStream.PublishMsg(ctx, m, opts...)
+	}
+	ack, err := j.JetStream.PublishMsg(context.Background(), m, opts...)
+	close(j.stored)
+	<-j.release
+	if j.lost {
+		return nil, context.DeadlineExceeded
+	}
+	return ack, err
+}
+
+// A task expires while its send again is being stored, and that try's
+// acknowledgement is lost: the send, stored for nobody, is deleted all the
+// same, though its slot lives on.
+func TestExpiredTaskWhoseSendAgainLostItsAck(t *testing.T) {
+	c := testClient(t)
+	c.cfg.MaxAge = time.Hour
+	s := newSlot(c, 1)
+	readFrame(t, s)
+	if _, err := s.Tasks().Write(taskFrame(1)); err != nil {
+		t.Fatal(err)
+	}
+	stored(t, s)
+	m := pullOne(t, c)
+	st, rel := make(chan struct{}), make(chan struct{})
+	c.js = firstTryJS{JetStream: c.js, stored: st, release: rel, once: new(sync.Once), lost: true}
+	s.answer(released(m))
+	if err := m.AckSync(); err != nil {
+		t.Fatal(err)
+	}
+	<-st // the send again is in the stream; its ack will be lost
+	s.mu.Lock()
+	s.expireAt = time.Now()
+	s.mu.Unlock()
+	s.expired()
+	if f := readFrame(t, s); f.Kind != wire.KindError || !strings.Contains(string(f.Body), `"code":"deadline"`) {
+		t.Fatalf("the expired task: %v %s, want a deadline error", f.Kind, f.Body)
+	}
+	close(rel)
+	c.Close() // waits for the publish and the deletions
+	if n := streamMsgs(t, c); n != 0 {
+		t.Fatalf("the expired task's send again, stored with its ack lost, is still in the stream (%d messages) for any host to run", n)
+	}
+}
+
+// The first send's acknowledgement comes after a host gave it back and the
+// send again was stored: the task's deadline is still its first store's,
+// earlier than the one the send again armed.
+func TestDeadlineOfAFirstSendAckedLate(t *testing.T) {
+	c := testClient(t)
+	c.cfg.MaxAge = time.Hour
+	st, rel := make(chan struct{}), make(chan struct{})
+	c.js = firstTryJS{JetStream: c.js, stored: st, release: rel, once: new(sync.Once)}
+	s := newSlot(c, 1)
+	readFrame(t, s)
+	if _, err := s.Tasks().Write(taskFrame(1)); err != nil {
+		t.Fatal(err)
+	}
+	<-st
+	m := pullOne(t, c)
+	s.answer(released(m))
+	if err := m.AckSync(); err != nil {
+		t.Fatal(err)
+	}
+	stored(t, s) // the send again, acknowledged first
+	s.mu.Lock()
+	again := s.expireAt
+	s.mu.Unlock()
+	close(rel) // the first send's ack comes
+	c.pubs.Wait()
+	s.mu.Lock()
+	id, at := s.expireID, s.expireAt
+	s.mu.Unlock()
+	if id != 1 || !at.Before(again) {
+		t.Fatalf("task %d's deadline %v, the send again's %v: want task 1's first store's, earlier", id, at, again)
+	}
 }

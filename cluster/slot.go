@@ -374,22 +374,34 @@ func (s *slot) sendLocked(id uint64, body []byte) {
 }
 
 // publish stores send send of task id in the stream and keeps its
-// sequence, for a stop to delete it (stopSend), deleting it at once if it was
-// stopped meanwhile; then, if the stream has a MaxAge, arms the slot's
-// expiry: the stream drops the task at MaxAge, so no host would answer it
-// after that.
+// sequence, for a stop to delete it (stopSend), deleting it at once if it
+// was stopped meanwhile. The task's first store arms the slot's expiry
+// (armExpiryLocked): the stream drops the task at MaxAge, so no host would
+// answer it after that.
 func (s *slot) publish(id, send uint64, body []byte) {
-	wanted := func() bool {
+	state := func() sendState {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		return !s.ended && s.cur == id && s.send == send
+		switch {
+		case !s.ended && s.cur == id && s.send == send:
+			return sendWanted
+		case s.cur != id && s.answered == send:
+			return sendAnswered
+		}
+		return sendForNobody
 	}
-	seq, err := s.c.publish(s.ctx, id, send, body, wanted)
+	seq, at, err := s.c.publish(s.ctx, id, send, body, state)
 	if err != nil {
 		return // the slot ended, or the send was answered
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.ended && s.cur == id {
+		// The task's first store sets its deadline, whichever send's
+		// acknowledgement comes first (a send again's may come before the
+		// first send's, late).
+		s.armExpiryLocked(id, at)
+	}
 	if s.ended || s.cur != id || s.send != send {
 		if s.answered != send {
 			// Stored for nobody: the slot ended (KillNow) or the task was
@@ -406,18 +418,24 @@ func (s *slot) publish(id, send uint64, body []byte) {
 	if s.stopped {
 		s.c.background(func() { s.deleteSend(id, send, seq) }) // stored after its stop
 	}
+}
+
+// armExpiryLocked arms the slot's expiry for task id at the stream's
+// MaxAge from stored (a time before the server stored one of its sends),
+// or moves it there if it is armed for id at a later time: the task's
+// deadline is its first store's, whichever send's acknowledgement comes
+// first.
+func (s *slot) armExpiryLocked(id uint64, stored time.Time) {
 	maxAge := s.c.cfg.MaxAge
-	if maxAge <= 0 {
+	at := stored.Add(maxAge)
+	if maxAge <= 0 || s.expireID == id && !at.Before(s.expireAt) {
 		return
 	}
-	if s.expireID == id {
-		return // a send again: the task keeps its deadline
-	}
-	s.expireID, s.expireAt = id, time.Now().Add(maxAge)
+	s.expireID, s.expireAt = id, at
 	if s.expire == nil {
-		s.expire = time.AfterFunc(maxAge, s.expired)
+		s.expire = time.AfterFunc(time.Until(at), s.expired)
 	} else {
-		s.expire.Reset(maxAge)
+		s.expire.Reset(time.Until(at))
 	}
 }
 
@@ -433,7 +451,7 @@ func (s *slot) expired() {
 		return
 	}
 	body, _ := json.Marshal(wire.ErrorBody{Code: procpool.CodeDeadline, Type: "cluster.expired",
-		Message: fmt.Sprintf("cluster: no answer within the stream's MaxAge (%v): the server dropped the task", s.c.cfg.MaxAge)})
+		Message: fmt.Sprintf("cluster: no answer within the stream's MaxAge (%v) of the task's first store: the task is no longer in the stream", s.c.cfg.MaxAge)})
 	s.stopped = true
 	s.stopSend(id, send, seq) // before the answer can end the slot, and Close refuse it
 	s.answerLocked(answer{id: id, send: send, kind: kindError, body: body})
