@@ -211,9 +211,10 @@ func exitOf(kind string, n exitNotice) backend.Exit {
 // stopped and deleted (dropUnacked).
 //
 // It returns the message's sequence in the stream (the first store's, for
-// a send stored twice under its id), and when the try that was
-// acknowledged began: the server stored the send after that.
-func (c *client) publish(ctx context.Context, id, send uint64, body []byte, state func() sendState) (seq uint64, at time.Time, err error) {
+// a send stored twice under its id), and, with or without an error, when
+// the earliest try that may have stored the send began (zero if none
+// may have): the server stored it after that, if at all.
+func (c *client) publish(ctx context.Context, id, send uint64, body []byte, state func() sendState) (seq uint64, first time.Time, err error) {
 	m := nats.NewMsg(c.cfg.taskSubject())
 	m.Data = body
 	m.Header.Set(hdrClient, c.id)
@@ -223,23 +224,31 @@ func (c *client) publish(ctx context.Context, id, send uint64, body []byte, stat
 	msgID := c.id + "." + strconv.FormatUint(send, 10)
 	backoff := time.Millisecond
 	for {
-		at := time.Now()
+		if first.IsZero() {
+			first = time.Now()
+		}
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		ack, err := c.js.PublishMsg(pctx, m, jetstream.WithMsgID(msgID))
 		cancel()
 		if err == nil {
-			return ack.Sequence, at, nil
+			return ack.Sequence, first, nil
+		}
+		var refused *jetstream.APIError
+		if errors.As(err, &refused) {
+			// The stream refused it (full): nothing is stored, for a try
+			// stored before would have been answered as a duplicate.
+			first = time.Time{}
 		}
 		if st := state(); st != sendWanted {
 			if st == sendForNobody || ctx.Err() != nil {
 				c.dropUnacked(id, send, m, msgID) // this try may have been stored
 			}
-			return 0, time.Time{}, errNotWanted
+			return 0, first, errNotWanted
 		}
 		select {
 		case <-ctx.Done():
 			c.dropUnacked(id, send, m, msgID)
-			return 0, time.Time{}, ctx.Err()
+			return 0, first, ctx.Err()
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, time.Second)

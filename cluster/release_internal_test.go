@@ -323,3 +323,36 @@ func TestDeadlineOfAFirstSendAckedLate(t *testing.T) {
 		t.Fatalf("task %d's deadline %v, the send again's %v: want task 1's first store's, earlier", id, at, again)
 	}
 }
+
+// The first send's acknowledgement is lost for good, after a host gave it
+// back and the send again was stored: the task's deadline is still the
+// first store's, though that publish ends without an acknowledgement.
+func TestDeadlineOfAFirstSendWhoseAckIsLost(t *testing.T) {
+	c := testClient(t)
+	c.cfg.MaxAge = time.Hour
+	st, rel := make(chan struct{}), make(chan struct{})
+	c.js = firstTryJS{JetStream: c.js, stored: st, release: rel, once: new(sync.Once), lost: true}
+	s := newSlot(c, 1)
+	readFrame(t, s)
+	if _, err := s.Tasks().Write(taskFrame(1)); err != nil {
+		t.Fatal(err)
+	}
+	<-st
+	m := pullOne(t, c)
+	s.answer(released(m))
+	if err := m.AckSync(); err != nil {
+		t.Fatal(err)
+	}
+	stored(t, s) // the send again, acknowledged
+	s.mu.Lock()
+	again := s.expireAt
+	s.mu.Unlock()
+	close(rel) // the first send's try fails: its ack is lost
+	c.pubs.Wait()
+	s.mu.Lock()
+	id, at := s.expireID, s.expireAt
+	s.mu.Unlock()
+	if id != 1 || !at.Before(again) {
+		t.Fatalf("task %d's deadline %v, the send again's %v: want task 1's first store's, earlier", id, at, again)
+	}
+}

@@ -390,17 +390,17 @@ func (s *slot) publish(id, send uint64, body []byte) {
 		}
 		return sendForNobody
 	}
-	seq, at, err := s.c.publish(s.ctx, id, send, body, state)
-	if err != nil {
-		return // the slot ended, or the send was answered
-	}
+	seq, first, err := s.c.publish(s.ctx, id, send, body, state)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.ended && s.cur == id {
+	if !s.ended && s.cur == id && !first.IsZero() {
 		// The task's first store sets its deadline, whichever send's
-		// acknowledgement comes first (a send again's may come before the
-		// first send's, late).
-		s.armExpiryLocked(id, at)
+		// publish returns first (a send again's may return before the
+		// first send's, whose ack is late or lost).
+		s.armExpiryLocked(id, first)
+	}
+	if err != nil {
+		return // the slot ended, or the send was answered
 	}
 	if s.ended || s.cur != id || s.send != send {
 		if s.answered != send {
@@ -421,10 +421,11 @@ func (s *slot) publish(id, send uint64, body []byte) {
 }
 
 // armExpiryLocked arms the slot's expiry for task id at the stream's
-// MaxAge from stored (a time before the server stored one of its sends),
-// or moves it there if it is armed for id at a later time: the task's
-// deadline is its first store's, whichever send's acknowledgement comes
-// first.
+// MaxAge from stored (a time before the server stored one of its sends,
+// if it did: the start of the earliest try that may have stored it), or
+// moves it there if it is armed for id at a later time: the task's
+// deadline is its first store's at the latest, whichever send's publish
+// returns first.
 func (s *slot) armExpiryLocked(id uint64, stored time.Time) {
 	maxAge := s.c.cfg.MaxAge
 	at := stored.Add(maxAge)
