@@ -202,8 +202,8 @@ func (h *host) run(base context.Context, m *nats.Msg) error {
 	if !ok {
 		return nil
 	}
-	hdr, client, id, key := m.Header, a.key.client, a.key.id, a.key
-	if codec := hdr.Get(hdrCodec); codec != hook.CodecName(h.pool) {
+	key := a.key
+	if codec := m.Header.Get(hdrCodec); codec != hook.CodecName(h.pool) {
 		body, _ := json.Marshal(wire.ErrorBody{Code: procpool.CodeDecode, Type: "cluster.codecMismatch",
 			Message: fmt.Sprintf("host %s: the task is encoded with codec %q, this host's pool uses %q", h.name, codec, hook.CodecName(h.pool))})
 		a.answer(kindError, body, "")
@@ -228,7 +228,7 @@ func (h *host) run(base context.Context, m *nats.Msg) error {
 	h.mu.Unlock()
 	cancel()
 
-	h.logf(slog.LevelDebug, "task answered", "client", client, "task", id, "err", err)
+	h.logf(slog.LevelDebug, "task answered", "client", key.client, "task", key.id, "err", err)
 	var wee *procpool.WorkerExitError
 	switch {
 	case err == nil:

@@ -79,21 +79,36 @@ func released(m *nats.Msg) answer {
 	return answer{id: id, send: send, kind: kindReleased, host: "closing"}
 }
 
-// A released task is stored again by its client, as a new send, with the
-// same body; a stop then removes it from the stream and ends the task.
-func TestReleasedTaskIsSentAgainAndStoppable(t *testing.T) {
-	c := testClient(t)
+// giveBack does what a host whose pool is closed does with task m, which
+// it pulled: the slot gets the released answer, then m is acknowledged.
+func giveBack(t *testing.T, s *slot, m *nats.Msg) {
+	t.Helper()
+	s.answer(released(m))
+	if err := m.AckSync(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// slotWithTask returns a slot of c, past its hello, to which the pool has
+// written task 1.
+func slotWithTask(t *testing.T, c *client) *slot {
+	t.Helper()
 	s := newSlot(c, 1)
 	readFrame(t, s)
 	if _, err := s.Tasks().Write(taskFrame(1)); err != nil {
 		t.Fatal(err)
 	}
+	return s
+}
+
+// A released task is stored again by its client, as a new send, with the
+// same body; a stop then removes it from the stream and ends the task.
+func TestReleasedTaskIsSentAgainAndStoppable(t *testing.T) {
+	c := testClient(t)
+	s := slotWithTask(t, c)
 	first := stored(t, s)
 	m := pullOne(t, c)
-	s.answer(released(m))
-	if err := m.AckSync(); err != nil { // as the host does once the client has the answer
-		t.Fatal(err)
-	}
+	giveBack(t, s, m)
 	again := stored(t, s)
 	if again == first {
 		t.Fatalf("the released task was not sent again: send %d", again)
@@ -119,20 +134,13 @@ func TestReleasedTaskIsSentAgainAndStoppable(t *testing.T) {
 // had it) is not sent again: it ends as skipped.
 func TestReleasedAfterAStopIsNotSentAgain(t *testing.T) {
 	c := testClient(t)
-	s := newSlot(c, 1)
-	readFrame(t, s)
-	if _, err := s.Tasks().Write(taskFrame(1)); err != nil {
-		t.Fatal(err)
-	}
+	s := slotWithTask(t, c)
 	first := stored(t, s)
 	m := pullOne(t, c)
 	s.mu.Lock()
 	s.stopped = true // stopped; its stop and deletion still on their way
 	s.mu.Unlock()
-	s.answer(released(m))
-	if err := m.AckSync(); err != nil {
-		t.Fatal(err)
-	}
+	giveBack(t, s, m)
 	if f := readFrame(t, s); f.Kind != wire.KindSkipped || f.ID != 1 {
 		t.Fatalf("the slot answered %v for task %d, want skipped for task 1", f.Kind, f.ID)
 	}
@@ -148,20 +156,13 @@ func TestReleasedAfterAStopIsNotSentAgain(t *testing.T) {
 func TestReleasedTaskKeepsItsDeadline(t *testing.T) {
 	c := testClient(t)
 	c.cfg.MaxAge = time.Hour // the test makes the deadline come
-	s := newSlot(c, 1)
-	readFrame(t, s)
-	if _, err := s.Tasks().Write(taskFrame(1)); err != nil {
-		t.Fatal(err)
-	}
+	s := slotWithTask(t, c)
 	stored(t, s)
 	s.mu.Lock()
 	deadline := s.expireAt
 	s.mu.Unlock()
 	m := pullOne(t, c)
-	s.answer(released(m))
-	if err := m.AckSync(); err != nil {
-		t.Fatal(err)
-	}
+	giveBack(t, s, m)
 	stored(t, s)
 	s.mu.Lock()
 	if !s.expireAt.Equal(deadline) {
@@ -186,21 +187,13 @@ func TestReleasedTaskKeepsItsDeadline(t *testing.T) {
 func TestTaskExpiringWhileSentAgain(t *testing.T) {
 	c := testClient(t)
 	c.cfg.MaxAge = time.Hour
-	stalled := make(chan struct{}, 1)
-	release := make(chan struct{})
-	s := newSlot(c, 1)
-	readFrame(t, s)
-	if _, err := s.Tasks().Write(taskFrame(1)); err != nil {
-		t.Fatal(err)
-	}
+	st, rel := make(chan struct{}), make(chan struct{})
+	s := slotWithTask(t, c)
 	stored(t, s)
 	m := pullOne(t, c)
-	c.js = gatedJS{JetStream: c.js, stalled: stalled, release: release}
-	s.answer(released(m))
-	if err := m.AckSync(); err != nil {
-		t.Fatal(err)
-	}
-	<-stalled // the send again is on its way to the server
+	c.js = firstTryJS{JetStream: c.js, stored: st, release: rel, once: new(sync.Once)}
+	giveBack(t, s, m)
+	<-st // the send again is stored; its ack is on its way
 	s.mu.Lock()
 	s.expireAt = time.Now()
 	s.mu.Unlock()
@@ -208,27 +201,11 @@ func TestTaskExpiringWhileSentAgain(t *testing.T) {
 	if f := readFrame(t, s); f.Kind != wire.KindError {
 		t.Fatalf("the expired task: %v, want a deadline error", f.Kind)
 	}
-	close(release)
+	close(rel)
 	c.Close() // waits for the publish, then the deletion
 	if n := streamMsgs(t, c); n != 0 {
 		t.Fatalf("the expired task's send again, stored after its expiry, is in the stream (%d messages) for any host to run", n)
 	}
-}
-
-// gatedJS stores a publish, then holds its acknowledgement until release.
-type gatedJS struct {
-	jetstream.JetStream
-	stalled, release chan struct{}
-}
-
-func (j gatedJS) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
-	ack, err := j.JetStream.PublishMsg(ctx, m, opts...)
-	select {
-	case j.stalled <- struct{}{}:
-	default:
-	}
-	<-j.release
-	return ack, err
 }
 
 // firstTryJS stores the first publish made through it, signals stored,
@@ -263,19 +240,12 @@ func (j firstTryJS) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstre
 func TestExpiredTaskWhoseSendAgainLostItsAck(t *testing.T) {
 	c := testClient(t)
 	c.cfg.MaxAge = time.Hour
-	s := newSlot(c, 1)
-	readFrame(t, s)
-	if _, err := s.Tasks().Write(taskFrame(1)); err != nil {
-		t.Fatal(err)
-	}
+	s := slotWithTask(t, c)
 	stored(t, s)
 	m := pullOne(t, c)
 	st, rel := make(chan struct{}), make(chan struct{})
 	c.js = firstTryJS{JetStream: c.js, stored: st, release: rel, once: new(sync.Once), lost: true}
-	s.answer(released(m))
-	if err := m.AckSync(); err != nil {
-		t.Fatal(err)
-	}
+	giveBack(t, s, m)
 	<-st // the send again is in the stream; its ack will be lost
 	s.mu.Lock()
 	s.expireAt = time.Now()
@@ -299,17 +269,10 @@ func TestDeadlineOfAFirstSendAckedLate(t *testing.T) {
 	c.cfg.MaxAge = time.Hour
 	st, rel := make(chan struct{}), make(chan struct{})
 	c.js = firstTryJS{JetStream: c.js, stored: st, release: rel, once: new(sync.Once)}
-	s := newSlot(c, 1)
-	readFrame(t, s)
-	if _, err := s.Tasks().Write(taskFrame(1)); err != nil {
-		t.Fatal(err)
-	}
+	s := slotWithTask(t, c)
 	<-st
 	m := pullOne(t, c)
-	s.answer(released(m))
-	if err := m.AckSync(); err != nil {
-		t.Fatal(err)
-	}
+	giveBack(t, s, m)
 	stored(t, s) // the send again, acknowledged first
 	s.mu.Lock()
 	again := s.expireAt
@@ -332,17 +295,10 @@ func TestDeadlineOfAFirstSendWhoseAckIsLost(t *testing.T) {
 	c.cfg.MaxAge = time.Hour
 	st, rel := make(chan struct{}), make(chan struct{})
 	c.js = firstTryJS{JetStream: c.js, stored: st, release: rel, once: new(sync.Once), lost: true}
-	s := newSlot(c, 1)
-	readFrame(t, s)
-	if _, err := s.Tasks().Write(taskFrame(1)); err != nil {
-		t.Fatal(err)
-	}
+	s := slotWithTask(t, c)
 	<-st
 	m := pullOne(t, c)
-	s.answer(released(m))
-	if err := m.AckSync(); err != nil {
-		t.Fatal(err)
-	}
+	giveBack(t, s, m)
 	stored(t, s) // the send again, acknowledged
 	s.mu.Lock()
 	again := s.expireAt

@@ -49,6 +49,20 @@ func isDone(ch <-chan struct{}) bool {
 	}
 }
 
+// serveClosedPool runs Serve, with one slot, over a pool that is closed:
+// it takes a task, gives it back, and returns ErrClosed.
+func (e *env) serveClosedPool() {
+	e.t.Helper()
+	closed, err := procpool.New(procpool.WithInProcess(), procpool.WithProcesses(1))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	closed.Close()
+	if err := cluster.Serve(context.Background(), e.connect(), closed, e.config(), cluster.WithSlots(1), cluster.WithName("closed")); !errors.Is(err, procpool.ErrClosed) {
+		e.t.Fatalf("Serve over a closed pool: %v, want ErrClosed", err)
+	}
+}
+
 // A host whose pool is closed gives back the task it took (a released
 // answer), and its client sends it again, as a task no host has been
 // given: the next host runs it (retries 0), rather than taking the second
@@ -56,20 +70,12 @@ func isDone(ch <-chan struct{}) bool {
 func TestReleasedTaskRunsElsewhere(t *testing.T) {
 	e := newEnv(t)
 	p := e.client() // retries 0
-	closed, err := procpool.New(procpool.WithInProcess(), procpool.WithProcesses(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed.Close()
 	ctx := context.Background()
 	f, err := procpool.ApplyAsync(ctx, p, square, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
-	serr := cluster.Serve(ctx, e.connect(), closed, e.config(), cluster.WithSlots(1), cluster.WithName("closed"))
-	if !errors.Is(serr, procpool.ErrClosed) {
-		t.Fatalf("Serve over a closed pool: %v, want ErrClosed", serr)
-	}
+	e.serveClosedPool()
 	e.startHost("b", 1)
 	v, err := f.Get(ctx)
 	if err != nil || v != 9 {
@@ -86,20 +92,13 @@ func TestReleasedTaskRunsElsewhere(t *testing.T) {
 func TestCancelledReleasedTaskRunsNowhere(t *testing.T) {
 	e := newEnv(t)
 	p := e.client() // retries 0
-	closed, err := procpool.New(procpool.WithInProcess(), procpool.WithProcesses(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed.Close()
 	ctx := context.Background()
 	tctx, cancel := context.WithCancel(ctx)
 	f, err := procpool.ApplyAsync(tctx, p, square, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if serr := cluster.Serve(ctx, e.connect(), closed, e.config(), cluster.WithSlots(1), cluster.WithName("closed")); !errors.Is(serr, procpool.ErrClosed) {
-		t.Fatalf("Serve over a closed pool: %v, want ErrClosed", serr)
-	}
+	e.serveClosedPool()
 	cancel()
 	if v, err := f.Get(ctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("the released task, cancelled: %d, %v; want context.Canceled", v, err)

@@ -140,6 +140,7 @@ func TestSlotEndingsRace(t *testing.T) {
 		ops := []func(){
 			func() { s.answer(answer{id: id, send: send, kind: kindResult, body: []byte("r")}) },
 			func() { s.answer(answer{id: id, send: send, kind: kindSkipped}) },
+			func() { s.answer(answer{id: id, send: send, kind: kindReleased}) }, // a host gives it back: sent again
 			func() { s.Stop(id, wire.StopCancel) },
 			func() { s.Kill() },
 			func() { _ = s.Tasks().Close() },
