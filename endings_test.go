@@ -121,6 +121,11 @@ func TestCrashFailsOnlyTheRunningTask(t *testing.T) {
 			}
 		}
 	}
+	// A task's outcome is counted just after it is delivered (Stats shows
+	// it Running meanwhile): Close returns once every one is counted.
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
 	if s := p.Stats(); s.Failed != 20 || s.Succeeded != 20*99 {
 		t.Fatalf("stats: %+v, want 20 failed and %d succeeded", s, 20*99)
 	}

@@ -401,6 +401,9 @@ func TestMemoryLimitRetiresBetweenTasks(t *testing.T) {
 			break
 		}
 	}
+	if err := p.Close(); err != nil { // every outcome counted (see TestCrashFailsOnlyTheRunningTask)
+		t.Fatal(err)
+	}
 	if s := p.Stats(); !replaced || s.WorkerExits[procpool.ReasonMemory] != 1 || s.Failed != int64(stopped) {
 		t.Fatalf("replaced %v; stats: exits %v, %d failed (%d stopped over the limit); want one memory exit and no other failure", replaced, s.WorkerExits, s.Failed, stopped)
 	}
