@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/procpool/procpool"
+	"github.com/procpool/procpool/bench/internal/measure"
 )
 
 // runChild runs the bench binary in one of its child modes and returns the
@@ -30,11 +31,6 @@ import (
 //   - stream-memory N: run Imap of square over 0..N-1 with ChunkSize(1000)
 //     on a pool of 2 workers, consuming the results one by one, then print
 //     this process's peak resident memory in bytes.
-//   - cluster-host URL NAME: a host of the cluster workloads' pool on the
-//     broker at URL (see cluster.go), until SIGTERM or its standard input
-//     closes.
-//   - cluster-raw URL NAME: a bare JetStream consumer of the cluster
-//     workloads' baseline, likewise.
 func runChild(mode string) int {
 	fail := func(err error) int {
 		fmt.Fprintf(os.Stderr, "bench child %s: %v\n", mode, err)
@@ -72,18 +68,6 @@ func runChild(mode string) int {
 			return fail(err)
 		}
 		fmt.Println(peak)
-		return 0
-	case "cluster-host", "cluster-raw":
-		if len(os.Args) != 3 {
-			return fail(errors.New("want two arguments"))
-		}
-		run := clusterHostChild
-		if mode == "cluster-raw" {
-			run = func(url, _ string) error { return rawConsumerChild(url) }
-		}
-		if err := run(os.Args[1], os.Args[2]); err != nil {
-			return fail(err)
-		}
 		return 0
 	}
 	return fail(errors.New("unknown mode"))
@@ -281,7 +265,7 @@ func streamChild(n int) (err error) {
 	if err != nil {
 		return err
 	}
-	defer closePool(ctx, p, &err)
+	defer measure.ClosePool(ctx, p, &err)
 	var sum, want uint64 // both wrap alike
 	seq := func(yield func(int) bool) {
 		for i := range n {

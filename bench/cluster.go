@@ -3,118 +3,102 @@
 package main
 
 import (
-	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
-	"os"
-	"os/exec"
-	"os/signal"
-	"path/filepath"
-	"runtime/pprof"
-	"slices"
-	"sync"
-	"sync/atomic"
-	"syscall"
-	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/procpool/procpool"
-	"github.com/procpool/procpool/cluster"
-	"github.com/procpool/procpool/cluster/broker"
+	"strconv"
 )
 
-// The cluster workloads run a pool of package cluster over host processes
-// (this binary in its cluster-host child mode) through an embedded broker
-// with a file store, in this process; and, as the baseline, the same round
-// trips on bare JetStream: a publisher in this process, consumer processes
-// (the cluster-raw child mode) that pull each message, reply over core NATS
-// and acknowledge it. Every system's run gets a broker, processes and
-// connections of its own, all torn down before the next.
-const (
-	clusterHosts    = 2               // host (or bare consumer) processes, each with `workers` slots
-	clusterInFlight = 64              // tasks on the hosts at once: cluster.New's default WithProcesses, and the raw publisher's window
-	clusterChunk    = 1000            // cluster-map's ChunkSize
-	clusterWarmUp   = 1000            // round trips before a system is timed
-	clusterAckWait  = 2 * time.Second // short, so that cluster-map's killed host's chunks come back within 2 s
+// The cluster workloads run in clusterBench, a binary of their own (see
+// bench/clusterbench and peer): a pool of package cluster over host
+// processes through an embedded broker, against the same round trips on
+// bare JetStream. This file runs them and holds their targets.
 
-	// The bare JetStream baseline's stream, durable consumer and subjects,
-	// configured as package cluster configures its own (Config.ensure).
-	rawStream   = "RAWBENCH_TASKS"
-	rawConsumer = "hosts"
-	rawTask     = "rawbench.task"
-	rawReply    = "rawbench.reply"
+// clusterBench is the cluster workloads' binary, as built by
+// prepareClusterBench.
+var clusterBench = &peer{what: "clusterbench", why: "clusterbench was not built"}
 
-	// envProfile, when set to a directory, makes the cluster workloads
-	// write CPU profiles there: the harness's (client and broker) over each
-	// timed section, and each child's over its life (go tool pprof FILE).
-	envProfile = "PROCPOOL_BENCH_PROFILE"
-)
+// clusterWorkloads are the workloads clusterBench runs.
+var clusterWorkloads = []string{"cluster-throughput", "cluster-apply-latency", "cluster-map"}
 
-// clusterConfig is the Config of the harness's cluster pools and of their
-// hosts. The stream it makes is BENCH_TASKS (docs/cluster.md).
-func clusterConfig() cluster.Config {
-	return cluster.Config{Prefix: "bench", AckWait: clusterAckWait}
+// prepareClusterBench builds clusterBench if any selected workload (every
+// workload when selected is empty) is one of clusterWorkloads, and returns
+// the function that removes the build. It blocks for the build (see
+// buildPeer).
+func prepareClusterBench(selected map[string]bool) func() {
+	if !needs(selected, clusterWorkloads) {
+		return func() {}
+	}
+	var cleanup func()
+	clusterBench, cleanup = buildPeer("clusterbench", "clusterbench")
+	return cleanup
 }
 
-// ---- the harness's side ----
-
-// runClusterThroughput times sz.asyncN tiny tasks through the cluster pool
-// (ApplyAsync of all, then a Get of each) and the same number of raw round
-// trips with the same number in flight.
 func runClusterThroughput(sz sizes, _ *python) []measurement {
-	note := fmt.Sprintf("%d tasks, %d in flight, %d processes × %d slots", sz.asyncN, clusterInFlight, clusterHosts, workers)
-	v, err := clusterThroughput(sz)
-	out := []measurement{measured("cluster-throughput", "procpool", v, err)}
-	if err == nil {
-		out[0].note = note
-	}
-	v, err = rawThroughput(sz)
-	out = append(out, measured("cluster-throughput", "raw-jetstream", v, err))
-	if err == nil {
-		out[1].note = note
-	}
-	return out
+	return runCluster("cluster-throughput", sz.asyncN, sz, "procpool", "raw-jetstream")
 }
 
-// runClusterLatency times sz.applyN sequential remote Apply calls, and as
-// many sequential raw round trips.
 func runClusterLatency(sz sizes, _ *python) []measurement {
-	var out []measurement
-	add := func(system string, lat []time.Duration, err error) {
-		if err != nil {
-			out = append(out, failed("cluster-apply-latency", system, err), failed("cluster-apply-latency-p99", system, err))
-			return
-		}
-		out = append(out,
-			ok("cluster-apply-latency", system, micros(percentile(lat, 50)), fmt.Sprintf("p90 %.1f µs", micros(percentile(lat, 90)))),
-			ok("cluster-apply-latency-p99", system, micros(percentile(lat, 99)), ""))
-	}
-	lat, err := clusterLatency(sz)
-	add("procpool", lat, err)
-	lat, err = rawLatency(sz)
-	add("raw-jetstream", lat, err)
-	return out
+	return runCluster("cluster-apply-latency", sz.applyN, sz, "procpool", "raw-jetstream")
 }
 
-// runClusterMap times a Map of sz.mapN items in chunks of clusterChunk,
-// then the same with one host SIGKILLed once half of the items are done.
 func runClusterMap(sz sizes, _ *python) []measurement {
+	return runCluster("cluster-map", sz.mapN, sz, "procpool", "procpool-host-killed")
+}
+
+// runCluster runs workload on clusterBench with n tasks or items and
+// returns a measurement for each of its rows: those it printed, and for
+// each of systems it printed no row of, one that says why.
+func runCluster(workload string, n int, sz sizes, systems ...string) []measurement {
+	// Every system of the workload gets sz.timeout, and starting and
+	// stopping the processes some more.
+	timeout := sz.timeout*2 + sz.timeout/2
+	recs, why := clusterBench.records(timeout, "-n", strconv.Itoa(n), "-timeout", sz.timeout.String(), workload)
+	return clusterMeasurements(workload, recs, why, systems)
+}
+
+// clusterMeasurements turns clusterBench's records of workload into
+// measurements (rows of the workload and of its p99 companion, whatever
+// workload a record names, are kept; others are dropped), and adds a failed
+// row, saying why, for each of systems no record names. why, if not "", is
+// why there are no records.
+func clusterMeasurements(workload string, recs []map[string]any, why string, systems []string) []measurement {
+	if why == "" && len(recs) == 0 {
+		why = "no result from clusterbench"
+	}
 	var out []measurement
-	for _, kill := range []bool{false, true} {
-		system := "procpool"
-		if kill {
-			system = "procpool-host-killed"
+	seen := map[string]bool{}
+	for _, rec := range recs {
+		w, _ := rec["workload"].(string)
+		system, _ := rec["system"].(string)
+		if w != workload && w != workload+"-p99" || system == "" {
+			continue
 		}
-		v, note, err := clusterMap(sz, kill)
-		m := measured("cluster-map", system, v, err)
-		if err == nil {
-			m.note = note
+		if w == workload {
+			seen[system] = true
 		}
-		out = append(out, m)
+		note, _ := rec["note"].(string)
+		if e, _ := rec["error"].(string); e != "" {
+			progress("%s %s: %s", w, system, e)
+			out = append(out, measurement{workload: w, system: system, unit: unitOf(w), err: e})
+			continue
+		}
+		v, isNum := rec["value"].(float64)
+		if !isNum {
+			why := fmt.Sprintf("clusterbench printed no value: %v", rec)
+			progress("%s %s: %s", w, system, why)
+			out = append(out, measurement{workload: w, system: system, unit: unitOf(w), err: why})
+			continue
+		}
+		out = append(out, ok(w, system, v, note))
+	}
+	for _, system := range systems {
+		if !seen[system] {
+			why := why
+			if why == "" {
+				why = "clusterbench printed no row for it"
+			}
+			progress("%s %s: %s", workload, system, why)
+			out = append(out, measurement{workload: workload, system: system, unit: unitOf(workload), err: why})
+		}
 	}
 	return out
 }
@@ -135,476 +119,4 @@ func init() {
 		relTarget("cluster-throughput", "raw-jetstream", "≥", 0.5, "0.5×"),
 		relTarget("cluster-apply-latency", "raw-jetstream", "≤", 3, "3×"),
 	)
-}
-
-// clusterEnv is one system's run: a broker with a temporary file store, a
-// connection to it, and the child processes.
-type clusterEnv struct {
-	b      *broker.Broker
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	procs  []*exec.Cmd
-	killed map[*exec.Cmd]bool // SIGKILLed on purpose: their exit is no error
-}
-
-func newClusterEnv(ctx context.Context) (*clusterEnv, error) {
-	b, err := broker.Start(ctx, broker.Config{})
-	if err != nil {
-		return nil, err
-	}
-	nc, err := nats.Connect(b.URL())
-	if err != nil {
-		b.Close()
-		return nil, err
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
-		b.Close()
-		return nil, err
-	}
-	return &clusterEnv{b: b, nc: nc, js: js, killed: map[*exec.Cmd]bool{}}, nil
-}
-
-// startChildren starts clusterHosts children in mode (cluster-host or
-// cluster-raw), named host-0, host-1..., and waits until each of their
-// slots has a pull request waiting on the consumer of stream.
-func (e *clusterEnv) startChildren(ctx context.Context, mode, stream string) error {
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	for i := range clusterHosts {
-		c := exec.Command(self, e.b.URL(), fmt.Sprintf("host-%d", i))
-		c.Env = append(os.Environ(), envChild+"="+mode)
-		c.Stdout, c.Stderr = os.Stderr, os.Stderr
-		// The child stops when its standard input closes: when this
-		// process dies, should it die before stopping the child.
-		if _, err := c.StdinPipe(); err != nil {
-			return err
-		}
-		if err := c.Start(); err != nil {
-			return err
-		}
-		e.procs = append(e.procs, c)
-	}
-	cons, err := e.js.Consumer(ctx, stream, rawConsumer)
-	if err != nil {
-		return err
-	}
-	for {
-		info, err := cons.Info(ctx)
-		if err != nil {
-			return err
-		}
-		// A bare consumer waits with a fetch per slot; a cluster host
-		// with one request for all its free slots.
-		want := clusterHosts
-		if mode == "cluster-raw" {
-			want = clusterHosts * workers
-		}
-		if info.NumWaiting >= want {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for the %s children to pull: %w", mode, ctx.Err())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-}
-
-// kill SIGKILLs child i.
-func (e *clusterEnv) kill(i int) {
-	e.killed[e.procs[i]] = true
-	_ = e.procs[i].Process.Kill()
-}
-
-// close stops the children with SIGTERM (they drain) and waits for them,
-// killing any that takes over 15 s, then closes the connection and the
-// broker, which removes its store. It returns what went wrong.
-func (e *clusterEnv) close() error {
-	var errs []error
-	for _, c := range e.procs {
-		_ = c.Process.Signal(syscall.SIGTERM)
-	}
-	for _, c := range e.procs {
-		done := make(chan error, 1)
-		go func() { done <- c.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil && !e.killed[c] {
-				errs = append(errs, fmt.Errorf("child %s: %w", c.Args[2], err))
-			}
-		case <-time.After(15 * time.Second):
-			_ = c.Process.Kill()
-			<-done
-			errs = append(errs, fmt.Errorf("child %s did not drain within 15 s", c.Args[2]))
-		}
-	}
-	e.nc.Close()
-	e.b.Close()
-	return errors.Join(errs...)
-}
-
-// closeEnv closes e, reporting what went wrong in *err if nothing did before.
-func closeEnv(e *clusterEnv, err *error) {
-	if cerr := e.close(); cerr != nil && *err == nil {
-		*err = cerr
-	}
-}
-
-// withCluster runs f on a cluster pool (opts added) served by clusterHosts
-// host processes of workers workers each, warmed up, then tears it all down.
-func withCluster(sz sizes, f func(ctx context.Context, e *clusterEnv, p *procpool.Pool) error, opts ...procpool.Option) (err error) {
-	ctx, cancel := context.WithTimeout(context.Background(), sz.timeout)
-	defer cancel()
-	e, err := newClusterEnv(ctx)
-	if err != nil {
-		return err
-	}
-	defer closeEnv(e, &err)
-	p, err := cluster.New(ctx, e.nc, clusterConfig(), opts...)
-	if err != nil {
-		return err
-	}
-	defer closePool(ctx, p, &err)
-	if err := e.startChildren(ctx, "cluster-host", "BENCH_TASKS"); err != nil {
-		return err
-	}
-	if err := applyAll(ctx, p, clusterWarmUp); err != nil {
-		return fmt.Errorf("warm-up: %w", err)
-	}
-	return f(ctx, e, p)
-}
-
-// applyAll submits n tasks square(i) with ApplyAsync, then waits for each
-// and checks its result.
-func applyAll(ctx context.Context, p *procpool.Pool, n int) error {
-	futs := make([]*procpool.Future[int], n)
-	for i := range futs {
-		f, err := procpool.ApplyAsync(ctx, p, square, i)
-		if err != nil {
-			return err
-		}
-		futs[i] = f
-	}
-	for i, f := range futs {
-		v, err := f.Get(ctx)
-		if err != nil {
-			return err
-		}
-		if v != i*i {
-			return fmt.Errorf("square(%d) = %d", i, v)
-		}
-	}
-	return nil
-}
-
-func clusterThroughput(sz sizes) (rate float64, err error) {
-	err = withCluster(sz, func(ctx context.Context, _ *clusterEnv, p *procpool.Pool) error {
-		defer startProfile("cluster-throughput-procpool")()
-		t0 := time.Now()
-		if err := applyAll(ctx, p, sz.asyncN); err != nil {
-			return err
-		}
-		rate = float64(sz.asyncN) / time.Since(t0).Seconds()
-		return nil
-	}, procpool.WithProcesses(clusterInFlight))
-	return rate, err
-}
-
-func clusterLatency(sz sizes) (lat []time.Duration, err error) {
-	err = withCluster(sz, func(ctx context.Context, _ *clusterEnv, p *procpool.Pool) error {
-		defer startProfile("cluster-apply-latency-procpool")()
-		lat, err = applyLatencies(ctx, p, square, sz.applyN)
-		return err
-	})
-	return lat, err
-}
-
-// clusterMap returns the seconds a Map of sz.mapN items takes, with one of
-// the hosts SIGKILLed once half of the items are done if kill; the note
-// says how many chunks were retried.
-func clusterMap(sz sizes, kill bool) (secs float64, note string, err error) {
-	err = withCluster(sz, func(ctx context.Context, e *clusterEnv, p *procpool.Pool) error {
-		n := sz.mapN
-		xs := make([]int, n)
-		for i := range xs {
-			xs[i] = i
-		}
-		var killedAt atomic.Int64
-		opts := []procpool.CallOption{procpool.ChunkSize(clusterChunk)}
-		if kill {
-			var once sync.Once
-			opts = append(opts, procpool.OnProgress(func(pr procpool.Progress) {
-				if pr.Done >= n/2 {
-					once.Do(func() { killedAt.Store(int64(pr.Done)); e.kill(0) })
-				}
-			}, 10*time.Millisecond))
-		}
-		t0 := time.Now()
-		ys, err := procpool.Map(ctx, p, square, xs, opts...)
-		secs = time.Since(t0).Seconds()
-		if err != nil {
-			return err
-		}
-		for i, y := range ys {
-			if y != i*i {
-				return fmt.Errorf("square(%d) = %d", i, y)
-			}
-		}
-		note = fmt.Sprintf("%d items in chunks of %d, %d chunks retried", n, clusterChunk, p.Stats().Retried)
-		if kill {
-			note += fmt.Sprintf("; host-0 killed at %d items done, AckWait %v", killedAt.Load(), clusterAckWait)
-		}
-		return nil
-	}, procpool.WithRetries(2))
-	return secs, note, err
-}
-
-// withRaw runs f on a broker with the bare stream and consumer and
-// clusterHosts consumer processes, warmed up, then tears it all down.
-func withRaw(sz sizes, f func(ctx context.Context, e *clusterEnv) error) (err error) {
-	ctx, cancel := context.WithTimeout(context.Background(), sz.timeout)
-	defer cancel()
-	e, err := newClusterEnv(ctx)
-	if err != nil {
-		return err
-	}
-	defer closeEnv(e, &err)
-	s, err := e.js.CreateStream(ctx, jetstream.StreamConfig{
-		Name:      rawStream,
-		Subjects:  []string{rawTask},
-		Retention: jetstream.WorkQueuePolicy,
-		Storage:   jetstream.FileStorage,
-		Discard:   jetstream.DiscardNew,
-		MaxMsgs:   cluster.DefaultMaxMsgs,
-		MaxBytes:  cluster.DefaultMaxBytes,
-		MaxAge:    cluster.DefaultMaxAge,
-	})
-	if err != nil {
-		return err
-	}
-	if _, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:       rawConsumer,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       clusterAckWait,
-		MaxDeliver:    -1,
-		MaxAckPending: -1,
-		FilterSubject: rawTask,
-	}); err != nil {
-		return err
-	}
-	if err := e.startChildren(ctx, "cluster-raw", rawStream); err != nil {
-		return err
-	}
-	if _, err := rawRoundTrips(ctx, e, clusterWarmUp, clusterInFlight); err != nil {
-		return fmt.Errorf("warm-up: %w", err)
-	}
-	return f(ctx, e)
-}
-
-func rawThroughput(sz sizes) (rate float64, err error) {
-	err = withRaw(sz, func(ctx context.Context, e *clusterEnv) error {
-		defer startProfile("cluster-throughput-raw")()
-		t0 := time.Now()
-		if _, err := rawRoundTrips(ctx, e, sz.asyncN, clusterInFlight); err != nil {
-			return err
-		}
-		rate = float64(sz.asyncN) / time.Since(t0).Seconds()
-		return nil
-	})
-	return rate, err
-}
-
-func rawLatency(sz sizes) (lat []time.Duration, err error) {
-	err = withRaw(sz, func(ctx context.Context, e *clusterEnv) error {
-		defer startProfile("cluster-apply-latency-raw")()
-		lat, err = rawRoundTrips(ctx, e, sz.applyN, 1)
-		return err
-	})
-	return lat, err
-}
-
-// rawRoundTrips makes n round trips from senders goroutines: each sends
-// request i (its own number and i, 16 bytes) to the stream, waits for the
-// server's acknowledgement, then for the reply (its number and i·i), and
-// checks it. It returns the round trips' times, sorted.
-func rawRoundTrips(ctx context.Context, e *clusterEnv, n, senders int) ([]time.Duration, error) {
-	replies := make([]chan uint64, senders)
-	for g := range replies {
-		replies[g] = make(chan uint64, 1)
-	}
-	sub, err := e.nc.Subscribe(rawReply, func(m *nats.Msg) {
-		if len(m.Data) != 16 {
-			return
-		}
-		g := binary.LittleEndian.Uint64(m.Data)
-		if g < uint64(senders) {
-			select {
-			case replies[g] <- binary.LittleEndian.Uint64(m.Data[8:]):
-			default: // a duplicate: its sender will see a wrong value
-			}
-		}
-	})
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := sub.SetPendingLimits(-1, -1); err != nil {
-		return nil, err
-	}
-	if err := e.nc.FlushWithContext(ctx); err != nil {
-		return nil, err
-	}
-
-	ctx, stop := context.WithCancel(ctx)
-	defer stop()
-	var (
-		next  atomic.Int64
-		once  sync.Once
-		first error
-		wg    sync.WaitGroup
-	)
-	lat := make([]time.Duration, n)
-	for g := range senders {
-		wg.Go(func() {
-			body := make([]byte, 16)
-			binary.LittleEndian.PutUint64(body, uint64(g))
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n || ctx.Err() != nil {
-					return
-				}
-				binary.LittleEndian.PutUint64(body[8:], uint64(i))
-				t0 := time.Now()
-				_, err := e.js.Publish(ctx, rawTask, body)
-				var v uint64
-				if err == nil {
-					select {
-					case v = <-replies[g]:
-					case <-ctx.Done():
-						err = ctx.Err()
-					}
-				}
-				lat[i] = time.Since(t0)
-				if err == nil && v != uint64(i*i) {
-					err = fmt.Errorf("raw square(%d) = %d", i, v)
-				}
-				if err != nil {
-					once.Do(func() { first = err })
-					stop()
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if first != nil {
-		return nil, first
-	}
-	slices.Sort(lat)
-	return lat, nil
-}
-
-// startProfile starts a CPU profile in envProfile's directory, if set,
-// named name.pprof, and returns the function that stops it.
-func startProfile(name string) func() {
-	dir := os.Getenv(envProfile)
-	if dir == "" {
-		return func() {}
-	}
-	f, err := os.Create(filepath.Join(dir, name+".pprof"))
-	if err != nil {
-		progress("profile: %v", err)
-		return func() {}
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		progress("profile: %v", err)
-		f.Close()
-		return func() {}
-	}
-	return func() { pprof.StopCPUProfile(); f.Close() }
-}
-
-// ---- the children ----
-
-// childContext is a child's context: it ends on SIGTERM, or when standard
-// input (a pipe from the harness) closes.
-func childContext() (context.Context, context.CancelFunc) {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	go func() { _, _ = io.Copy(io.Discard, os.Stdin); stop() }()
-	return ctx, stop
-}
-
-// clusterHostChild is the cluster-host child mode: a host of
-// clusterConfig's pool, named name, with a local pool of workers worker
-// processes, on the broker at url, until childContext ends; then it drains.
-func clusterHostChild(url, name string) error {
-	ctx, stop := childContext()
-	defer stop()
-	defer startProfile("cluster-host-" + name + "-" + fmt.Sprint(os.Getpid()))()
-	local, err := procpool.New(procpool.WithProcesses(workers))
-	if err != nil {
-		return err
-	}
-	defer local.Close()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	return cluster.Serve(ctx, nc, local, clusterConfig(), cluster.WithName(name))
-}
-
-// rawConsumerChild is the cluster-raw child mode: workers goroutines that
-// each pull one message at a time from the bare stream's consumer on the
-// broker at url (as a host's slots do), reply to it on rawReply over core
-// NATS with the square of its number, then acknowledge it; until
-// childContext ends.
-func rawConsumerChild(url string) error {
-	ctx, stop := childContext()
-	defer stop()
-	defer startProfile("cluster-raw-" + fmt.Sprint(os.Getpid()))()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	cons, err := js.Consumer(ctx, rawStream, rawConsumer)
-	if err != nil {
-		return err
-	}
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			reply := make([]byte, 16)
-			for ctx.Err() == nil {
-				batch, err := cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
-				if err != nil {
-					time.Sleep(10 * time.Millisecond)
-					continue
-				}
-				for m := range batch.Messages() {
-					d := m.Data()
-					if len(d) != 16 {
-						_ = m.Term()
-						continue
-					}
-					x := binary.LittleEndian.Uint64(d[8:])
-					copy(reply, d[:8])
-					binary.LittleEndian.PutUint64(reply[8:], x*x)
-					_ = nc.Publish(rawReply, reply)
-					_ = m.Ack()
-				}
-			}
-		})
-	}
-	wg.Wait()
-	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/procpool/procpool"
+	"github.com/procpool/procpool/bench/internal/measure"
 )
 
 // callers is the number of goroutines (threads in Python) that call Apply
@@ -24,7 +25,7 @@ const callers = 64
 func runApplyConcurrent(sz sizes, py *python) []measurement {
 	v, err := applyConcurrent(sz)
 	out := []measurement{measured("apply-concurrent", "procpool", v, err)}
-	out = append(out, goPlugin.run("apply-concurrent", sz.timeout, "n", sz.asyncN, "goroutines", callers, "workers", workers))
+	out = append(out, goPluginRun("apply-concurrent", sz.timeout, "n", sz.asyncN, "goroutines", callers, "workers", workers))
 	return append(out, py.run("apply-concurrent", sz.timeout, "n", sz.asyncN, "threads", callers, "workers", workers)...)
 }
 
@@ -38,7 +39,7 @@ func applyConcurrent(sz sizes) (rate float64, err error) {
 	if err != nil {
 		return 0, err
 	}
-	defer closePool(ctx, p, &err)
+	defer measure.ClosePool(ctx, p, &err)
 	// A failed call stops the others through ctx.
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()

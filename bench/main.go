@@ -104,6 +104,7 @@ func main() {
 	py, cleanup := newPython(*python)
 	defer cleanup()
 	defer prepareGoPlugin(selected)()
+	defer prepareClusterBench(selected)()
 
 	load0 := loadAverage()
 	before := readCPU()

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/procpool/procpool"
+	"github.com/procpool/procpool/bench/internal/measure"
 	"github.com/procpool/procpool/codec"
 )
 
@@ -191,9 +192,9 @@ func runNodeApplyLatency(sz sizes, _ *python) []measurement {
 		for _, d := range lat {
 			sum += d
 		}
-		note := fmt.Sprintf("mean %.1f µs, p90 %.1f µs, p99 %.1f µs", micros(sum/time.Duration(len(lat))),
-			micros(percentile(lat, 90)), micros(percentile(lat, 99)))
-		out = append(out, ok(w, c.system, micros(percentile(lat, 50)), note))
+		note := fmt.Sprintf("mean %.1f µs, p90 %.1f µs, p99 %.1f µs", measure.Micros(sum/time.Duration(len(lat))),
+			measure.Micros(measure.Percentile(lat, 90)), measure.Micros(measure.Percentile(lat, 99)))
+		out = append(out, ok(w, c.system, measure.Micros(measure.Percentile(lat, 50)), note))
 	}
 	return append(out, nb.plain(w, "latency", sz.timeout, plainSystems, "n", sz.applyN)...)
 }
@@ -207,8 +208,8 @@ func (nb *nodeBench) latency(sz sizes, c codec.Codec) (lat []time.Duration, err 
 	if err != nil {
 		return nil, err
 	}
-	defer closePool(ctx, p, &err)
-	return applyLatencies(ctx, p, nodeSquare, sz.applyN)
+	defer measure.ClosePool(ctx, p, &err)
+	return measure.ApplyLatencies(ctx, p, nodeSquare, sz.applyN)
 }
 
 // ---- node-map-throughput ----
@@ -248,7 +249,7 @@ func (nb *nodeBench) mapThroughput(sz sizes, c codec.Codec, chunk int) (rate flo
 	if err != nil {
 		return 0, err
 	}
-	defer closePool(ctx, p, &err)
+	defer measure.ClosePool(ctx, p, &err)
 	xs := make([]int, sz.mapN)
 	for i := range xs {
 		xs[i] = i

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -49,8 +50,10 @@ func TestApplyConcurrentTargets(t *testing.T) {
 }
 
 func TestGoPluginPeerNotBuilt(t *testing.T) {
-	g := &goPluginPeer{why: "no go command to build it"}
-	m := g.run("startup", time.Minute, "runs", 1, "workers", 2)
+	saved := goPlugin
+	defer func() { goPlugin = saved }()
+	goPlugin = &peer{what: "the go-plugin peer", why: "no go command to build it"}
+	m := goPluginRun("startup", time.Minute, "runs", 1, "workers", 2)
 	if m.system != "go-plugin" || m.workload != "startup" || m.err != "no go command to build it" || m.unit != "ms" {
 		t.Fatalf("run without a binary = %+v", m)
 	}
@@ -85,7 +88,7 @@ func TestGoPluginPeer(t *testing.T) {
 		t.Fatalf("apply-latency: p50 %+v, p99 %+v", lat[0], lat[1])
 	}
 
-	m := goPlugin.run("apply-concurrent", time.Minute, "n", 2000, "goroutines", callers, "workers", workers)
+	m := goPluginRun("apply-concurrent", time.Minute, "n", 2000, "goroutines", callers, "workers", workers)
 	if m.err != "" || m.unit != "tasks/s" || !(m.value > 0) || m.extra["goroutines"] != callers {
 		t.Fatalf("apply-concurrent: %+v", m)
 	}
@@ -96,8 +99,33 @@ func TestGoPluginPeer(t *testing.T) {
 	}
 
 	// A workload the peer does not know: the row says why.
-	m = goPlugin.run("map-throughput", time.Minute, "n", 10)
+	m = goPluginRun("map-throughput", time.Minute, "n", 10)
 	if m.err == "" || !strings.Contains(m.err, "usage: goplugin") {
 		t.Fatalf("unknown workload: %+v", m)
+	}
+}
+
+func TestClusterMeasurements(t *testing.T) {
+	recs := []map[string]any{
+		{"workload": "cluster-apply-latency", "system": "procpool", "value": 500.0, "note": "p90 600 µs"},
+		{"workload": "cluster-apply-latency-p99", "system": "procpool", "value": 900.0},
+		{"workload": "cluster-apply-latency", "system": "raw-jetstream", "error": "broker gone"},
+		{"workload": "cluster-map", "system": "procpool", "value": 1.0}, // another workload's: dropped
+	}
+	got := clusterMeasurements("cluster-apply-latency", recs, "", []string{"procpool", "raw-jetstream", "third"})
+	want := []measurement{
+		{workload: "cluster-apply-latency", system: "procpool", value: 500, unit: "µs", note: "p90 600 µs"},
+		{workload: "cluster-apply-latency-p99", system: "procpool", value: 900, unit: "µs"},
+		{workload: "cluster-apply-latency", system: "raw-jetstream", unit: "µs", err: "broker gone"},
+		{workload: "cluster-apply-latency", system: "third", unit: "µs", err: "clusterbench printed no row for it"},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("measurements\n%+v\nwant\n%+v", got, want)
+	}
+
+	// No records: a row for each system, saying why.
+	got = clusterMeasurements("cluster-throughput", nil, "clusterbench failed: exit status 1", []string{"procpool", "raw-jetstream"})
+	if len(got) != 2 || got[0].err != "clusterbench failed: exit status 1" || got[1].system != "raw-jetstream" || got[1].unit != "tasks/s" {
+		t.Fatalf("without records: %+v", got)
 	}
 }

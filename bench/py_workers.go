@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/procpool/procpool"
+	"github.com/procpool/procpool/bench/internal/measure"
 )
 
 // pySquare is bench/python/bench_worker.py's square, declared: no Go body.
@@ -153,8 +154,8 @@ func runPyApplyLatency(sz sizes, py *python) []measurement {
 	if err != nil {
 		out = append(out, failed(w, "procpool", err))
 	} else {
-		out = append(out, ok(w, "procpool", micros(percentile(lat, 50)),
-			fmt.Sprintf("p90 %.1f µs, p99 %.1f µs", micros(percentile(lat, 90)), micros(percentile(lat, 99)))))
+		out = append(out, ok(w, "procpool", measure.Micros(measure.Percentile(lat, 50)),
+			fmt.Sprintf("p90 %.1f µs, p99 %.1f µs", measure.Micros(measure.Percentile(lat, 90)), measure.Micros(measure.Percentile(lat, 99)))))
 	}
 	got, err := pyBench(py, sz.timeout, "apply", fmt.Sprint(sz.applyN), fmt.Sprint(workers))
 	if err != nil {
@@ -172,8 +173,8 @@ func pyPoolLatency(sz sizes, py *python) (lat []time.Duration, err error) {
 	if err != nil {
 		return nil, err
 	}
-	defer closePool(ctx, p, &err)
-	return applyLatencies(ctx, p, pySquare, sz.applyN)
+	defer measure.ClosePool(ctx, p, &err)
+	return measure.ApplyLatencies(ctx, p, pySquare, sz.applyN)
 }
 
 // ---- py-map-throughput ----
@@ -204,7 +205,7 @@ func pyMapThroughput(sz sizes, py *python, chunk int) (rate float64, err error) 
 	if err != nil {
 		return 0, err
 	}
-	defer closePool(ctx, p, &err)
+	defer measure.ClosePool(ctx, p, &err)
 	xs := make([]int, sz.mapN)
 	for i := range xs {
 		xs[i] = i

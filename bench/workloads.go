@@ -7,19 +7,19 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
-	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/procpool/procpool"
+	"github.com/procpool/procpool/bench/internal/measure"
 )
 
 // The functions the bench runs in workers. They are registered at package
 // level, so that the re-executed bench binary knows them too.
 var (
-	square = procpool.Register("bench.square", func(_ context.Context, x int) (int, error) { return x * x, nil })
+	square = measure.Square
 	length = procpool.Register("bench.len", func(_ context.Context, b []byte) (int, error) { return len(b), nil })
 	burnFn = procpool.Register("bench.burn", func(_ context.Context, n int) (int, error) { return burn(n), nil })
 )
@@ -241,23 +241,6 @@ func newPool(ctx context.Context, opts ...procpool.Option) (*procpool.Pool, erro
 	return p, nil
 }
 
-// closePool closes p, bounded by ctx, and reports what went wrong.
-func closePool(ctx context.Context, p *procpool.Pool, err *error) {
-	if cerr := p.Shutdown(ctx); cerr != nil && *err == nil {
-		*err = fmt.Errorf("close: %w", cerr)
-	}
-}
-
-// percentile returns the nearest-rank q-th percentile of sorted ds.
-func percentile(ds []time.Duration, q float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	k := int(float64(len(ds))*q/100+0.999999999) - 1
-	return ds[max(0, min(len(ds)-1, k))]
-}
-
-func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 func millis(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // ---- apply-latency ----
@@ -275,10 +258,10 @@ func runApplyLatency(sz sizes, py *python) []measurement {
 		for _, d := range lat {
 			sum += d
 		}
-		note := fmt.Sprintf("mean %.1f µs, p90 %.1f µs", micros(sum/time.Duration(len(lat))), micros(percentile(lat, 90)))
+		note := fmt.Sprintf("mean %.1f µs, p90 %.1f µs", measure.Micros(sum/time.Duration(len(lat))), measure.Micros(measure.Percentile(lat, 90)))
 		out = append(out,
-			ok("apply-latency", system, micros(percentile(lat, 50)), note),
-			ok("apply-latency-p99", system, micros(percentile(lat, 99)), ""))
+			ok("apply-latency", system, measure.Micros(measure.Percentile(lat, 50)), note),
+			ok("apply-latency-p99", system, measure.Micros(measure.Percentile(lat, 99)), ""))
 	}
 
 	lat, err := poolLatency(sz)
@@ -314,27 +297,8 @@ func poolLatency(sz sizes, opts ...procpool.Option) (lat []time.Duration, err er
 	if err != nil {
 		return nil, err
 	}
-	defer closePool(ctx, p, &err)
-	return applyLatencies(ctx, p, square, sz.applyN)
-}
-
-// applyLatencies times n sequential Apply calls of f (which must square its
-// argument) on p, checking each result, and returns the times sorted.
-func applyLatencies(ctx context.Context, p *procpool.Pool, f procpool.Func[int, int], n int) ([]time.Duration, error) {
-	lat := make([]time.Duration, n)
-	for i := range lat {
-		t0 := time.Now()
-		v, err := procpool.Apply(ctx, p, f, i)
-		lat[i] = time.Since(t0)
-		if err != nil {
-			return nil, err
-		}
-		if v != i*i {
-			return nil, fmt.Errorf("square(%d) = %d", i, v)
-		}
-	}
-	slices.Sort(lat)
-	return lat, nil
+	defer measure.ClosePool(ctx, p, &err)
+	return measure.ApplyLatencies(ctx, p, square, sz.applyN)
 }
 
 // ---- async-throughput ----
@@ -363,7 +327,7 @@ func asyncThroughput(sz sizes, opts ...procpool.Option) (rate float64, err error
 	if err != nil {
 		return 0, err
 	}
-	defer closePool(ctx, p, &err)
+	defer measure.ClosePool(ctx, p, &err)
 	futs := make([]*procpool.Future[int], sz.asyncN)
 	t0 := time.Now()
 	for i := range futs {
@@ -399,7 +363,7 @@ func mapThroughput(sz sizes) (rate float64, err error) {
 	if err != nil {
 		return 0, err
 	}
-	defer closePool(ctx, p, &err)
+	defer measure.ClosePool(ctx, p, &err)
 	xs := make([]int, sz.mapN)
 	for i := range xs {
 		xs[i] = i
@@ -434,7 +398,7 @@ func payloadThroughput(sz sizes) (rate float64, err error) {
 	if err != nil {
 		return 0, err
 	}
-	defer closePool(ctx, p, &err)
+	defer measure.ClosePool(ctx, p, &err)
 	payload := make([]byte, sz.payloadSize)
 	r := rand.NewChaCha8([32]byte{1})
 	r.Read(payload)
@@ -514,7 +478,7 @@ func perTaskPool(sz sizes) (per time.Duration, err error) {
 	if err != nil {
 		return 0, err
 	}
-	defer closePool(ctx, p, &err)
+	defer measure.ClosePool(ctx, p, &err)
 	settle()
 	t0 := time.Now()
 	for i := range sz.perTaskN {
@@ -562,7 +526,7 @@ func cpuScaling(sz sizes, n int) (speedup float64, note string, err error) {
 			if err != nil {
 				return err
 			}
-			defer closePool(ctx, p, &err)
+			defer measure.ClosePool(ctx, p, &err)
 			if _, err := procpool.Apply(ctx, p, burnFn, 1); err != nil {
 				return fmt.Errorf("warm-up: %w", err)
 			}
