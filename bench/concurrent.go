@@ -21,26 +21,35 @@ const callers = 64
 
 // runApplyConcurrent times sz.asyncN synchronous calls of square made by
 // callers goroutines at once, on a pool of workers processes: as many tasks
-// as async-throughput, so that the two rates compare.
+// as async-throughput, and the median of as many rounds, so that the two
+// rates compare.
 func runApplyConcurrent(sz sizes, py *python) []measurement {
-	v, err := applyConcurrent(sz)
+	v, note, err := applyConcurrent(sz)
 	out := []measurement{measured("apply-concurrent", "procpool", v, err)}
+	out[0].note = note
 	out = append(out, goPluginRun("apply-concurrent", sz.timeout, "n", sz.asyncN, "goroutines", callers, "workers", workers))
 	return append(out, py.run("apply-concurrent", sz.timeout, "n", sz.asyncN, "threads", callers, "workers", workers)...)
 }
 
-// applyConcurrent returns the rate of sz.asyncN Apply calls made by callers
-// goroutines, each taking the next index from a shared counter, from the
-// first call to the last result.
-func applyConcurrent(sz sizes) (rate float64, err error) {
+// applyConcurrent returns the median rate of sz.rounds rounds on one pool,
+// each sz.asyncN Apply calls made by callers goroutines that take the next
+// index from a shared counter, from the first call to the last result; and
+// a note that gives every round's rate.
+func applyConcurrent(sz sizes) (rate float64, note string, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), sz.timeout)
 	defer cancel()
 	p, err := newPool(ctx, procpool.WithProcesses(workers))
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	defer measure.ClosePool(ctx, p, &err)
-	// A failed call stops the others through ctx.
+	rate, note, err = medianRate(sz.rounds, func() (float64, error) { return concurrentRound(ctx, p, sz.asyncN) })
+	return rate, note, err
+}
+
+// concurrentRound makes n Apply calls on p from callers goroutines and
+// returns their rate. A failed call (or a wrong result) stops the others.
+func concurrentRound(ctx context.Context, p *procpool.Pool, n int) (float64, error) {
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var (
@@ -53,12 +62,9 @@ func applyConcurrent(sz sizes) (rate float64, err error) {
 		once.Do(func() { first = err })
 		stop()
 	}
-	n := sz.asyncN
 	t0 := time.Now()
 	for range callers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for ctx.Err() == nil {
 				i := int(next.Add(1) - 1)
 				if i >= n {
@@ -74,7 +80,7 @@ func applyConcurrent(sz sizes) (rate float64, err error) {
 					return
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	dt := time.Since(t0)

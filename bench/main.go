@@ -34,7 +34,8 @@ const envChild = "PROCPOOL_BENCH_CHILD"
 // sizes are the sizes of the workloads for one run.
 type sizes struct {
 	applyN      int           // sequential Apply calls
-	asyncN      int           // ApplyAsync calls
+	asyncN      int           // ApplyAsync calls (and Apply calls of apply-concurrent) in one round
+	rounds      int           // rounds of async-throughput and apply-concurrent on one pool (the median is reported)
 	mapN        int           // items given to Map
 	payloadN    int           // Apply calls with a payload
 	payloadSize int           // bytes in the payload
@@ -48,12 +49,12 @@ type sizes struct {
 
 var (
 	fullSizes = sizes{
-		applyN: 20_000, asyncN: 100_000, mapN: 1_000_000, payloadN: 500, payloadSize: 1 << 20,
+		applyN: 20_000, asyncN: 100_000, rounds: 3, mapN: 1_000_000, payloadN: 500, payloadSize: 1 << 20,
 		startupRuns: 5, perTaskN: 200, cpuTasks: 400, cpuTaskMs: 2, streamN: 10_000_000,
 		timeout: 3 * time.Minute,
 	}
 	quickSizes = sizes{
-		applyN: 2_000, asyncN: 10_000, mapN: 100_000, payloadN: 50, payloadSize: 1 << 20,
+		applyN: 2_000, asyncN: 10_000, rounds: 3, mapN: 100_000, payloadN: 50, payloadSize: 1 << 20,
 		startupRuns: 3, perTaskN: 20, cpuTasks: 100, cpuTaskMs: 2, streamN: 1_000_000,
 		timeout: 30 * time.Second,
 	}

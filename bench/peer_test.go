@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -11,12 +12,12 @@ import (
 )
 
 // tinySizes are the sizes the tests give the workloads.
-var tinySizes = sizes{applyN: 200, asyncN: 2000, startupRuns: 1, timeout: time.Minute}
+var tinySizes = sizes{applyN: 200, asyncN: 2000, rounds: 2, startupRuns: 1, timeout: time.Minute}
 
 func TestApplyConcurrent(t *testing.T) {
 	// applyConcurrent checks every result (square(i) = i·i) and fails
 	// unless all sz.asyncN calls returned.
-	rate, err := applyConcurrent(tinySizes)
+	rate, _, err := applyConcurrent(tinySizes)
 	if err != nil {
 		t.Fatalf("applyConcurrent: %v", err)
 	}
@@ -127,5 +128,22 @@ func TestClusterMeasurements(t *testing.T) {
 	got = clusterMeasurements("cluster-throughput", nil, "clusterbench failed: exit status 1", []string{"procpool", "raw-jetstream"})
 	if len(got) != 2 || got[0].err != "clusterbench failed: exit status 1" || got[1].system != "raw-jetstream" || got[1].unit != "tasks/s" {
 		t.Fatalf("without records: %+v", got)
+	}
+}
+
+func TestMedianRate(t *testing.T) {
+	rates := []float64{300, 100, 200}
+	i := 0
+	v, note, err := medianRate(3, func() (float64, error) { i++; return rates[i-1], nil })
+	if err != nil || v != 200 || note != "median of 3 rounds: 300, 100, 200" || i != 3 {
+		t.Fatalf("medianRate = %v, %q, %v after %d rounds", v, note, err, i)
+	}
+	boom := errors.New("boom")
+	i = 0
+	if _, _, err := medianRate(3, func() (float64, error) { i++; return 0, boom }); err != boom || i != 1 {
+		t.Fatalf("a failed round: err %v after %d rounds, want boom after 1", err, i)
+	}
+	if v, note, err := medianRate(0, func() (float64, error) { return 7, nil }); v != 7 || note != "" || err != nil {
+		t.Fatalf("no rounds asked: %v, %q, %v; want one round", v, note, err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -305,46 +306,76 @@ func poolLatency(sz sizes, opts ...procpool.Option) (lat []time.Duration, err er
 
 func runAsyncThroughput(sz sizes, py *python) []measurement {
 	var out []measurement
-	add := func(system string, v float64, err error) {
+	add := func(system string, v float64, note string, err error) {
 		if err != nil {
 			out = append(out, failed("async-throughput", system, err))
 		} else {
-			out = append(out, ok("async-throughput", system, v, ""))
+			out = append(out, ok("async-throughput", system, v, note))
 		}
 	}
-	v, err := asyncThroughput(sz)
-	add("procpool", v, err)
+	v, note, err := asyncThroughput(sz)
+	add("procpool", v, note, err)
 	out = append(out, py.run("async-throughput", sz.timeout, "n", sz.asyncN, "workers", workers)...)
-	v, err = asyncThroughput(sz, procpool.WithInProcess())
-	add("in-process", v, err)
+	v, note, err = asyncThroughput(sz, procpool.WithInProcess())
+	add("in-process", v, note, err)
 	return out
 }
 
-func asyncThroughput(sz sizes, opts ...procpool.Option) (rate float64, err error) {
+// asyncThroughput returns the median rate of sz.rounds rounds on one pool,
+// each sz.asyncN ApplyAsync calls and then a Get of each, and a note that
+// gives every round's rate.
+func asyncThroughput(sz sizes, opts ...procpool.Option) (rate float64, note string, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), sz.timeout)
 	defer cancel()
 	p, err := newPool(ctx, append([]procpool.Option{procpool.WithProcesses(workers)}, opts...)...)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	defer measure.ClosePool(ctx, p, &err)
 	futs := make([]*procpool.Future[int], sz.asyncN)
-	t0 := time.Now()
-	for i := range futs {
-		if futs[i], err = procpool.ApplyAsync(ctx, p, square, i); err != nil {
-			return 0, err
+	rate, note, err = medianRate(sz.rounds, func() (float64, error) {
+		t0 := time.Now()
+		for i := range futs {
+			f, err := procpool.ApplyAsync(ctx, p, square, i)
+			if err != nil {
+				return 0, err
+			}
+			futs[i] = f
 		}
-	}
-	for i, f := range futs {
-		v, err := f.Get(ctx)
+		for i, f := range futs {
+			v, err := f.Get(ctx)
+			if err != nil {
+				return 0, err
+			}
+			if v != i*i {
+				return 0, fmt.Errorf("square(%d) = %d", i, v)
+			}
+		}
+		return float64(sz.asyncN) / time.Since(t0).Seconds(), nil
+	})
+	return rate, note, err
+}
+
+// medianRate runs round rounds times (at least once) and returns the median
+// of the rates it returned, and a note that lists them in order; or the
+// first error, at once.
+func medianRate(rounds int, round func() (float64, error)) (float64, string, error) {
+	rates := make([]float64, max(1, rounds))
+	var each []string
+	for i := range rates {
+		r, err := round()
 		if err != nil {
-			return 0, err
+			return 0, "", err
 		}
-		if v != i*i {
-			return 0, fmt.Errorf("square(%d) = %d", i, v)
-		}
+		rates[i] = r
+		each = append(each, fmtValue(r))
 	}
-	return float64(sz.asyncN) / time.Since(t0).Seconds(), nil
+	note := ""
+	if len(rates) > 1 {
+		note = fmt.Sprintf("median of %d rounds: %s", len(rates), strings.Join(each, ", "))
+	}
+	slices.Sort(rates)
+	return rates[len(rates)/2], note, nil
 }
 
 // ---- map-throughput ----
