@@ -6,8 +6,9 @@ import (
 )
 
 // The dispatcher's core: accepting a task (submit), choosing a worker for
-// it (an idle one first, else the least loaded with room in its pipeline),
-// and getting its frame written once Pool.mu is released (unlockAndFlush).
+// it (an idle one first, else the least loaded with room in its pipeline;
+// a submitter only an idle one, see dispatchToIdleLocked), and getting its
+// frame written once Pool.mu is released (unlockAndFlush).
 // Answers are in answer.go; stops, deadlines, cancellations and memory
 // limits in stop.go; a worker's death in exit.go; shared memory in shm.go.
 
@@ -34,7 +35,7 @@ func (p *Pool) submit(t *task, mode submitMode) error {
 			p.mu.Unlock()
 			return err
 		}
-		if p.cfg.queueSize <= 0 || p.queue.len() < p.cfg.queueSize || p.hasFreeWorkerLocked() {
+		if p.cfg.queueSize <= 0 || p.queue.len() < p.cfg.queueSize || p.hasIdleWorkerLocked() {
 			break
 		}
 		if mode == submitTry {
@@ -52,7 +53,7 @@ func (p *Pool) submit(t *task, mode submitMode) error {
 	}
 	p.stats.accepted()
 	p.queue.pushBack(t)
-	p.dispatchLocked()
+	p.dispatchToIdleLocked()
 	if mode == submitApply {
 		p.callerReadsLocked(t)
 		p.unlockAndFlush(t)
@@ -67,16 +68,16 @@ func (p *Pool) submit(t *task, mode submitMode) error {
 	return nil
 }
 
-func (p *Pool) hasFreeWorkerLocked() bool {
+// hasIdleWorkerLocked reports whether a submitted task would go to a
+// worker at once: whether a worker with nothing in flight can take a task.
+func (p *Pool) hasIdleWorkerLocked() bool {
 	for _, w := range p.workers {
-		if p.canTakeLocked(w) {
+		if w.inflight.len() == 0 && p.canTakeTaskLocked(w, nil) {
 			return true
 		}
 	}
 	return false
 }
-
-func (p *Pool) canTakeLocked(w *worker) bool { return p.canTakeTaskLocked(w, nil) }
 
 // canTakeTaskLocked reports whether w can take t now (any task if t is nil).
 // A chunk of a Map may wait behind one other task even when the worker's
@@ -108,12 +109,28 @@ func (p *Pool) depthLocked(w *worker) int {
 
 // dispatchLocked hands queued tasks to workers: an idle worker first, else
 // the least loaded one with room in its pipeline.
-func (p *Pool) dispatchLocked() {
+func (p *Pool) dispatchLocked() { p.dispatchSomeLocked(false) }
+
+// dispatchToIdleLocked is submit's dispatch: it hands queued tasks to idle
+// workers only (nothing in flight). A busy worker's free pipeline slots are
+// refilled by whoever reads its answers, when it has handled the answers
+// that arrived together (onFrame): one write for the batch. Were submitters
+// to fill them too, many goroutines calling Apply at once would each write
+// the task they dispatch, and a worker would take its tasks a write at a
+// time: twice the writes and wake-ups of ApplyAsync's batches for the same
+// tasks. A busy worker always answers again (or dies, and its exit
+// dispatches), so a task left queued for it is dispatched then.
+func (p *Pool) dispatchToIdleLocked() { p.dispatchSomeLocked(true) }
+
+func (p *Pool) dispatchSomeLocked(idleOnly bool) {
 	moved := false
 	for p.queue.len() > 0 {
 		next := p.queue.front()
 		var best *worker
 		for _, w := range p.workers {
+			if idleOnly && w.inflight.len() > 0 {
+				continue
+			}
 			if p.canTakeTaskLocked(w, next) && (best == nil || w.inflight.len() < best.inflight.len()) {
 				best = w
 				if w.inflight.len() == 0 {
