@@ -82,28 +82,30 @@ func TestSubmittersLeaveABusyWorkersPipelineToItsReader(t *testing.T) {
 	}
 }
 
-// WithQueueSize bounds the tasks waiting for a worker, and a busy worker's
-// pipeline room does not take them: with the only worker busy, the queue
-// takes as many as its size and no more.
-func TestQueueSizeCountsTasksWaitingForABusyWorker(t *testing.T) {
+// WithQueueSize bounds the tasks waiting for a worker: with the only
+// worker busy, the queue takes as many as its size, then tasks are let in
+// while the worker's pipeline has room, each filling it at once (a small
+// bound must not starve the pipeline), and no more.
+func TestQueueSizeWithABusyWorker(t *testing.T) {
 	ctx := testCtx(t)
-	p := newPool(t, procpool.WithProcesses(1), procpool.WithQueueSize(2))
+	const depth, size = 4, 2
+	p := newPool(t, procpool.WithProcesses(1), procpool.WithQueueSize(size), procpool.WithPipelineDepth(depth))
 	warmPipelining(t, p)
 	gate, open := startGate(t, p)
 
 	var futs []*procpool.Future[int]
-	for i := range 2 {
+	for i := range size + depth - 1 {
 		f, err := procpool.TryApplyAsync(ctx, p, square, i)
 		if err != nil {
-			t.Fatalf("task %d into a queue of 2: %v", i, err)
+			t.Fatalf("task %d of %d (queue %d, the busy worker's pipeline room %d): %v", i, size+depth-1, size, depth-1, err)
 		}
 		futs = append(futs, f)
 	}
-	if _, err := procpool.TryApplyAsync(ctx, p, square, 2); !errors.Is(err, procpool.ErrQueueFull) {
-		t.Fatalf("a third task with the queue full and the worker busy: %v, want ErrQueueFull", err)
+	if _, err := procpool.TryApplyAsync(ctx, p, square, 99); !errors.Is(err, procpool.ErrQueueFull) {
+		t.Fatalf("a task with the queue full and the pipeline full: %v, want ErrQueueFull", err)
 	}
-	if s := p.Stats(); s.Queued != 2 {
-		t.Fatalf("%d queued, want 2", s.Queued)
+	if s := p.Stats(); s.Queued != size || len(s.Workers) != 1 || s.Workers[0].InFlight != depth {
+		t.Fatalf("%d queued, workers %+v; want %d queued and %d in flight", s.Queued, s.Workers, size, depth)
 	}
 
 	open()

@@ -35,7 +35,7 @@ func (p *Pool) submit(t *task, mode submitMode) error {
 			p.mu.Unlock()
 			return err
 		}
-		if p.cfg.queueSize <= 0 || p.queue.len() < p.cfg.queueSize || p.hasIdleWorkerLocked() {
+		if p.cfg.queueSize <= 0 || p.queue.len() < p.cfg.queueSize || p.hasFreeWorkerLocked() {
 			break
 		}
 		if mode == submitTry {
@@ -53,7 +53,14 @@ func (p *Pool) submit(t *task, mode submitMode) error {
 	}
 	p.stats.accepted()
 	p.queue.pushBack(t)
-	p.dispatchToIdleLocked()
+	if p.cfg.queueSize > 0 && p.queue.len() > p.cfg.queueSize {
+		// Let in for a busy worker's free slot, the queue being at its
+		// bound: fill the slot now, so that no more than queueSize tasks
+		// wait (and a small bound does not starve the pipelines).
+		p.dispatchLocked()
+	} else {
+		p.dispatchToIdleLocked()
+	}
 	if mode == submitApply {
 		p.callerReadsLocked(t)
 		p.unlockAndFlush(t)
@@ -68,11 +75,10 @@ func (p *Pool) submit(t *task, mode submitMode) error {
 	return nil
 }
 
-// hasIdleWorkerLocked reports whether a submitted task would go to a
-// worker at once: whether a worker with nothing in flight can take a task.
-func (p *Pool) hasIdleWorkerLocked() bool {
+// hasFreeWorkerLocked reports whether a worker has room for a task.
+func (p *Pool) hasFreeWorkerLocked() bool {
 	for _, w := range p.workers {
-		if w.inflight.len() == 0 && p.canTakeTaskLocked(w, nil) {
+		if p.canTakeTaskLocked(w, nil) {
 			return true
 		}
 	}
@@ -119,7 +125,9 @@ func (p *Pool) dispatchLocked() { p.dispatchSomeLocked(false) }
 // the task they dispatch, and a worker would take its tasks a write at a
 // time: twice the writes and wake-ups of ApplyAsync's batches for the same
 // tasks. A busy worker always answers again (or dies, and its exit
-// dispatches), so a task left queued for it is dispatched then.
+// dispatches), so a task left queued for it is dispatched then. The one
+// exception is a bounded queue at its bound (WithQueueSize): there submit
+// fills a busy worker's slot itself, as the bound counts waiting tasks.
 func (p *Pool) dispatchToIdleLocked() { p.dispatchSomeLocked(true) }
 
 func (p *Pool) dispatchSomeLocked(idleOnly bool) {
