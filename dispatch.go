@@ -7,7 +7,7 @@ import (
 
 // The dispatcher's core: accepting a task (submit), choosing a worker for
 // it (an idle one first, else the least loaded with room in its pipeline;
-// a submitter only an idle one, see dispatchToIdleLocked), and getting its
+// a submitter fills only the first slots, see submitterDepth), and getting its
 // frame written once Pool.mu is released (unlockAndFlush).
 // Answers are in answer.go; stops, deadlines, cancellations and memory
 // limits in stop.go; a worker's death in exit.go; shared memory in shm.go.
@@ -59,7 +59,7 @@ func (p *Pool) submit(t *task, mode submitMode) error {
 		// wait (and a small bound does not starve the pipelines).
 		p.dispatchLocked()
 	} else {
-		p.dispatchToIdleLocked()
+		p.dispatchAsSubmitterLocked()
 	}
 	if mode == submitApply {
 		p.callerReadsLocked(t)
@@ -113,30 +113,38 @@ func (p *Pool) depthLocked(w *worker) int {
 	return 1
 }
 
-// dispatchLocked hands queued tasks to workers: an idle worker first, else
-// the least loaded one with room in its pipeline.
-func (p *Pool) dispatchLocked() { p.dispatchSomeLocked(false) }
-
-// dispatchToIdleLocked is submit's dispatch: it hands queued tasks to idle
-// workers only (nothing in flight). A busy worker's free pipeline slots are
-// refilled by whoever reads its answers, when it has handled the answers
-// that arrived together (onFrame): one write for the batch. Were submitters
-// to fill them too, many goroutines calling Apply at once would each write
-// the task they dispatch, and a worker would take its tasks a write at a
-// time: twice the writes and wake-ups of ApplyAsync's batches for the same
-// tasks. A busy worker always answers again (or dies, and its exit
+// submitterDepth is how many tasks a submitting goroutine lets a worker
+// have in flight: the running one and the next, so that a worker never
+// waits a round trip between two tasks (two callers of Apply on one worker
+// pipeline as before). The rest of a pipeline is refilled by whoever reads
+// the worker's answers, once it has handled the answers that arrived
+// together (onFrame): one write for the batch. Were submitters to fill it
+// too, many goroutines calling Apply at once would each write the task they
+// dispatch, and a worker would take its tasks a write at a time: twice the
+// writes and wake-ups of ApplyAsync's batches for the same tasks. A worker
+// with tasks in flight always answers again (or dies, and its exit
 // dispatches), so a task left queued for it is dispatched then. The one
 // exception is a bounded queue at its bound (WithQueueSize): there submit
-// fills a busy worker's slot itself, as the bound counts waiting tasks.
-func (p *Pool) dispatchToIdleLocked() { p.dispatchSomeLocked(true) }
+// fills any room itself, as the bound counts waiting tasks.
+const submitterDepth = 2
 
-func (p *Pool) dispatchSomeLocked(idleOnly bool) {
+// dispatchAsSubmitterLocked is submit's dispatch: dispatchLocked, but only
+// to workers with fewer than submitterDepth tasks in flight.
+func (p *Pool) dispatchAsSubmitterLocked() { p.dispatchUpToLocked(submitterDepth) }
+
+// dispatchLocked hands queued tasks to workers: an idle worker first, else
+// the least loaded one with room in its pipeline.
+func (p *Pool) dispatchLocked() { p.dispatchUpToLocked(0) }
+
+// dispatchUpToLocked is dispatchLocked, skipping workers with limit or
+// more tasks in flight when limit > 0.
+func (p *Pool) dispatchUpToLocked(limit int) {
 	moved := false
 	for p.queue.len() > 0 {
 		next := p.queue.front()
 		var best *worker
 		for _, w := range p.workers {
-			if idleOnly && w.inflight.len() > 0 {
+			if limit > 0 && w.inflight.len() >= limit {
 				continue
 			}
 			if p.canTakeTaskLocked(w, next) && (best == nil || w.inflight.len() < best.inflight.len()) {

@@ -310,8 +310,9 @@ func WithMaxTasksPerWorker(k int) Option {
 // round trip of idleness between them). A worker's waiting tasks never start
 // elsewhere unless it dies. A busy worker's pipeline is refilled from the
 // queue when its answers are read, in one write for the answers that came
-// together; a submitted task goes straight to a worker only when one is
-// idle. Depth 1 turns pipelining off; n < 1 is an error from New.
+// together; a submitted task goes straight to a worker only while that
+// worker has fewer than two in flight. Depth 1 turns pipelining off; n < 1
+// is an error from New.
 func WithPipelineDepth(n int) Option {
 	return func(c *config) {
 		if n < 1 {

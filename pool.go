@@ -328,8 +328,11 @@ func (p *Pool) growLocked() {
 	}
 	want := p.cfg.processes
 	if p.cfg.idleTimeout > 0 {
-		// Idle retirement: keep the minimum, and start more only for work.
-		want = max(p.cfg.minWorkers, min(p.cfg.processes, len(p.workers)+p.starting+p.queue.len()))
+		// Idle retirement: keep the minimum, and start more only for work
+		// the live workers have no room for. Queued tasks that busy
+		// workers' pipelines will take at their next answers (submitters
+		// leave that room to the readers, see submitterDepth) are not.
+		want = max(p.cfg.minWorkers, min(p.cfg.processes, len(p.workers)+p.starting+p.unplacedLocked()))
 		want = min(want, p.cfg.processes)
 	}
 	if p.phase.closed() && p.queue.len() == 0 {
@@ -340,6 +343,21 @@ func (p *Pool) growLocked() {
 		p.wg.Add(1)
 		go p.runWorker(nil)
 	}
+}
+
+// unplacedLocked is how many queued tasks the live workers' pipelines have
+// no room for.
+func (p *Pool) unplacedLocked() int {
+	n := p.queue.len()
+	for _, w := range p.workers {
+		if n <= 0 {
+			break
+		}
+		if p.canTakeTaskLocked(w, nil) {
+			n -= p.depthLocked(w) - w.inflight.len()
+		}
+	}
+	return max(n, 0)
 }
 
 func (p *Pool) roomLocked() {
