@@ -7,8 +7,8 @@ import (
 
 // The dispatcher's core: accepting a task (submit), choosing a worker for
 // it (an idle one first, else the least loaded with room in its pipeline;
-// a submitter fills only the first slots, see submitterDepth), and getting its
-// frame written once Pool.mu is released (unlockAndFlush).
+// a submitter fills only the first slots, see submitterDepth), and getting
+// its frame written once Pool.mu is released (unlockAndFlush).
 // Answers are in answer.go; stops, deadlines, cancellations and memory
 // limits in stop.go; a worker's death in exit.go; shared memory in shm.go.
 
