@@ -1775,7 +1775,7 @@ func checkSIGINT(ctx context.Context, k *kit, c string) error {
 		if err := echo(ctx, s, value{desc: "\"ready\"", v: "ready"}, false); err != nil {
 			return err
 		}
-		if err := s.signal(syscall.SIGINT); err != nil {
+		if err := s.signalDelivered(ctx, syscall.SIGINT); err != nil {
 			return failf("kill: %v", err)
 		}
 		if err := echo(ctx, s, value{desc: "\"after SIGINT\"", v: "after SIGINT"}, false); err != nil {
@@ -1794,7 +1794,7 @@ func checkSIGWINCH(ctx context.Context, k *kit, c string) error {
 		if err := echo(ctx, s, value{desc: "\"ready\"", v: "ready"}, false); err != nil {
 			return err
 		}
-		if err := s.signal(syscall.SIGWINCH); err != nil {
+		if err := s.signalDelivered(ctx, syscall.SIGWINCH); err != nil {
 			return failf("kill: %v", err)
 		}
 		if err := echo(ctx, s, value{desc: "\"after SIGWINCH\"", v: "after SIGWINCH"}, false); err != nil {

@@ -401,6 +401,15 @@ func (s *session) waitExit(ctx context.Context) bool {
 // signal sends sig to the worker process (not its group).
 func (s *session) signal(sig syscall.Signal) error { return syscall.Kill(s.pid, sig) }
 
+// signalDelivered sends sig and waits until the worker has taken it (or
+// ignored it, or died): see awaitDelivered.
+func (s *session) signalDelivered(ctx context.Context, sig syscall.Signal) error {
+	if err := s.signal(sig); err != nil {
+		return err
+	}
+	return awaitDelivered(ctx, s.pid, sig)
+}
+
 // errNoFrame is returned by next when no frame came within the timeout.
 var errNoFrame = errors.New("no frame")
 
