@@ -42,7 +42,7 @@ const workers = 2
 type record struct {
 	Workload string  `json:"workload"`
 	System   string  `json:"system"`
-	Value    float64 `json:"value,omitempty"`
+	Value    float64 `json:"value"` // printed even when 0, so that a zero figure is not read as none
 	Note     string  `json:"note,omitempty"`
 	Error    string  `json:"error,omitempty"`
 }
